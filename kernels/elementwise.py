@@ -1,0 +1,151 @@
+"""One generic forward and one generic backward Triton kernel, built over the math in ``math.py``.
+
+The activation is passed to the kernel as a ``tl.constexpr`` Triton function, so each activation
+gets its own compiled specialisation of the same two kernels.
+
+Layout: the kernels walk the tensor's *storage* as a flat array. Any tensor that is non-overlapping
+and dense (contiguous, channels_last, a transposed matrix, any permutation of a contiguous tensor)
+is handled with no copy: the caller (``torchinit/ops.py``) allocates the output with the same
+strides (``torch.empty_like``), so storage position ``i`` of the output is the activation of storage
+position ``i`` of the input. Only a tensor with gaps (a strided slice, an expanded view) is copied
+into a dense layout first, by the caller.
+
+Parameters: ``p0..p2`` come from a small cached device buffer (no host-to-device copy per call and
+no recompilation per value). A learnable parameter tensor can take the place of ``p0`` or ``p1``:
+``P?_MODE`` is 0 for the buffer, 1 for a one-element tensor, 2 for a per-channel tensor gathered by
+the element's channel index ``(i // channel_stride) % channels`` (valid for every dense layout).
+
+Offsets are 64-bit, so tensors past 2**31 elements are safe. Math runs in fp32 (fp64 for fp64).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_CUDA = 1024
+BLOCK_INTERPRETER = 8192  # the interpreter costs ~ms per program instance: few, large blocks
+PARAM_BUFFER = 0
+PARAM_SCALAR_TENSOR = 1
+PARAM_PER_CHANNEL = 2
+
+
+@triton.jit
+def _param(buffer_value, ptr, offs, channel_stride, channels, MODE: tl.constexpr, COMPUTE: tl.constexpr):
+    if MODE == 1:
+        return tl.load(ptr).to(COMPUTE)
+    elif MODE == 2:
+        channel = (offs // channel_stride) % channels
+        return tl.load(ptr + channel).to(COMPUTE)
+    else:
+        return buffer_value
+
+
+@triton.jit
+def _unary_forward_kernel(
+    x_ptr, y_ptr, n, params_ptr, w0_ptr, w1_ptr, channel_stride, channels,
+    FN: tl.constexpr, P0_MODE: tl.constexpr, P1_MODE: tl.constexpr,
+    COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
+    p0 = _param(tl.load(params_ptr).to(COMPUTE), w0_ptr, offs, channel_stride, channels, P0_MODE, COMPUTE)
+    p1 = _param(tl.load(params_ptr + 1).to(COMPUTE), w1_ptr, offs, channel_stride, channels, P1_MODE, COMPUTE)
+    p2 = tl.load(params_ptr + 2).to(COMPUTE)
+    y = FN(x, p0, p1, p2)
+    tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _unary_backward_kernel(
+    g_ptr, s_ptr, dx_ptr, n, params_ptr, w0_ptr, w1_ptr, channel_stride, channels,
+    FN: tl.constexpr, P0_MODE: tl.constexpr, P1_MODE: tl.constexpr,
+    COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
+    s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
+    p0 = _param(tl.load(params_ptr).to(COMPUTE), w0_ptr, offs, channel_stride, channels, P0_MODE, COMPUTE)
+    p1 = _param(tl.load(params_ptr + 1).to(COMPUTE), w1_ptr, offs, channel_stride, channels, P1_MODE, COMPUTE)
+    p2 = tl.load(params_ptr + 2).to(COMPUTE)
+    dx = FN(g, s, p0, p1, p2)
+    tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# host side
+# ---------------------------------------------------------------------------------------------
+
+
+def compute_dtype(dtype: torch.dtype):
+    """The Triton type the math runs in for tensors of ``dtype``: fp64 for fp64, fp32 otherwise."""
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+@functools.lru_cache(maxsize=4096)
+def param_buffer(values: tuple[float, float, float], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A cached 3-element device buffer holding ``values`` (fp64 for fp64 math, fp32 otherwise)."""
+    buf_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    return torch.tensor(values, dtype=buf_dtype, device=device)
+
+
+def _block(device: torch.device) -> tuple[int, int]:
+    return (BLOCK_INTERPRETER, 4) if device.type == "cpu" else (BLOCK_CUDA, 4)
+
+
+def _param_args(weights, x: torch.Tensor, channel_dim: int):
+    """Pointers and modes for up to two parameter tensors standing in for p0 and p1."""
+    ptrs, modes, channels = [], [], 1
+    for w in weights:
+        if w is None:
+            ptrs.append(x)  # dummy pointer, never read
+            modes.append(PARAM_BUFFER)
+        elif w.numel() == 1:
+            ptrs.append(w.detach())
+            modes.append(PARAM_SCALAR_TENSOR)
+        else:
+            ptrs.append(w.detach().contiguous())
+            modes.append(PARAM_PER_CHANNEL)
+            channels = w.numel()
+    channel_stride = x.stride(channel_dim) if x.dim() > channel_dim and channels > 1 else 1
+    return ptrs, modes, channel_stride, channels
+
+
+def launch_unary_forward(fn, x: torch.Tensor, out: torch.Tensor, scalars, weights=(None, None), channel_dim: int = 1):
+    """Write ``fn_fwd(x)`` into ``out``; both must be dense with identical strides."""
+    n = x.numel()
+    if n == 0:
+        return out
+    block, warps = _block(x.device)
+    params = param_buffer(tuple(float(v) for v in scalars), x.device, x.dtype)
+    (w0, w1), (m0, m1), cstride, channels = _param_args(weights, x, channel_dim)
+    grid = (triton.cdiv(n, block),)
+    _unary_forward_kernel[grid](
+        x, out, n, params, w0, w1, cstride, channels,
+        FN=fn, P0_MODE=m0, P1_MODE=m1, COMPUTE=compute_dtype(x.dtype), BLOCK=block, num_warps=warps,
+    )
+    return out
+
+
+def launch_unary_backward(fn, grad: torch.Tensor, saved: torch.Tensor, out: torch.Tensor, scalars,
+                          weights=(None, None), channel_dim: int = 1):
+    """Write ``fn_bwd(grad, saved)`` into ``out``; all three dense with identical strides."""
+    n = saved.numel()
+    if n == 0:
+        return out
+    block, warps = _block(saved.device)
+    params = param_buffer(tuple(float(v) for v in scalars), saved.device, saved.dtype)
+    (w0, w1), (m0, m1), cstride, channels = _param_args(weights, saved, channel_dim)
+    grid = (triton.cdiv(n, block),)
+    _unary_backward_kernel[grid](
+        grad, saved, out, n, params, w0, w1, cstride, channels,
+        FN=fn, P0_MODE=m0, P1_MODE=m1, COMPUTE=compute_dtype(saved.dtype), BLOCK=block, num_warps=warps,
+    )
+    return out

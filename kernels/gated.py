@@ -1,0 +1,105 @@
+"""Generic gated-unit kernels: ``out = up * act(gate)`` over any activation of ``math.py``.
+
+One forward and one backward kernel serve torch's ``glu`` (up = first half, gate = second half,
+act = sigmoid) and every GLU variant built on the same math. The halves are addressed in place
+(no chunk copies): output element ``k`` sits in row ``k // inner`` at column ``k % inner``; the gate
+and the up value of that element are at ``row * row_stride + column`` from their own base pointers.
+For a tensor split along ``dim`` into two halves, ``inner`` is the size of a half times the product
+of the sizes after ``dim`` and ``row_stride`` is twice that; for two separate tensors ``inner`` is the
+element count and there is one row.
+
+Backward recomputes the activation from the saved inputs (nothing else is kept): with ``s`` the
+value the math's backward expects (the activation's output where it saves its output, else the gate),
+``d_up = g * act(gate)`` and ``d_gate = act_bwd(g * up, s)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .elementwise import BLOCK_CUDA, BLOCK_INTERPRETER, compute_dtype, param_buffer
+
+
+@triton.jit
+def _gated_forward_kernel(
+    gate_ptr, up_ptr, out_ptr, n, inner, row_stride, params_ptr,
+    FN: tl.constexpr, ROUND_ACT: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    src = (offs // inner) * row_stride + offs % inner
+    gate = tl.load(gate_ptr + src, mask=mask, other=0.0).to(COMPUTE)
+    up = tl.load(up_ptr + src, mask=mask, other=0.0).to(COMPUTE)
+    p0 = tl.load(params_ptr).to(COMPUTE)
+    p1 = tl.load(params_ptr + 1).to(COMPUTE)
+    p2 = tl.load(params_ptr + 2).to(COMPUTE)
+    act = FN(gate, p0, p1, p2)
+    if ROUND_ACT:  # the eager composite act(gate) * up rounds the activation to the storage dtype first
+        act = act.to(out_ptr.dtype.element_ty).to(COMPUTE)
+    tl.store(out_ptr + offs, (up * act).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _gated_backward_kernel(
+    g_ptr, gate_ptr, up_ptr, dgate_ptr, dup_ptr, n, inner, row_stride, params_ptr,
+    FWD: tl.constexpr, BWD: tl.constexpr, SAVES_OUTPUT: tl.constexpr, ROUND_ACT: tl.constexpr,
+    COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    src = (offs // inner) * row_stride + offs % inner
+    g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
+    gate = tl.load(gate_ptr + src, mask=mask, other=0.0).to(COMPUTE)
+    up = tl.load(up_ptr + src, mask=mask, other=0.0).to(COMPUTE)
+    p0 = tl.load(params_ptr).to(COMPUTE)
+    p1 = tl.load(params_ptr + 1).to(COMPUTE)
+    p2 = tl.load(params_ptr + 2).to(COMPUTE)
+    act = FWD(gate, p0, p1, p2)
+    act_stored = act
+    if ROUND_ACT:
+        act_stored = act.to(dup_ptr.dtype.element_ty).to(COMPUTE)
+    if SAVES_OUTPUT:
+        s = act
+    else:
+        s = gate
+    d_gate = BWD(g * up, s, p0, p1, p2)
+    tl.store(dup_ptr + src, (g * act_stored).to(dup_ptr.dtype.element_ty), mask=mask)
+    tl.store(dgate_ptr + src, d_gate.to(dgate_ptr.dtype.element_ty), mask=mask)
+
+
+def _block(device: torch.device) -> int:
+    return BLOCK_INTERPRETER if device.type == "cpu" else BLOCK_CUDA
+
+
+def launch_gated_forward(fn, gate: torch.Tensor, up: torch.Tensor, out: torch.Tensor,
+                         inner: int, row_stride: int, scalars, round_act: bool = False) -> torch.Tensor:
+    """``out[k] = up[src(k)] * fn(gate[src(k)])``; ``gate``/``up`` may be views into one buffer."""
+    n = out.numel()
+    if n == 0:
+        return out
+    block = _block(out.device)
+    params = param_buffer(tuple(float(v) for v in scalars), out.device, out.dtype)
+    _gated_forward_kernel[(triton.cdiv(n, block),)](
+        gate, up, out, n, inner, row_stride, params,
+        FN=fn, ROUND_ACT=round_act, COMPUTE=compute_dtype(out.dtype), BLOCK=block, num_warps=4,
+    )
+    return out
+
+
+def launch_gated_backward(fwd, bwd, saves_output: bool, grad: torch.Tensor, gate: torch.Tensor, up: torch.Tensor,
+                          d_gate: torch.Tensor, d_up: torch.Tensor, inner: int, row_stride: int, scalars,
+                          round_act: bool = False) -> None:
+    """Write both input gradients of ``up * act(gate)`` (``d_gate``/``d_up`` may be halves of one buffer)."""
+    n = grad.numel()
+    if n == 0:
+        return
+    block = _block(grad.device)
+    params = param_buffer(tuple(float(v) for v in scalars), grad.device, grad.dtype)
+    _gated_backward_kernel[(triton.cdiv(n, block),)](
+        grad, gate, up, d_gate, d_up, n, inner, row_stride, params,
+        FWD=fwd, BWD=bwd, SAVES_OUTPUT=saves_output, ROUND_ACT=round_act, COMPUTE=compute_dtype(grad.dtype), BLOCK=block, num_warps=4,
+    )

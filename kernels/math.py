@@ -1,0 +1,329 @@
+"""The Triton form of every activation's math: one ``<name>_fwd`` / ``<name>_bwd`` pair each.
+
+Conventions shared by every pair (the generic kernels in ``elementwise.py`` and ``gated.py`` rely on them):
+
+* ``<name>_fwd(x, p0, p1, p2)`` returns the activation of ``x``; ``p0..p2`` are the activation's
+  parameters (unused ones are passed as 0). Everything is computed in fp32 (fp64 for fp64 tensors).
+* ``<name>_bwd(g, s, p0, p1, p2)`` returns the input gradient from the incoming gradient ``g`` and the
+  saved tensor ``s``: the activation's *output* for the entries whose torch form declares
+  ``saves="output"`` in ``torchinit/activations.py``, its *input* otherwise.
+* The formulas follow the order of operations of torch's own kernels, so that special values (inf,
+  NaN, -0.0, overflow points) give what torch gives.
+
+No libdevice function is used (Triton's CPU interpreter cannot run them); ``tanh``, ``log1p`` and
+``expm1`` are written with accurate compensated forms below.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+# ---------------------------------------------------------------------------------------------
+# accurate building blocks (no libdevice)
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _log1p(x):
+    # Goldberg's trick: exact to a few ulps for tiny x, and log(1+x) elsewhere.
+    u = 1.0 + x
+    d = u - 1.0
+    return tl.where(d == 0.0, x, tl.log(u) * (x / tl.where(d == 0.0, 1.0, d)))
+
+
+@triton.jit
+def _expm1(x):
+    # Kahan's trick: exp(x)-1 without cancellation for tiny x.
+    u = tl.exp(x)
+    um1 = u - 1.0
+    lu = tl.log(u)
+    ratio = tl.where(lu == 0.0, 1.0, lu)
+    r = tl.where(um1 == -1.0, -1.0, um1 * (x / ratio))
+    r = tl.where(u == 1.0, x, r)
+    return tl.where(u == float("inf"), float("inf"), r)
+
+
+@triton.jit
+def _tanh(x):
+    # tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)), odd; accurate near 0, exactly +-1 far out.
+    a = tl.abs(x)
+    e = _expm1(-2.0 * a)
+    t = -e / (2.0 + e)
+    t = tl.where(x < 0, -t, t)
+    return tl.where(x != x, x, t)
+
+
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+# ---------------------------------------------------------------------------------------------
+# relu family (piecewise linear)
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def relu_fwd(x, p0, p1, p2):
+    return tl.where(x < 0, 0.0, x)
+
+
+@triton.jit
+def relu_bwd(g, y, p0, p1, p2):
+    return tl.where(y <= 0, 0.0, g)
+
+
+@triton.jit
+def hardtanh_fwd(x, p0, p1, p2):
+    # p0 = min_val, p1 = max_val; NaN stays NaN like torch's clamp
+    y = tl.where(x < p0, p0, x)
+    return tl.where(y > p1, p1, y)
+
+
+@triton.jit
+def hardtanh_bwd(g, s, p0, p1, p2):
+    # valid from input or output: the output lies strictly inside (min, max) iff the input does
+    return tl.where((s <= p0) | (s >= p1), 0.0, g)
+
+
+@triton.jit
+def leaky_relu_fwd(x, p0, p1, p2):
+    return tl.where(x > 0, x, x * p0)
+
+
+@triton.jit
+def leaky_relu_bwd(g, s, p0, p1, p2):
+    # valid from the output when negative_slope >= 0 (sign of output == sign of input)
+    return tl.where(s > 0, g, g * p0)
+
+
+@triton.jit
+def prelu_fwd(x, p0, p1, p2):
+    # p0 is the per-channel weight, gathered per element by the kernel
+    return tl.where(x > 0, x, p0 * x)
+
+
+@triton.jit
+def prelu_bwd(g, x, p0, p1, p2):
+    return tl.where(x > 0, g, p0 * g)
+
+
+@triton.jit
+def squared_relu_fwd(x, p0, p1, p2):
+    r = tl.where(x < 0, 0.0, x)
+    return r * r
+
+
+@triton.jit
+def squared_relu_bwd(g, x, p0, p1, p2):
+    r = tl.where(x < 0, 0.0, x)
+    return tl.where(r <= 0, 0.0, 2.0 * r * g)
+
+
+@triton.jit
+def star_relu_fwd(x, p0, p1, p2):
+    # p0 = scale, p1 = bias
+    r = tl.where(x < 0, 0.0, x)
+    return p0 * (r * r) + p1
+
+
+@triton.jit
+def star_relu_bwd(g, x, p0, p1, p2):
+    r = tl.where(x < 0, 0.0, x)
+    return tl.where(r <= 0, 0.0, p0 * (2.0 * r * g))
+
+
+# ---------------------------------------------------------------------------------------------
+# exponential family
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def elu_fwd(x, p0, p1, p2):
+    # p0 = alpha, p1 = scale, p2 = input_scale (elu: 1, 1; selu: fixed constants; celu: 1, 1/alpha)
+    return tl.where(x <= 0, _expm1(x * p2) * (p0 * p1), x * p1)
+
+
+@triton.jit
+def elu_bwd(g, y, p0, p1, p2):
+    # from the output, valid for alpha >= 0
+    return tl.where(y <= 0, g * p2 * (y + p0 * p1), g * p1)
+
+
+@triton.jit
+def elu_from_input_bwd(g, x, p0, p1, p2):
+    return tl.where(x <= 0, g * p2 * (p0 * p1) * tl.exp(x * p2), g * p1)
+
+
+@triton.jit
+def softplus_fwd(x, p0, p1, p2):
+    # p0 = beta, p1 = threshold
+    xb = x * p0
+    return tl.where(xb > p1, x, _log1p(tl.exp(xb)) / p0)
+
+
+@triton.jit
+def softplus_bwd(g, x, p0, p1, p2):
+    xb = x * p0
+    z = tl.exp(xb)
+    return tl.where(xb > p1, g, g * z / (z + 1.0))
+
+
+@triton.jit
+def logsigmoid_fwd(x, p0, p1, p2):
+    m = tl.where(x < 0, x, 0.0)
+    return m - _log1p(tl.exp(-tl.abs(x)))
+
+
+@triton.jit
+def logsigmoid_bwd(g, x, p0, p1, p2):
+    neg = x < 0
+    max_deriv = tl.where(neg, 1.0, 0.0)
+    sign = tl.where(neg, 1.0, -1.0)
+    z = tl.exp(-tl.abs(x))
+    return g * (max_deriv - sign * (z / (1.0 + z)))
+
+
+# ---------------------------------------------------------------------------------------------
+# sigmoid family
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def sigmoid_fwd(x, p0, p1, p2):
+    return _sigmoid(x)
+
+
+@triton.jit
+def sigmoid_bwd(g, y, p0, p1, p2):
+    return g * (1.0 - y) * y
+
+
+@triton.jit
+def tanh_fwd(x, p0, p1, p2):
+    return _tanh(x)
+
+
+@triton.jit
+def tanh_bwd(g, y, p0, p1, p2):
+    return g * (1.0 - y * y)
+
+
+@triton.jit
+def silu_fwd(x, p0, p1, p2):
+    return x / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def silu_bwd(g, x, p0, p1, p2):
+    s = _sigmoid(x)
+    return g * (s * (1.0 + x * (1.0 - s)))
+
+
+@triton.jit
+def swish_fwd(x, p0, p1, p2):
+    # p0 = beta
+    return x * _sigmoid(p0 * x)
+
+
+@triton.jit
+def swish_bwd(g, x, p0, p1, p2):
+    s = _sigmoid(p0 * x)
+    return g * (s + p0 * x * s * (1.0 - s))
+
+
+@triton.jit
+def mish_fwd(x, p0, p1, p2):
+    return x * _tanh(_log1p(tl.exp(x)))
+
+
+@triton.jit
+def mish_bwd(g, x, p0, p1, p2):
+    s = _sigmoid(x)
+    t = _tanh(_log1p(tl.exp(x)))
+    return g * (t + x * s * (1.0 - t * t))
+
+
+@triton.jit
+def gelu_fwd(x, p0, p1, p2):
+    return x * 0.5 * (1.0 + tl.erf(x * 0.7071067811865476))
+
+
+@triton.jit
+def gelu_bwd(g, x, p0, p1, p2):
+    cdf = 0.5 * (1.0 + tl.erf(x * 0.7071067811865476))
+    pdf = tl.exp(-0.5 * x * x) * 0.3989422804014327
+    return g * (cdf + x * pdf)
+
+
+@triton.jit
+def gelu_tanh_fwd(x, p0, p1, p2):
+    inner = 0.7978845608028654 * (x + 0.044715 * (x * x * x))
+    return 0.5 * x * (1.0 + _tanh(inner))
+
+
+@triton.jit
+def gelu_tanh_bwd(g, x, p0, p1, p2):
+    x_sq = x * x
+    x_cube = x_sq * x
+    inner = 0.7978845608028654 * (x + 0.044715 * x_cube)
+    t = _tanh(inner)
+    left = 0.5 * x
+    right = 1.0 + t
+    left_derivative = 0.5 * right
+    right_derivative = left * (1.0 - t * t)
+    inner_derivative = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x_sq)
+    return g * (left_derivative + right_derivative * inner_derivative)
+
+
+# ---------------------------------------------------------------------------------------------
+# hard (piecewise) approximations and the rest
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def hardswish_fwd(x, p0, p1, p2):
+    return tl.where(x < -3.0, 0.0, tl.where(x <= 3.0, x * (x + 3.0) / 6.0, x))
+
+
+@triton.jit
+def hardswish_bwd(g, x, p0, p1, p2):
+    return tl.where(x < -3.0, 0.0, tl.where(x <= 3.0, g * ((x / 3.0) + 0.5), g))
+
+
+@triton.jit
+def hardsigmoid_fwd(x, p0, p1, p2):
+    r = x + 3.0
+    r = tl.where(r < 0, 0.0, r)
+    r = tl.where(r > 6.0, 6.0, r)
+    return r / 6.0
+
+
+@triton.jit
+def hardsigmoid_bwd(g, x, p0, p1, p2):
+    return tl.where((x > -3.0) & (x < 3.0), g / 6.0, 0.0)
+
+
+@triton.jit
+def softsign_fwd(x, p0, p1, p2):
+    return x / (1.0 + tl.abs(x))
+
+
+@triton.jit
+def softsign_bwd(g, x, p0, p1, p2):
+    # autograd of x / (1 + |x|), in torch's order: div's two branches, then abs' sign
+    d = 1.0 + tl.abs(x)
+    sgn = tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, 0.0))
+    return g / d + (-g * x / (d * d)) * sgn
+
+
+@triton.jit
+def tanhshrink_fwd(x, p0, p1, p2):
+    return x - _tanh(x)
+
+
+@triton.jit
+def tanhshrink_bwd(g, x, p0, p1, p2):
+    t = _tanh(x)
+    return g + (-g) * (1.0 - t * t)

@@ -1,0 +1,262 @@
+"""The activation table: every activation's math in torch form, and how the public functions map onto it.
+
+Two layers:
+
+* :class:`Formula` -- one formula with parameters ``p0, p1, p2``: its torch-form forward (plain torch
+  ops, differentiable by torch's autograd: this *is* the pure-torch path), its torch-form backward
+  (the reference the operators fall back to), which tensor backward needs (``saves``), and the name
+  of its Triton pair ``kernels/math.py:<kernel>_fwd/_bwd``. A ``p0``/``p1`` may be a learnable tensor
+  (PReLU's weight, Swish's beta, StarReLU's scale and bias); ``param_grads`` gives its per-element
+  gradient.
+* :class:`Activation` -- a public function (``torchinit.functional.<name>``) with torch's signature:
+  its arguments, whether torch lets it run in place, and ``resolve`` mapping the arguments to a
+  formula and its parameters (``selu`` and ``celu`` are ``elu`` with other constants, ``relu6`` is
+  ``hardtanh(0, 6)``, ``gelu(approximate="tanh")`` is ``gelu_tanh``).
+
+Adding an activation: a ``_fwd``/``_bwd`` pair in ``kernels/math.py``, a :class:`Formula` and an
+:class:`Activation` here, and its module in ``torchinit/nn.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+aten = torch.ops.aten
+
+Param = Any  # a float, or a tensor for learnable parameters
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@dataclass(frozen=True)
+class Formula:
+    """One activation formula: torch-form forward/backward, what backward keeps, its Triton pair."""
+
+    name: str
+    saves: str  # "input" or "output"
+    forward: Callable[..., torch.Tensor]  # (x, p0, p1, p2, inplace) -> y
+    backward: Callable[..., torch.Tensor]  # (grad, saved, p0, p1, p2) -> grad_x
+    kernel: str = ""  # the kernels/math.py pair; defaults to ``name``
+    param_grads: Callable[..., tuple] | None = None  # (grad, x, p0, p1, p2) -> per-element (d p0, d p1)
+
+    @property
+    def kernel_name(self) -> str:
+        """Name of the ``<kernel>_fwd`` / ``<kernel>_bwd`` pair in ``kernels/math.py``."""
+        return self.kernel or self.name
+
+
+def _out_of_place(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """A torch form for an op torch has no in-place variant of: in place means copy the result back."""
+
+    def forward(x, p0, p1, p2, inplace):
+        y = fn(x, p0, p1, p2)
+        return x.copy_(y) if inplace else y
+
+    return forward
+
+
+def channel_view(w: Param, x: torch.Tensor) -> Param:
+    """A per-channel parameter shaped to broadcast against ``x`` along dim 1 (dim 0 for 1-D ``x``)."""
+    if not isinstance(w, torch.Tensor) or w.numel() == 1 or x.dim() < 2:
+        return w
+    return w.reshape((1, -1) + (1,) * (x.dim() - 2))
+
+
+def _sign(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x)
+
+
+def _softsign_backward(g, x, p0, p1, p2):
+    d = 1 + x.abs()
+    return g / d + (-g * x / (d * d)) * _sign(x)
+
+
+def _tanhshrink_backward(g, x, p0, p1, p2):
+    t = torch.tanh(x)
+    return g + (-g) * (1 - t * t)
+
+
+def _logsigmoid_backward(g, x, p0, p1, p2):
+    neg = x < 0
+    max_deriv = neg.to(x.dtype)
+    sign = torch.where(neg, 1.0, -1.0).to(x.dtype)
+    z = torch.exp(-x.abs())
+    return g * (max_deriv - sign * (z / (1 + z)))
+
+
+def _swish_backward(g, x, p0, p1, p2):
+    s = torch.sigmoid(p0 * x)
+    return g * (s + p0 * x * s * (1 - s))
+
+
+def _swish_param_grads(g, x, p0, p1, p2):
+    s = torch.sigmoid(p0 * x)
+    return (g * x * x * s * (1 - s), None)
+
+
+def _squared_relu_backward(g, x, p0, p1, p2):
+    r = torch.relu(x)
+    return torch.where(r <= 0, 0.0, 2 * r * g).to(g.dtype)
+
+
+def _star_relu_backward(g, x, p0, p1, p2):
+    r = torch.relu(x)
+    return torch.where(r <= 0, 0.0, p0 * (2 * r * g)).to(g.dtype)
+
+
+def _star_relu_param_grads(g, x, p0, p1, p2):
+    r = torch.relu(x)
+    return (g * (r * r), g)
+
+
+def _prelu_backward(g, x, p0, p1, p2):
+    w = channel_view(p0, x)
+    return torch.where(x > 0, g, w * g).to(g.dtype)
+
+
+def _prelu_param_grads(g, x, p0, p1, p2):
+    return (torch.where(x > 0, 0.0, x * g).to(g.dtype), None)
+
+
+def _squared_relu_forward(x, p0, p1, p2, inplace):
+    if inplace:
+        return torch.relu_(x).square_()
+    return torch.relu(x).square()
+
+
+FORMULAS: dict[str, Formula] = {
+    f.name: f
+    for f in [
+        Formula("relu", "output", lambda x, p0, p1, p2, inplace: F.relu(x, inplace=inplace),
+                lambda g, y, p0, p1, p2: aten.threshold_backward(g, y, 0)),
+        Formula("hardtanh", "output", lambda x, p0, p1, p2, inplace: F.hardtanh(x, p0, p1, inplace=inplace),
+                lambda g, s, p0, p1, p2: aten.hardtanh_backward(g, s, p0, p1)),
+        Formula("leaky_relu", "output", lambda x, p0, p1, p2, inplace: F.leaky_relu(x, p0, inplace=inplace),
+                lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, True)),
+        Formula("leaky_relu_from_input", "input",
+                lambda x, p0, p1, p2, inplace: F.leaky_relu(x, p0, inplace=inplace),
+                lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, False), kernel="leaky_relu"),
+        Formula("prelu", "input", _out_of_place(lambda x, p0, p1, p2: F.prelu(x, p0)), _prelu_backward,
+                param_grads=_prelu_param_grads),
+        Formula("elu", "output", lambda x, p0, p1, p2, inplace: (aten.elu_ if inplace else aten.elu)(x, p0, p1, p2),
+                lambda g, y, p0, p1, p2: aten.elu_backward(g, p0, p1, p2, True, y)),
+        Formula("elu_from_input", "input",
+                lambda x, p0, p1, p2, inplace: (aten.elu_ if inplace else aten.elu)(x, p0, p1, p2),
+                lambda g, x, p0, p1, p2: aten.elu_backward(g, p0, p1, p2, False, x)),
+        Formula("softplus", "input", _out_of_place(lambda x, p0, p1, p2: F.softplus(x, p0, p1)),
+                lambda g, x, p0, p1, p2: aten.softplus_backward(g, x, p0, p1)),
+        Formula("logsigmoid", "input", _out_of_place(lambda x, p0, p1, p2: F.logsigmoid(x)), _logsigmoid_backward),
+        Formula("sigmoid", "output", lambda x, p0, p1, p2, inplace: x.sigmoid_() if inplace else torch.sigmoid(x),
+                lambda g, y, p0, p1, p2: aten.sigmoid_backward(g, y)),
+        Formula("tanh", "output", lambda x, p0, p1, p2, inplace: x.tanh_() if inplace else torch.tanh(x),
+                lambda g, y, p0, p1, p2: aten.tanh_backward(g, y)),
+        Formula("silu", "input", lambda x, p0, p1, p2, inplace: F.silu(x, inplace=inplace),
+                lambda g, x, p0, p1, p2: aten.silu_backward(g, x)),
+        Formula("swish", "input", _out_of_place(lambda x, p0, p1, p2: x * torch.sigmoid(p0 * x)), _swish_backward,
+                param_grads=_swish_param_grads),
+        Formula("mish", "input", lambda x, p0, p1, p2, inplace: F.mish(x, inplace=inplace),
+                lambda g, x, p0, p1, p2: aten.mish_backward(g, x)),
+        Formula("gelu", "input", _out_of_place(lambda x, p0, p1, p2: F.gelu(x)),
+                lambda g, x, p0, p1, p2: aten.gelu_backward(g, x)),
+        Formula("gelu_tanh", "input", _out_of_place(lambda x, p0, p1, p2: F.gelu(x, approximate="tanh")),
+                lambda g, x, p0, p1, p2: aten.gelu_backward(g, x, approximate="tanh")),
+        Formula("hardswish", "input", lambda x, p0, p1, p2, inplace: F.hardswish(x, inplace=inplace),
+                lambda g, x, p0, p1, p2: aten.hardswish_backward(g, x)),
+        Formula("hardsigmoid", "input", lambda x, p0, p1, p2, inplace: F.hardsigmoid(x, inplace=inplace),
+                lambda g, x, p0, p1, p2: aten.hardsigmoid_backward(g, x)),
+        Formula("softsign", "input", _out_of_place(lambda x, p0, p1, p2: F.softsign(x)), _softsign_backward),
+        Formula("tanhshrink", "input", _out_of_place(lambda x, p0, p1, p2: F.tanhshrink(x)), _tanhshrink_backward),
+        Formula("squared_relu", "input", _squared_relu_forward, _squared_relu_backward),
+        Formula("star_relu", "input", _out_of_place(lambda x, p0, p1, p2: p0 * torch.relu(x).square() + p1),
+                _star_relu_backward, param_grads=_star_relu_param_grads),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A call resolved to a formula: the formula, learnable tensors (for p0, p1) and scalar parameters."""
+
+    formula: Formula
+    weights: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+    scalars: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def params(self) -> tuple[Param, Param, float]:
+        """``(p0, p1, p2)`` for the torch forms: a weight where one is given, else the scalar."""
+        w0, w1 = self.weights
+        s0, s1, s2 = self.scalars
+        return (s0 if w0 is None else w0, s1 if w1 is None else w1, s2)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A public activation: torch's functional signature and its mapping onto a :class:`Formula`."""
+
+    name: str
+    defaults: dict[str, Any] = field(default_factory=dict)  # arguments after ``input``, in order
+    inplace: bool = False  # torch's functional takes ``inplace``
+    resolve: Callable[..., Resolved] = None  # (**arguments) -> Resolved
+    torch_name: str | None = None  # the torch.nn.functional twin, where there is one
+
+
+def _fixed(formula: str, *scalars: float) -> Callable[..., Resolved]:
+    padded = tuple(float(s) for s in scalars) + (0.0,) * (3 - len(scalars))
+    return lambda **_: Resolved(FORMULAS[formula], scalars=padded)
+
+
+def _leaky(negative_slope: float = 0.01, **_) -> Resolved:
+    name = "leaky_relu" if negative_slope >= 0 else "leaky_relu_from_input"
+    return Resolved(FORMULAS[name], scalars=(float(negative_slope), 0.0, 0.0))
+
+
+def _elu_like(alpha: float, scale: float, input_scale: float) -> Resolved:
+    name = "elu" if alpha >= 0 else "elu_from_input"
+    return Resolved(FORMULAS[name], scalars=(float(alpha), float(scale), float(input_scale)))
+
+
+def _gelu(approximate: str = "none", **_) -> Resolved:
+    return Resolved(FORMULAS["gelu_tanh" if approximate == "tanh" else "gelu"])
+
+
+def _weight_or_scalar(formula: str, *values: Param) -> Resolved:
+    weights = tuple(v if isinstance(v, torch.Tensor) else None for v in values) + (None,) * (2 - len(values))
+    scalars = tuple(0.0 if isinstance(v, torch.Tensor) else float(v) for v in values)
+    scalars = scalars + (0.0,) * (3 - len(scalars))
+    return Resolved(FORMULAS[formula], weights=weights[:2], scalars=scalars)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in [
+        Activation("relu", {}, True, _fixed("relu"), "relu"),
+        Activation("relu6", {}, True, _fixed("hardtanh", 0.0, 6.0), "relu6"),
+        Activation("leaky_relu", {"negative_slope": 0.01}, True, _leaky, "leaky_relu"),
+        Activation("prelu", {"weight": None}, False, lambda weight, **_: _weight_or_scalar("prelu", weight), "prelu"),
+        Activation("elu", {"alpha": 1.0}, True, lambda alpha=1.0, **_: _elu_like(alpha, 1.0, 1.0), "elu"),
+        Activation("celu", {"alpha": 1.0}, True, lambda alpha=1.0, **_: _elu_like(alpha, 1.0, 1.0 / alpha), "celu"),
+        Activation("selu", {}, True, lambda **_: _elu_like(SELU_ALPHA, SELU_SCALE, 1.0), "selu"),
+        Activation("gelu", {"approximate": "none"}, False, _gelu, "gelu"),
+        Activation("silu", {}, True, _fixed("silu"), "silu"),
+        Activation("mish", {}, True, _fixed("mish"), "mish"),
+        Activation("sigmoid", {}, False, _fixed("sigmoid"), "sigmoid"),
+        Activation("tanh", {}, False, _fixed("tanh"), "tanh"),
+        Activation("softplus", {"beta": 1.0, "threshold": 20.0}, False,
+                   lambda beta=1.0, threshold=20.0, **_: _fixed("softplus", beta, threshold)(), "softplus"),
+        Activation("hardswish", {}, True, _fixed("hardswish"), "hardswish"),
+        Activation("hardsigmoid", {}, True, _fixed("hardsigmoid"), "hardsigmoid"),
+        Activation("hardtanh", {"min_val": -1.0, "max_val": 1.0}, True,
+                   lambda min_val=-1.0, max_val=1.0, **_: _fixed("hardtanh", min_val, max_val)(), "hardtanh"),
+        Activation("softsign", {}, False, _fixed("softsign"), "softsign"),
+        Activation("logsigmoid", {}, False, _fixed("logsigmoid"), "logsigmoid"),
+        Activation("tanhshrink", {}, False, _fixed("tanhshrink"), "tanhshrink"),
+        Activation("swish", {"beta": 1.0}, False, lambda beta=1.0, **_: _weight_or_scalar("swish", beta)),
+        Activation("squared_relu", {}, True, _fixed("squared_relu")),
+        Activation("star_relu", {"scale": 0.8944, "bias": -0.4472}, False,
+                   lambda scale=0.8944, bias=-0.4472, **_: _weight_or_scalar("star_relu", scale, bias)),
+    ]
+}

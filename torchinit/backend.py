@@ -1,0 +1,152 @@
+"""Which implementation runs an activation: the Triton kernels or the pure-torch path.
+
+Three backends:
+
+* ``"auto"`` (default): Triton kernels for CUDA tensors when Triton imports, the torch path otherwise.
+* ``"triton"``: always the Triton kernels. A CPU tensor needs Triton's interpreter
+  (``TRITON_INTERPRET=1`` set before torchinit is imported); without it a clear error is raised.
+* ``"torch"``: always the pure-torch path.
+
+The environment variable ``TORCHINIT_BACKEND`` sets the process-wide default; :func:`use_backend`
+overrides it for a block of code (thread- and task-local, through a context variable).
+
+Under ``torch.compile`` the torch path is used by default even for CUDA tensors, so that Inductor
+sees plain aten code and can fuse the activation with its neighbours (a hand-written kernel is a
+fusion barrier). :func:`use_kernels_in_compile` (or ``TORCHINIT_COMPILE_KERNELS=1``) keeps the
+Triton kernels inside compiled graphs instead. ``torch.export`` always records torchinit's own
+operators, so an exported program keeps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+from typing import Iterator, Literal
+
+import torch
+
+BackendName = Literal["auto", "triton", "torch"]
+BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
+
+_backend_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("torchinit_backend", default=None)
+_kernels_in_compile: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "torchinit_kernels_in_compile", default=None
+)
+
+
+def _check_backend_name(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"torchinit backend: expected one of {list(BACKENDS)}, got {name!r}")
+    return name
+
+
+def get_backend() -> str:
+    """Return the backend in force here: the innermost :func:`use_backend`, else ``TORCHINIT_BACKEND``, else ``"auto"``."""
+    override = _backend_override.get()
+    if override is not None:
+        return override
+    env = os.environ.get("TORCHINIT_BACKEND", "auto").strip().lower() or "auto"
+    return _check_backend_name(env)
+
+
+@contextlib.contextmanager
+def use_backend(name: BackendName) -> Iterator[None]:
+    """Run the enclosed block with backend ``name`` ("auto", "triton" or "torch")."""
+    token = _backend_override.set(_check_backend_name(name))
+    try:
+        yield
+    finally:
+        _backend_override.reset(token)
+
+
+@contextlib.contextmanager
+def use_kernels_in_compile(enabled: bool = True) -> Iterator[None]:
+    """Keep (or, with ``enabled=False``, drop) torchinit's Triton kernels inside ``torch.compile`` graphs.
+
+    Dynamo reads this flag while it traces, so it applies to graphs compiled inside the block.
+    """
+    token = _kernels_in_compile.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _kernels_in_compile.reset(token)
+
+
+def kernels_in_compile() -> bool:
+    """Whether compiled graphs keep torchinit's kernels (default False: hand Inductor plain aten code)."""
+    flag = _kernels_in_compile.get()
+    if flag is not None:
+        return flag
+    return os.environ.get("TORCHINIT_COMPILE_KERNELS", "0").strip() in ("1", "true", "yes")
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """True when ``import triton`` works (Linux with a triton wheel)."""
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception:  # pragma: no cover - depends on the platform
+        return False
+    return True
+
+
+def interpreter_enabled() -> bool:
+    """True when Triton's interpreter is switched on (``TRITON_INTERPRET=1``), so kernels run on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip() == "1"
+
+
+def triton_can_run(device: torch.device) -> bool:
+    """Whether a Triton kernel can run on tensors of ``device``."""
+    if not triton_available():
+        return False
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and interpreter_enabled()
+
+
+def _tracing() -> tuple[bool, bool]:
+    compiler = getattr(torch, "compiler", None)
+    if compiler is None:  # pragma: no cover - very old torch
+        return False, False
+    exporting = bool(getattr(compiler, "is_exporting", lambda: False)())
+    compiling = bool(compiler.is_compiling())
+    return compiling, exporting
+
+
+def use_custom_op(op: str, device: torch.device) -> bool:
+    """Decide, for one call of activation ``op`` on ``device``, whether it goes through torchinit's operator.
+
+    True means the registered ``torch.ops.torchinit`` operator (Triton kernels where they can run,
+    the reference implementation elsewhere); False means the plain torch path. Raises a clear
+    error when the "triton" backend is forced where no kernel can run.
+    """
+    compiling, exporting = _tracing()
+    if exporting:
+        return True
+    if compiling and not kernels_in_compile():
+        return False
+    backend = get_backend()
+    if backend == "torch":
+        return False
+    runnable = triton_can_run(device)
+    if backend == "triton":
+        if not runnable and not compiling:
+            if not triton_available():
+                why = "Triton is not installed"
+            elif device.type == "cpu":
+                why = "a CPU tensor needs Triton's interpreter: set TRITON_INTERPRET=1 before importing torchinit"
+            else:
+                why = f"Triton kernels do not run on device type {device.type!r}"
+            raise RuntimeError(f"torchinit.{op}: backend 'triton' was requested but {why}")
+        return True
+    return runnable and device.type == "cuda"
+
+
+def kernel_runs_on(device: torch.device) -> bool:
+    """Inside an operator implementation: run the Triton kernel (True) or the reference torch form (False)."""
+    if get_backend() == "torch":
+        return False
+    return triton_can_run(device)
