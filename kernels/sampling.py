@@ -1,0 +1,125 @@
+"""One-pass Triton samplers for weight initialisation: uniform, normal and truncated normal.
+
+Each program takes ``BLOCK`` Philox counters; counter ``g`` yields the four elements ``4g .. 4g + 3`` of
+the parameter (``tl.rand4x`` / ``tl.randn4x`` words 0..3), transformed in fp32 and stored once in the
+output's dtype. ``start`` is the global index of the output's first element, so a shard writes only its
+own elements and they equal the same elements of the whole tensor. The formulas are those of
+``torchinit.init.sampling`` (the torch reference): uniform is bit for bit equal; normal and truncated
+normal agree within a few ulps (transcendental functions). FMA contraction is disabled on GPU so that
+``u * span + lo`` rounds exactly as the two torch ops do.
+
+Import this module only where Triton is available; ``torchinit.init`` imports it lazily.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from torchinit.init.sampling import Dist, _f32, trunc_params
+
+_KIND = {"uniform": 0, "normal": 1, "trunc_normal": 2}
+_BLOCK = 1024
+
+
+@triton.jit
+def _erfinv_giles(x, w):
+    ws = w - 2.5
+    p = 2.81022636e-08 * ws + 3.43273939e-07
+    p = p * ws + -3.5233877e-06
+    p = p * ws + -4.39150654e-06
+    p = p * ws + 0.00021858087
+    p = p * ws + -0.00125372503
+    p = p * ws + -0.00417768164
+    p = p * ws + 0.246640727
+    p = p * ws + 1.50140941
+    wb = tl.sqrt(w) - 3.0
+    q = -0.000200214257 * wb + 0.000100950558
+    q = q * wb + 0.00134934322
+    q = q * wb + -0.00367342844
+    q = q * wb + 0.00573950773
+    q = q * wb + -0.0076224613
+    q = q * wb + 0.00943887047
+    q = q * wb + 1.00167406
+    q = q * wb + 2.83297682
+    return tl.where(w < 5.0, p, q) * x
+
+
+@triton.jit
+def _trunc(u, p_lo, p_span, zlo, zhi):
+    p = u * p_span + p_lo
+    p = tl.minimum(tl.maximum(p, 1.0e-30), 0.99999994)
+    x = p * 2.0 - 1.0
+    w = -tl.log((p * 4.0) * (1.0 - p))
+    z = _erfinv_giles(x, w) * 1.4142135623730951
+    return tl.minimum(tl.maximum(z, zlo), zhi)
+
+
+@triton.jit
+def _store_word(out_ptr, v, g, k: tl.constexpr, start, n, lo_clip, hi_clip, KIND: tl.constexpr):
+    idx = g * 4 + k - start
+    mask = (idx >= 0) & (idx < n)
+    if KIND == 2:
+        v = tl.minimum(tl.maximum(v, lo_clip), hi_clip)
+    if out_ptr.dtype.element_ty == tl.bfloat16:
+        # round to nearest even in integer ops, so the final conversion is exact on every backend
+        # (Triton's interpreter truncates fp32 -> bf16)
+        bits = v.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        v = bits.to(tl.float32, bitcast=True)
+    tl.store(out_ptr + idx, v.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _sample_kernel(out_ptr, seed, start, n, g_first, s0, s1, p_lo, p_span, zlo, zhi, lo_clip, hi_clip,
+                   KIND: tl.constexpr, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    g = g_first + pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+    if KIND == 1:
+        r0, r1, r2, r3 = tl.randn4x(seed, g)
+    else:
+        r0, r1, r2, r3 = tl.rand4x(seed, g)
+    if KIND == 2:
+        r0 = _trunc(r0, p_lo, p_span, zlo, zhi)
+        r1 = _trunc(r1, p_lo, p_span, zlo, zhi)
+        r2 = _trunc(r2, p_lo, p_span, zlo, zhi)
+        r3 = _trunc(r3, p_lo, p_span, zlo, zhi)
+    # uniform: v = u * span + lo (s1 = span, s0 = lo); normal/trunc: v = z * std + mean (s1 = std, s0 = mean)
+    v0 = r0 * s1 + s0
+    v1 = r1 * s1 + s0
+    v2 = r2 * s1 + s0
+    v3 = r3 * s1 + s0
+    _store_word(out_ptr, v0, g, 0, start, n, lo_clip, hi_clip, KIND)
+    _store_word(out_ptr, v1, g, 1, start, n, lo_clip, hi_clip, KIND)
+    _store_word(out_ptr, v2, g, 2, start, n, lo_clip, hi_clip, KIND)
+    _store_word(out_ptr, v3, g, 3, start, n, lo_clip, hi_clip, KIND)
+
+
+def fill(out, d: Dist, key: int, start: int = 0, block: int = _BLOCK) -> None:
+    """Fill the contiguous 1-D tensor ``out`` (any float dtype) with draws of ``d`` for the global elements
+    ``start .. start + out.numel() - 1`` under Philox ``key``, in one pass."""
+    if d.kind not in _KIND:
+        raise ValueError(f"torchinit.kernels.sampling.fill: unknown distribution kind {d.kind!r}; expected one of {sorted(_KIND)}")
+    if out.dim() != 1 or not out.is_contiguous():
+        raise ValueError("torchinit.kernels.sampling.fill: out must be a contiguous 1-D tensor")
+    n = out.numel()
+    if n == 0:
+        return
+    g_first = start >> 2
+    g_last = (start + n - 1) >> 2
+    grid = (triton.cdiv(g_last - g_first + 1, block),)
+    p_lo = p_span = zlo = zhi = 0.0
+    lo_clip, hi_clip = -3e38, 3e38
+    if d.kind == "uniform":
+        s0 = _f32(d.a)
+        s1 = _f32(_f32(d.b) - s0)
+    else:
+        s0, s1 = _f32(d.mean), _f32(d.std)
+        if d.kind == "trunc_normal":
+            p_lo, p_span, zlo, zhi = trunc_params(d)
+            lo_clip, hi_clip = _f32(max(d.a, -3e38)), _f32(min(d.b, 3e38))
+    kwargs = {}
+    if out.device.type == "cuda":
+        kwargs["enable_fp_fusion"] = False
+    _sample_kernel[grid](out, key, start, n, g_first, s0, s1, p_lo, p_span, zlo, zhi, lo_clip, hi_clip,
+                         KIND=_KIND[d.kind], BLOCK=block, **kwargs)
