@@ -29,7 +29,8 @@ def _log1p(x):
     # Goldberg's trick: exact to a few ulps for tiny x, and log(1+x) elsewhere.
     u = 1.0 + x
     d = u - 1.0
-    return tl.where(d == 0.0, x, tl.log(u) * (x / tl.where(d == 0.0, 1.0, d)))
+    r = tl.where(d == 0.0, x, tl.log(u) * (x / tl.where(d == 0.0, 1.0, d)))
+    return tl.where(u == float("inf"), u, r)
 
 
 @triton.jit
@@ -83,8 +84,9 @@ def hardtanh_fwd(x, p0, p1, p2):
 
 @triton.jit
 def hardtanh_bwd(g, s, p0, p1, p2):
-    # valid from input or output: the output lies strictly inside (min, max) iff the input does
-    return tl.where((s <= p0) | (s >= p1), 0.0, g)
+    # valid from input or output: the output lies strictly inside (min, max) iff the input does;
+    # NaN is outside (torch gives it a zero gradient)
+    return tl.where((s > p0) & (s < p1), g, 0.0)
 
 
 @triton.jit
@@ -148,12 +150,15 @@ def elu_fwd(x, p0, p1, p2):
 @triton.jit
 def elu_bwd(g, y, p0, p1, p2):
     # from the output, valid for alpha >= 0
-    return tl.where(y <= 0, g * p2 * (y + p0 * p1), g * p1)
+    return tl.where(y > 0, g * p1, g * p2 * (y + p0 * p1))
+
+
+elu_from_input_fwd = elu_fwd  # same forward; backward from the input, for alpha < 0
 
 
 @triton.jit
 def elu_from_input_bwd(g, x, p0, p1, p2):
-    return tl.where(x <= 0, g * p2 * (p0 * p1) * tl.exp(x * p2), g * p1)
+    return tl.where(x > 0, g * p1, g * p2 * (p0 * p1) * tl.exp(x * p2))
 
 
 @triton.jit
@@ -284,12 +289,16 @@ def gelu_tanh_bwd(g, x, p0, p1, p2):
 
 @triton.jit
 def hardswish_fwd(x, p0, p1, p2):
-    return tl.where(x < -3.0, 0.0, tl.where(x <= 3.0, x * (x + 3.0) / 6.0, x))
+    # torch's order: x * clamp(x + 3, 0, 6) / 6 (so -inf gives NaN, as in torch)
+    r = x + 3.0
+    r = tl.where(r < 0, 0.0, r)
+    r = tl.where(r > 6.0, 6.0, r)
+    return x * r / 6.0
 
 
 @triton.jit
 def hardswish_bwd(g, x, p0, p1, p2):
-    return tl.where(x < -3.0, 0.0, tl.where(x <= 3.0, g * ((x / 3.0) + 0.5), g))
+    return tl.where(x <= -3.0, 0.0, tl.where(x >= 3.0, g, g * ((x / 3.0) + 0.5)))
 
 
 @triton.jit

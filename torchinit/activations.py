@@ -123,12 +123,6 @@ def _prelu_param_grads(g, x, p0, p1, p2):
     return (torch.where(x > 0, 0.0, x * g).to(g.dtype), None)
 
 
-def _squared_relu_forward(x, p0, p1, p2, inplace):
-    if inplace:
-        return torch.relu_(x).square_()
-    return torch.relu(x).square()
-
-
 FORMULAS: dict[str, Formula] = {
     f.name: f
     for f in [
@@ -171,7 +165,8 @@ FORMULAS: dict[str, Formula] = {
                 lambda g, x, p0, p1, p2: aten.hardsigmoid_backward(g, x)),
         Formula("softsign", "input", _out_of_place(lambda x, p0, p1, p2: F.softsign(x)), _softsign_backward),
         Formula("tanhshrink", "input", _out_of_place(lambda x, p0, p1, p2: F.tanhshrink(x)), _tanhshrink_backward),
-        Formula("squared_relu", "input", _squared_relu_forward, _squared_relu_backward),
+        Formula("squared_relu", "input", _out_of_place(lambda x, p0, p1, p2: torch.relu(x).square()),
+                _squared_relu_backward),
         Formula("star_relu", "input", _out_of_place(lambda x, p0, p1, p2: p0 * torch.relu(x).square() + p1),
                 _star_relu_backward, param_grads=_star_relu_param_grads),
     ]

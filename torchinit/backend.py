@@ -146,7 +146,14 @@ def use_custom_op(op: str, device: torch.device) -> bool:
 
 
 def kernel_runs_on(device: torch.device) -> bool:
-    """Inside an operator implementation: run the Triton kernel (True) or the reference torch form (False)."""
-    if get_backend() == "torch":
+    """Inside an operator implementation: run the Triton kernel (True) or the reference torch form (False).
+
+    "auto" runs kernels on CUDA only, "triton" wherever they can run (CPU under the interpreter),
+    "torch" never.
+    """
+    backend = get_backend()
+    if backend == "torch":
         return False
+    if backend == "auto":
+        return device.type == "cuda" and triton_available()
     return triton_can_run(device)

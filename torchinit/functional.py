@@ -163,3 +163,8 @@ __all__ = [
     "softplus", "hardswish", "hardsigmoid", "hardtanh", "softsign", "logsigmoid", "tanhshrink", "glu", "swish",
     "squared_relu", "star_relu",
 ]
+
+# torch.fx: record calls of these functions as single nodes instead of tracing into them
+for _name in __all__:
+    torch.fx.wrap(_name)
+del _name

@@ -55,6 +55,15 @@ def _dense(t: torch.Tensor) -> torch.Tensor:
     return t if _is_dense(t) else torch.empty_like(t).copy_(t)
 
 
+POISON_OUTPUTS = False  # tests set this: kernel outputs start as NaN, so an unwritten element shows
+
+
+def empty_like(t: torch.Tensor, shape: list[int] | None = None) -> torch.Tensor:
+    """Allocate a kernel's output like ``t`` (with another ``shape`` if given); NaN-filled when poisoning."""
+    out = torch.empty_like(t) if shape is None else t.new_empty(shape)
+    return out.fill_(float("nan")) if POISON_OUTPUTS else out
+
+
 def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
     return all(sa == sb for n, sa, sb in zip(a.shape, a.stride(), b.stride()) if n > 1)
 
@@ -95,7 +104,7 @@ def _make_forward(formula: Formula):
     def forward(x, w0, w1, p0, p1, p2):
         if backend.kernel_runs_on(x.device):
             xd = _dense(x)
-            return _forward_into(formula, xd, torch.empty_like(xd), w0, w1, p0, p1, p2)
+            return _forward_into(formula, xd, empty_like(xd), w0, w1, p0, p1, p2)
         y = formula.forward(x, *_params(w0, w1, p0, p1, p2), False)
         return _layout_like(y, x if _is_dense(x) else torch.empty_like(x))
 
@@ -124,7 +133,7 @@ def _make_backward(formula: Formula):
             sd = _dense(saved)
             g = _layout_like(grad, sd)
             _, bwd = _kernel_pair(formula)
-            out = torch.empty_like(sd)
+            out = empty_like(sd)
             return launch_unary_backward(bwd, g, sd, out, (p0, p1, p2), (w0, w1), _channel_dim(sd))
         dx = formula.backward(grad, saved, *_params(w0, w1, p0, p1, p2))
         return _layout_like(dx, saved if _is_dense(saved) else torch.empty_like(saved))
@@ -194,11 +203,12 @@ def _vmap_backward(op_name):
 
 def _reduce_param_grad(pg: torch.Tensor, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Sum a per-element parameter gradient down to the parameter's shape (per channel or scalar)."""
+    acc = torch.float64 if pg.dtype == torch.float64 else torch.float32
     if w.numel() == 1:
-        return pg.sum(dtype=torch.float32).to(w.dtype).reshape(w.shape)
+        return pg.sum(dtype=acc).to(w.dtype).reshape(w.shape)
     dim = _channel_dim(x)
     others = [d for d in range(pg.dim()) if d != dim]
-    return pg.sum(dim=others, dtype=torch.float32).to(w.dtype).reshape(w.shape)
+    return pg.sum(dim=others, dtype=acc).to(w.dtype).reshape(w.shape)
 
 
 def _param_grads(formula: Formula, grad, x, w0, w1, p0, p1, p2, needs: tuple[bool, bool]):
@@ -320,7 +330,7 @@ def _glu(x, dim):
         xc = x.contiguous()
         inner, row_stride = _glu_geometry(xc, dim)
         flat = xc.view(-1)
-        out = xc.new_empty(_glu_out_shape(xc, dim))
+        out = empty_like(xc, _glu_out_shape(xc, dim))
         fwd, _ = _kernel_pair(FORMULAS["sigmoid"])
         return launch_gated_forward(fwd, flat[inner:], flat, out, inner, row_stride, (0.0, 0.0, 0.0))
     return torch.nn.functional.glu(x, dim).contiguous()
@@ -335,7 +345,7 @@ def _glu_backward(grad, x, dim):
         g = grad.contiguous()
         inner, row_stride = _glu_geometry(xc, dim)
         flat = xc.view(-1)
-        dx = torch.empty_like(xc)
+        dx = empty_like(xc)
         dflat = dx.view(-1)
         fwd, bwd = _kernel_pair(FORMULAS["sigmoid"])
         launch_gated_backward(fwd, bwd, True, g, flat[inner:], flat, dflat[inner:], dflat, inner, row_stride,

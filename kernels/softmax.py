@@ -1,0 +1,320 @@
+"""Triton softmax and log-softmax, forward and backward, over any dimension of a strided tensor.
+
+Geometry: the reduced dimension ``dim`` (size ``n``) is moved last in thought only; the remaining
+("batch") dimensions are merged where every tensor of the call allows it, and must come down to at
+most two, ``(b0, b1)``. Row ``r`` then starts at ``(r // b1) * s0 + (r % b1) * s1`` in each tensor,
+with that tensor's own strides, and its elements are ``sn`` apart. A contiguous tensor reduced over
+its last dim has one batch dim, over a middle dim two (before and after), so no ``.contiguous()``
+copy is made for contiguous, transposed, sliced or expanded inputs; only a layout whose batch dims
+cannot be merged into two (rare permutations of 4-D and larger tensors) is copied first.
+
+Two strategies, chosen per call:
+
+* one pass: a row fits in one block (``n <= single_pass_max``); a program takes ``ROWS`` rows at a
+  time (many short rows share a program), reads each element once and writes it once.
+* online: longer rows are walked in chunks. Pass one keeps the running maximum ``m`` and the running
+  sum ``d`` of ``exp(x - m)``, rescaling ``d`` when ``m`` grows (Milakov and Gimelshein, 2018); pass
+  two reads the row again and writes ``exp(x - m) / d`` (or ``x - m - log d``). The backward kernels
+  likewise take the row's dot product (softmax) or sum (log-softmax) in a first pass.
+
+Math runs in fp32 (fp64 when the output is fp64); offsets are 64-bit. Casting semantics follow
+torch's ``dtype=`` argument: the input is rounded to the output dtype *before* the reduction, and the
+input gradient is rounded to the output dtype before it is cast to the input's dtype, so the result
+equals ``softmax(x.to(dtype))`` differentiated through the cast. Special values behave as in torch:
+``-inf`` entries give probability 0, a row that is all ``-inf`` (or holds ``+inf`` or NaN) gives NaN.
+
+Import this module only where Triton is available; ``torchinit/softmax.py`` imports it lazily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from .elementwise import compute_dtype
+
+# Tile sizes. The interpreter costs ~ms per program instance, so it gets few, large programs; tests
+# shrink SINGLE_PASS_MAX / CHUNK to make short rows take the online loop.
+SINGLE_PASS_MAX_CUDA = 16384
+CHUNK_CUDA = 4096
+TILE_CUDA = 4096  # elements per program in the one-pass kernels (rows * block)
+SINGLE_PASS_MAX_INTERPRETER = 4096
+CHUNK_INTERPRETER = 4096
+TILE_INTERPRETER = 16384
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _row_starts(r, b1, s0, s1):
+    return (r // b1) * s0 + (r % b1) * s1
+
+
+@triton.jit
+def _softmax_fwd_one_pass(
+    x_ptr, y_ptr, rows, n, b1, xs0, xs1, xsn, ys0, ys1, ysn,
+    LOG: tl.constexpr, ROUND_IN: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    r = pid * ROWS + tl.arange(0, ROWS)
+    rmask = r < rows
+    cols = tl.arange(0, BLOCK).to(tl.int64)
+    mask = rmask[:, None] & (cols[None, :] < n)
+    xrow = _row_starts(r, b1, xs0, xs1)
+    x = tl.load(x_ptr + xrow[:, None] + cols[None, :] * xsn, mask=mask, other=float("-inf"))
+    if ROUND_IN:  # torch casts to the output dtype before the reduction
+        x = x.to(y_ptr.dtype.element_ty)
+    x = x.to(COMPUTE)
+    m = tl.max(x, axis=1)
+    z = x - m[:, None]
+    e = tl.exp(z)
+    d = tl.sum(e, axis=1)
+    if LOG:
+        y = z - tl.log(d)[:, None]
+    else:
+        y = e / d[:, None]
+    yrow = _row_starts(r, b1, ys0, ys1)
+    tl.store(y_ptr + yrow[:, None] + cols[None, :] * ysn, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _softmax_fwd_online(
+    x_ptr, y_ptr, rows, n, b1, xs0, xs1, xsn, ys0, ys1, ysn,
+    LOG: tl.constexpr, ROUND_IN: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    r = pid * ROWS + tl.arange(0, ROWS)
+    rmask = r < rows
+    cols = tl.arange(0, BLOCK).to(tl.int64)
+    xrow = _row_starts(r, b1, xs0, xs1)
+    yrow = _row_starts(r, b1, ys0, ys1)
+    m = tl.full([ROWS], float("-inf"), COMPUTE)
+    d = tl.zeros([ROWS], COMPUTE)
+    for start in range(0, n, BLOCK):
+        c = start + cols
+        mask = rmask[:, None] & (c[None, :] < n)
+        x = tl.load(x_ptr + xrow[:, None] + c[None, :] * xsn, mask=mask, other=float("-inf"))
+        if ROUND_IN:
+            x = x.to(y_ptr.dtype.element_ty)
+        x = x.to(COMPUTE)
+        m_new = tl.maximum(m, tl.max(x, axis=1))
+        # while a row has seen only -inf, shift by 0 so that exp gives 0 instead of exp(-inf + inf) = NaN
+        shift = tl.where(m_new == float("-inf"), 0.0, m_new).to(COMPUTE)
+        d = d * tl.exp(m - shift) + tl.sum(tl.exp(x - shift[:, None]), axis=1)
+        m = m_new
+    if LOG:
+        lse = m + tl.log(d)
+    for start in range(0, n, BLOCK):
+        c = start + cols
+        mask = rmask[:, None] & (c[None, :] < n)
+        x = tl.load(x_ptr + xrow[:, None] + c[None, :] * xsn, mask=mask, other=float("-inf"))
+        if ROUND_IN:
+            x = x.to(y_ptr.dtype.element_ty)
+        x = x.to(COMPUTE)
+        if LOG:
+            y = x - lse[:, None]
+        else:
+            y = tl.exp(x - m[:, None]) / d[:, None]
+        tl.store(y_ptr + yrow[:, None] + c[None, :] * ysn, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _softmax_bwd_one_pass(
+    g_ptr, y_ptr, dx_ptr, rows, n, b1, gs0, gs1, gsn, ys0, ys1, ysn, ds0, ds1, dsn,
+    LOG: tl.constexpr, ROUND_OUT: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    r = pid * ROWS + tl.arange(0, ROWS)
+    rmask = r < rows
+    cols = tl.arange(0, BLOCK).to(tl.int64)
+    mask = rmask[:, None] & (cols[None, :] < n)
+    g = tl.load(g_ptr + _row_starts(r, b1, gs0, gs1)[:, None] + cols[None, :] * gsn, mask=mask, other=0.0)
+    y = tl.load(y_ptr + _row_starts(r, b1, ys0, ys1)[:, None] + cols[None, :] * ysn, mask=mask, other=0.0)
+    g = g.to(COMPUTE)
+    y = y.to(COMPUTE)
+    if LOG:  # dx = g - exp(y) * sum(g)
+        s = tl.sum(g, axis=1)
+        dx = g - tl.exp(y) * s[:, None]
+    else:  # dx = y * (g - sum(g * y))
+        s = tl.sum(g * y, axis=1)
+        dx = y * (g - s[:, None])
+    if ROUND_OUT:  # the gradient exists in the output dtype before the cast back to the input dtype
+        dx = dx.to(y_ptr.dtype.element_ty)
+    tl.store(dx_ptr + _row_starts(r, b1, ds0, ds1)[:, None] + cols[None, :] * dsn, dx.to(dx_ptr.dtype.element_ty),
+             mask=mask)
+
+
+@triton.jit
+def _softmax_bwd_online(
+    g_ptr, y_ptr, dx_ptr, rows, n, b1, gs0, gs1, gsn, ys0, ys1, ysn, ds0, ds1, dsn,
+    LOG: tl.constexpr, ROUND_OUT: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0).to(tl.int64)
+    r = pid * ROWS + tl.arange(0, ROWS)
+    rmask = r < rows
+    cols = tl.arange(0, BLOCK).to(tl.int64)
+    grow = _row_starts(r, b1, gs0, gs1)
+    yrow = _row_starts(r, b1, ys0, ys1)
+    drow = _row_starts(r, b1, ds0, ds1)
+    s = tl.zeros([ROWS], COMPUTE)
+    for start in range(0, n, BLOCK):
+        c = start + cols
+        mask = rmask[:, None] & (c[None, :] < n)
+        g = tl.load(g_ptr + grow[:, None] + c[None, :] * gsn, mask=mask, other=0.0).to(COMPUTE)
+        if LOG:
+            s += tl.sum(g, axis=1)
+        else:
+            y = tl.load(y_ptr + yrow[:, None] + c[None, :] * ysn, mask=mask, other=0.0).to(COMPUTE)
+            s += tl.sum(g * y, axis=1)
+    for start in range(0, n, BLOCK):
+        c = start + cols
+        mask = rmask[:, None] & (c[None, :] < n)
+        g = tl.load(g_ptr + grow[:, None] + c[None, :] * gsn, mask=mask, other=0.0).to(COMPUTE)
+        y = tl.load(y_ptr + yrow[:, None] + c[None, :] * ysn, mask=mask, other=0.0).to(COMPUTE)
+        if LOG:
+            dx = g - tl.exp(y) * s[:, None]
+        else:
+            dx = y * (g - s[:, None])
+        if ROUND_OUT:
+            dx = dx.to(y_ptr.dtype.element_ty)
+        tl.store(dx_ptr + drow[:, None] + c[None, :] * dsn, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# host side: geometry and launch parameters
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowGeometry:
+    """Rows of a reduction over one dim: ``rows = b0 * b1`` rows of ``n`` elements, strides per tensor."""
+
+    rows: int
+    n: int
+    b1: int
+    strides: tuple[tuple[int, int, int], ...]  # per tensor: (s0, s1, sn)
+
+
+def row_geometry(tensors: list[torch.Tensor], dim: int) -> RowGeometry | None:
+    """The row geometry shared by ``tensors`` (same shape) for a reduction over ``dim``, or None.
+
+    None means the batch dims cannot be merged into two for every tensor at once; the caller then
+    copies the tensors into contiguous ones, for which two always suffice.
+    """
+    shape = list(tensors[0].shape) or [1]
+    all_strides = [list(t.stride()) or [1] for t in tensors]
+    n = shape[dim]
+    batch = [i for i in range(len(shape)) if i != dim and shape[i] != 1]
+    # merge batch dims from the innermost outwards: dim i folds into the group of dim j (next inner)
+    # when, in every tensor, stride[i] == stride[j] * size(group of j)
+    groups: list[tuple[int, list[int]]] = []  # (size, per-tensor stride of the group's innermost step)
+    for i in reversed(batch):
+        if groups:
+            size, strides = groups[-1]
+            if all(st[i] == s * size for st, s in zip(all_strides, strides)):
+                groups[-1] = (size * shape[i], strides)
+                continue
+        groups.append((shape[i], [st[i] for st in all_strides]))
+    if len(groups) > 2:
+        return None
+    groups.reverse()
+    while len(groups) < 2:
+        groups.insert(0, (1, [0] * len(tensors)))
+    (b0, outer), (b1, inner) = groups
+    per_tensor = tuple((outer[k], inner[k], all_strides[k][dim]) for k in range(len(tensors)))
+    return RowGeometry(b0 * b1, n, b1, per_tensor)
+
+
+def _limits(device: torch.device) -> tuple[int, int, int]:
+    if device.type == "cpu":
+        return SINGLE_PASS_MAX_INTERPRETER, CHUNK_INTERPRETER, TILE_INTERPRETER
+    return SINGLE_PASS_MAX_CUDA, CHUNK_CUDA, TILE_CUDA
+
+
+def _launch_params(geo: RowGeometry, device: torch.device) -> tuple[bool, int, int, int]:
+    """(one_pass, BLOCK, ROWS, num_warps) for rows of ``geo.n`` elements."""
+    single_max, chunk, tile = _limits(device)
+    if geo.n <= single_max:
+        block = triton.next_power_of_2(max(geo.n, 1))
+        rows = max(1, min(tile // block, triton.next_power_of_2(geo.rows)))
+        one_pass = True
+    else:
+        block, rows, one_pass = triton.next_power_of_2(chunk), 1, False
+    warps = max(1, min(16, block * rows // 512))
+    return one_pass, block, rows, triton.next_power_of_2(warps)
+
+
+def _contiguous_call(tensors: list[torch.Tensor], out: torch.Tensor, dim: int, launch) -> torch.Tensor:
+    """Run ``launch`` on contiguous copies when no two-group geometry exists for the given layouts."""
+    dense = [t.contiguous() for t in tensors]
+    tmp = out if out.is_contiguous() else torch.empty(out.shape, dtype=out.dtype, device=out.device)
+    geo = row_geometry(dense + [tmp], dim)
+    launch(dense, tmp, geo)
+    if tmp is not out:
+        out.copy_(tmp)
+    return out
+
+
+def _flat_strides(geo: RowGeometry) -> list[int]:
+    return [s for triple in geo.strides for s in triple]
+
+
+def softmax_forward(x: torch.Tensor, dim: int, out: torch.Tensor, log: bool = False) -> torch.Tensor:
+    """Write ``softmax(x, dim)`` (``log_softmax`` with ``log=True``) into ``out``, of ``x``'s shape.
+
+    ``out``'s dtype is the result dtype (``x`` is rounded to it first, as torch's ``dtype=`` does);
+    ``out`` must not overlap itself; ``x`` may have any strides. ``dim`` is non-negative.
+    """
+    if out.numel() == 0:
+        return out
+
+    def launch(ins, o, geo):
+        (xi,) = ins
+        one_pass, block, rows, warps = _launch_params(geo, o.device)
+        kernel = _softmax_fwd_one_pass if one_pass else _softmax_fwd_online
+        grid = (triton.cdiv(geo.rows, rows),)
+        kernel[grid](
+            xi, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
+            LOG=log, ROUND_IN=xi.dtype != o.dtype, COMPUTE=compute_dtype(o.dtype), ROWS=rows, BLOCK=block,
+            num_warps=warps,
+        )
+
+    geo = row_geometry([x, out], dim)
+    if geo is None:
+        return _contiguous_call([x], out, dim, launch)
+    launch([x], out, geo)
+    return out
+
+
+def softmax_backward(grad: torch.Tensor, output: torch.Tensor, dim: int, out: torch.Tensor,
+                     log: bool = False) -> torch.Tensor:
+    """Write the input gradient of ``softmax`` (``log_softmax`` with ``log=True``) into ``out``.
+
+    ``output`` is the forward result; ``out``'s dtype is the input's dtype (the gradient is rounded to
+    ``output``'s dtype first when the two differ). ``grad`` may have any strides, expanded ones too.
+    """
+    if out.numel() == 0:
+        return out
+
+    def launch(ins, o, geo):
+        g, y = ins
+        one_pass, block, rows, warps = _launch_params(geo, o.device)
+        kernel = _softmax_bwd_one_pass if one_pass else _softmax_bwd_online
+        grid = (triton.cdiv(geo.rows, rows),)
+        kernel[grid](
+            g, y, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
+            LOG=log, ROUND_OUT=y.dtype != o.dtype, COMPUTE=compute_dtype(y.dtype), ROWS=rows, BLOCK=block,
+            num_warps=warps,
+        )
+
+    geo = row_geometry([grad, output, out], dim)
+    if geo is None:
+        return _contiguous_call([grad, output], out, dim, launch)
+    launch([grad, output], out, geo)
+    return out

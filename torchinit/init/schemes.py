@@ -1,0 +1,369 @@
+"""The scheme registry: every scheme turns (shape, fans, gain context, its arguments) into an :class:`Action`.
+
+An action says what to write (an elementwise distribution, a constant, an orthogonal matrix, ...), not
+how; ``fill.py`` writes it. Planning is pure and cheap, so :func:`~torchinit.init.apply_init` plans (and
+so validates) every parameter before it samples any.
+
+Aliases (``glorot_*``, ``he_*``) resolve to one implementation. ``lecun_normal`` and
+``variance_scaling`` follow Keras/JAX/Flax (truncated normal); ``xavier_*``/``kaiming_*`` follow torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .gain import calculate_gain
+from .sampling import Dist
+
+__all__ = ["Action", "Ctx", "SchemeDef", "Scheme", "SCHEMES", "ALIASES", "resolve_scheme", "scheme_names",
+           "TRUNC_NORMAL_STD_CORRECTION"]
+
+# std of a standard normal truncated to [-2, 2]: Keras/Flax divide by it so the variance is as asked
+TRUNC_NORMAL_STD_CORRECTION = 0.87962566103423978
+
+
+@dataclass(frozen=True)
+class Action:
+    """What to write into one block of a parameter."""
+
+    kind: str  # "dist", "constant", "orthogonal", "delta_orthogonal", "dirac", "eye", "sparse", "torch_default"
+    dist: Dist | None = None
+    value: float = 0.0
+    gain: float = 1.0
+    sparsity: float = 0.0
+    std: float = 0.0
+    groups: int = 1
+
+    @property
+    def elementwise(self) -> bool:
+        return self.kind in ("dist", "constant")
+
+    def report_std(self, shape: tuple[int, ...]) -> float | None:
+        """The standard deviation of the written values (None where it is not a distribution)."""
+        if self.kind == "dist":
+            assert self.dist is not None
+            return self.dist.variance_std
+        if self.kind == "constant":
+            return 0.0
+        if self.kind in ("orthogonal", "delta_orthogonal") and len(shape) >= 2:
+            rows, cols = shape[0], math.prod(shape[1:]) if self.kind == "orthogonal" else shape[1]
+            std = self.gain / math.sqrt(max(rows, cols))
+            if self.kind == "delta_orthogonal":
+                std /= math.sqrt(math.prod(shape[2:]))
+            return std
+        if self.kind == "sparse" and len(shape) == 2:
+            zeros = math.ceil(self.sparsity * shape[0])
+            return self.std * math.sqrt(1 - zeros / shape[0])
+        return None
+
+
+@dataclass
+class Ctx:
+    """What a scheme may use to plan one block."""
+
+    fn: str  # the name used in error messages
+    shape: tuple[int, ...]
+    fan_in: int | None
+    fan_out: int | None
+    auto_gain: Callable[[str], tuple[float, str | None]] | None = None  # mode -> (gain, activation)
+    groups: int = 1
+    notes: dict[str, Any] = field(default_factory=dict)  # the planner records gain / activation here
+
+    def fans(self) -> tuple[int, int]:
+        if self.fan_in is None or self.fan_out is None:
+            raise ValueError(f"{self.fn}: needs the fans of a weight with at least 2 dimensions, got shape {self.shape}")
+        if self.fan_in == 0 or self.fan_out == 0:
+            raise ValueError(f"{self.fn}: cannot initialise a tensor with a zero fan (shape {self.shape})")
+        return self.fan_in, self.fan_out
+
+    def fan(self, mode: str) -> float:
+        fi, fo = self.fans()
+        if mode == "fan_in":
+            return fi
+        if mode == "fan_out":
+            return fo
+        if mode == "fan_avg":
+            return (fi + fo) / 2
+        raise ValueError(f"{self.fn}: mode must be 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
+
+    def gain(self, gain: Any, mode: str = "fan_in") -> float:
+        """Resolve a gain argument: a number, ``"auto"``, or an activation for :func:`calculate_gain`."""
+        if isinstance(gain, str) and gain == "auto":
+            if self.auto_gain is None:
+                raise ValueError(f"{self.fn}: gain='auto' needs the model: use apply_init(model, ...)")
+            g, act = self.auto_gain(mode)
+            self.notes["activation"] = act
+        elif isinstance(gain, bool):
+            raise TypeError(f"{self.fn}: gain must be a number, 'auto' or an activation, got {gain!r}")
+        elif isinstance(gain, (int, float)):
+            g = float(gain)
+        else:
+            g = calculate_gain(gain)
+            self.notes["activation"] = gain if isinstance(gain, str) else type(gain).__name__
+        if not math.isfinite(g) or g < 0:
+            raise ValueError(f"{self.fn}: gain must be finite and non-negative, got {g}")
+        self.notes["gain"] = g
+        return g
+
+
+def _num(fn: str, arg: str, v: Any, positive: bool = False, unit: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise TypeError(f"{fn}: {arg} must be a finite number, got {v!r}")
+    if positive and v <= 0:
+        raise ValueError(f"{fn}: {arg} must be positive, got {v}")
+    if unit and not 0 <= v < 1:
+        raise ValueError(f"{fn}: {arg} must be in [0, 1), got {v}")
+    return float(v)
+
+
+def _normal_or_uniform(dist: str, std: float) -> Action:
+    if dist == "normal":
+        return Action("dist", Dist("normal", 0.0, std))
+    bound = math.sqrt(3.0) * std
+    return Action("dist", Dist("uniform", a=-bound, b=bound))
+
+
+def _variance_scaling(ctx: Ctx, scale: float, mode: str, distribution: str) -> Action:
+    scale = _num(ctx.fn, "scale", scale, positive=True)
+    var = scale / ctx.fan(mode)
+    ctx.notes.setdefault("gain", math.sqrt(scale))
+    if distribution == "truncated_normal":
+        std = math.sqrt(var) / TRUNC_NORMAL_STD_CORRECTION
+        return Action("dist", Dist("trunc_normal", 0.0, std, -2.0 * std, 2.0 * std))
+    if distribution in ("normal", "untruncated_normal"):
+        return Action("dist", Dist("normal", 0.0, math.sqrt(var)))
+    if distribution == "uniform":
+        bound = math.sqrt(3.0 * var)
+        return Action("dist", Dist("uniform", a=-bound, b=bound))
+    raise ValueError(f"{ctx.fn}: distribution must be 'truncated_normal', 'normal' or 'uniform', got {distribution!r}")
+
+
+def _p_constant(ctx: Ctx, val: float) -> Action:
+    return Action("constant", value=_num(ctx.fn, "val", val))
+
+
+def _p_normal(ctx: Ctx, mean: float, std: float) -> Action:
+    return Action("dist", Dist("normal", _num(ctx.fn, "mean", mean), _num(ctx.fn, "std", std, positive=True)))
+
+
+def _p_uniform(ctx: Ctx, a: float, b: float) -> Action:
+    a, b = _num(ctx.fn, "a", a), _num(ctx.fn, "b", b)
+    if not a < b:
+        raise ValueError(f"{ctx.fn}: expected a < b, got a={a}, b={b}")
+    return Action("dist", Dist("uniform", a=a, b=b))
+
+
+def _p_trunc_normal(ctx: Ctx, mean: float, std: float, a: float, b: float, units: str) -> Action:
+    mean, std = _num(ctx.fn, "mean", mean), _num(ctx.fn, "std", std, positive=True)
+    for nm, v in (("a", a), ("b", b)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+            raise TypeError(f"{ctx.fn}: {nm} must be a number (inf allowed), got {v!r}")
+    if units == "std":
+        a, b = mean + a * std, mean + b * std
+    elif units != "abs":
+        raise ValueError(f"{ctx.fn}: units must be 'abs' (bounds are values) or 'std' (bounds in std units), got {units!r}")
+    if not a < b:
+        raise ValueError(f"{ctx.fn}: expected a < b, got a={a}, b={b}")
+    return Action("dist", Dist("trunc_normal", mean, std, float(a), float(b)))
+
+
+def _p_xavier(dist: str) -> Callable[..., Action]:
+    def plan(ctx: Ctx, gain: Any) -> Action:
+        g = ctx.gain(gain, "fan_avg")
+        return _normal_or_uniform(dist, g / math.sqrt(ctx.fan("fan_avg")))
+
+    return plan
+
+
+def _p_kaiming(dist: str) -> Callable[..., Action]:
+    def plan(ctx: Ctx, a: float, mode: str, nonlinearity: Any, gain: Any) -> Action:
+        fan = ctx.fan(mode)
+        if gain is None:
+            g = calculate_gain(nonlinearity, a) if nonlinearity in ("leaky_relu",) else calculate_gain(nonlinearity)
+            ctx.notes["gain"] = g
+            ctx.notes["activation"] = nonlinearity if isinstance(nonlinearity, str) else type(nonlinearity).__name__
+        else:
+            g = ctx.gain(gain, mode)
+        return _normal_or_uniform(dist, g / math.sqrt(fan))
+
+    return plan
+
+
+def _p_lecun(dist: str) -> Callable[..., Action]:
+    def plan(ctx: Ctx, gain: Any) -> Action:
+        g = ctx.gain(gain, "fan_in")
+        return _variance_scaling(ctx, g * g, "fan_in", "truncated_normal" if dist == "normal" else "uniform")
+
+    return plan
+
+
+def _p_variance_scaling(ctx: Ctx, scale: float, mode: str, distribution: str) -> Action:
+    return _variance_scaling(ctx, scale, mode, distribution)
+
+
+def _p_orthogonal(ctx: Ctx, gain: Any) -> Action:
+    if len(ctx.shape) < 2:
+        raise ValueError(f"{ctx.fn}: needs a tensor with at least 2 dimensions, got shape {ctx.shape}")
+    return Action("orthogonal", gain=ctx.gain(gain, "fan_in"))
+
+
+def _p_delta_orthogonal(ctx: Ctx, gain: Any) -> Action:
+    if len(ctx.shape) < 3:
+        raise ValueError(f"{ctx.fn}: needs a convolution weight (3 to 5 dimensions), got shape {ctx.shape}")
+    return Action("delta_orthogonal", gain=ctx.gain(gain, "fan_in"))
+
+
+def _p_dirac(ctx: Ctx, groups: int | None) -> Action:
+    if len(ctx.shape) not in (3, 4, 5):
+        raise ValueError(f"{ctx.fn}: needs a 3, 4 or 5-dimensional convolution weight, got shape {ctx.shape}")
+    g = ctx.groups if groups is None else groups
+    if isinstance(g, bool) or not isinstance(g, int) or g < 1 or ctx.shape[0] % g:
+        raise ValueError(f"{ctx.fn}: groups must be a positive int dividing dim 0 ({ctx.shape[0]}), got {g!r}")
+    return Action("dirac", groups=g)
+
+
+def _p_eye(ctx: Ctx) -> Action:
+    if len(ctx.shape) != 2:
+        raise ValueError(f"{ctx.fn}: needs a 2-dimensional tensor, got shape {ctx.shape}")
+    return Action("eye")
+
+
+def _p_identity(ctx: Ctx) -> Action:
+    if len(ctx.shape) == 2:
+        return Action("eye")
+    return _p_dirac(ctx, None)
+
+
+def _p_sparse(ctx: Ctx, sparsity: float, std: float) -> Action:
+    if len(ctx.shape) != 2:
+        raise ValueError(f"{ctx.fn}: needs a 2-dimensional tensor, got shape {ctx.shape}")
+    return Action("sparse", sparsity=_num(ctx.fn, "sparsity", sparsity, unit=True),
+                  std=_num(ctx.fn, "std", std, positive=True))
+
+
+def _p_torch_default(ctx: Ctx) -> Action:
+    return Action("torch_default")
+
+
+def _p_prior_prob(ctx: Ctx, prob: float) -> Action:
+    p = _num(ctx.fn, "prob", prob)
+    if not 0 < p < 1:
+        raise ValueError(f"{ctx.fn}: prob must be in (0, 1), got {p}")
+    return Action("constant", value=-math.log((1 - p) / p))
+
+
+def _p_auto(ctx: Ctx, mode: str, distribution: str) -> Action:
+    g = ctx.gain("auto", mode)
+    if distribution not in ("normal", "uniform"):
+        raise ValueError(f"{ctx.fn}: distribution must be 'normal' or 'uniform', got {distribution!r}")
+    return _normal_or_uniform(distribution, g / math.sqrt(ctx.fan(mode)))
+
+
+@dataclass(frozen=True)
+class SchemeDef:
+    """A registered scheme: its planner, accepted keyword arguments (with defaults) and category.
+
+    ``fan_based`` schemes describe weight matrices: on a bias they give way to the rule's ``bias`` and on
+    a normalisation weight to 1; ``random_matrix`` ones become per-gate orthogonal on recurrent weights.
+    """
+
+    name: str
+    plan: Callable[..., Action]
+    params: dict[str, Any]
+    fan_based: bool = False
+    random_matrix: bool = False
+
+
+def _reg(name: str, plan: Callable[..., Action], fan_based: bool = False, random_matrix: bool = False,
+         **params: Any) -> SchemeDef:
+    return SchemeDef(name, plan, params, fan_based, random_matrix)
+
+
+_REQUIRED = object()
+
+SCHEMES: dict[str, SchemeDef] = {s.name: s for s in [
+    _reg("zeros", lambda ctx: Action("constant", value=0.0)),
+    _reg("ones", lambda ctx: Action("constant", value=1.0)),
+    _reg("constant", _p_constant, val=_REQUIRED),
+    _reg("normal", _p_normal, mean=0.0, std=1.0),
+    _reg("uniform", _p_uniform, a=0.0, b=1.0),
+    _reg("trunc_normal", _p_trunc_normal, mean=0.0, std=1.0, a=-2.0, b=2.0, units="abs"),
+    _reg("xavier_uniform", _p_xavier("uniform"), True, True, gain=1.0),
+    _reg("xavier_normal", _p_xavier("normal"), True, True, gain=1.0),
+    _reg("kaiming_uniform", _p_kaiming("uniform"), True, True, a=0.0, mode="fan_in", nonlinearity="leaky_relu", gain=None),
+    _reg("kaiming_normal", _p_kaiming("normal"), True, True, a=0.0, mode="fan_in", nonlinearity="leaky_relu", gain=None),
+    _reg("lecun_uniform", _p_lecun("uniform"), True, True, gain=1.0),
+    _reg("lecun_normal", _p_lecun("normal"), True, True, gain=1.0),
+    _reg("variance_scaling", _p_variance_scaling, True, True, scale=1.0, mode="fan_in", distribution="truncated_normal"),
+    _reg("orthogonal", _p_orthogonal, True, False, gain=1.0),
+    _reg("delta_orthogonal", _p_delta_orthogonal, True, False, gain=1.0),
+    _reg("dirac", _p_dirac, True, False, groups=None),
+    _reg("eye", _p_eye, True, False),
+    _reg("identity", _p_identity, True, False),
+    _reg("sparse", _p_sparse, True, True, sparsity=_REQUIRED, std=0.01),
+    _reg("torch_default", _p_torch_default, True, False),
+    _reg("prior_prob", _p_prior_prob, prob=0.01),
+    _reg("auto", _p_auto, True, True, mode="fan_in", distribution="normal"),
+]}
+
+ALIASES: dict[str, str] = {
+    "glorot_uniform": "xavier_uniform", "glorot_normal": "xavier_normal",
+    "he_uniform": "kaiming_uniform", "he_normal": "kaiming_normal",
+    "zero": "zeros", "one": "ones", "truncated_normal": "trunc_normal", "default": "torch_default",
+}
+
+
+def scheme_names() -> list[str]:
+    """All scheme names and aliases, sorted."""
+    return sorted(set(SCHEMES) | set(ALIASES))
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A scheme with bound arguments, usable wherever a scheme name is: ``Scheme("normal", std=0.02)``."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "kwargs", dict(kwargs))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{self.name}({args})"
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted((k, repr(v)) for k, v in self.kwargs.items()))))
+
+
+def resolve_scheme(scheme: str | Scheme, kwargs: dict[str, Any], fn: str) -> tuple[SchemeDef, dict[str, Any]]:
+    """Look ``scheme`` up (aliases included) and merge ``kwargs`` over its defaults, checking names.
+
+    Raises ValueError naming the valid schemes or arguments.
+    """
+    if isinstance(scheme, Scheme):
+        kwargs = {**scheme.kwargs, **kwargs}
+        scheme = scheme.name
+    if not isinstance(scheme, str):
+        raise TypeError(f"{fn}: scheme must be a name or a torchinit.init.Scheme, got {type(scheme).__name__}")
+    canonical = ALIASES.get(scheme, scheme)
+    if canonical not in SCHEMES:
+        raise ValueError(f"{fn}: unknown scheme {scheme!r}; valid schemes: {', '.join(scheme_names())}")
+    sdef = SCHEMES[canonical]
+    unknown = sorted(set(kwargs) - set(sdef.params))
+    if unknown:
+        valid = ", ".join(sdef.params) or "none"
+        raise ValueError(f"{fn}: scheme {canonical!r} got unexpected argument(s) {unknown}; it accepts: {valid}")
+    merged = {**sdef.params, **kwargs}
+    missing = [k for k, v in merged.items() if v is _REQUIRED]
+    if missing:
+        raise ValueError(f"{fn}: scheme {canonical!r} needs argument(s) {missing}")
+    return sdef, merged
+
+
+def plan_action(sdef: SchemeDef, kwargs: dict[str, Any], ctx: Ctx) -> Action:
+    """Run the scheme's planner (validates argument values and the tensor's shape)."""
+    return sdef.plan(ctx, **kwargs)

@@ -1,0 +1,292 @@
+"""The softmax family: ``softmax``, ``log_softmax``, ``softmin`` and their modules.
+
+Operators (namespace ``torchinit``, beside the activation operators of :mod:`torchinit.ops`):
+
+* ``softmax(Tensor x, int dim, ScalarType? dtype) -> Tensor`` and ``log_softmax(...)``: the result
+  has dtype ``dtype`` (default: ``x``'s) and is contiguous, as torch's is. ``x`` is rounded to
+  ``dtype`` before the reduction, as torch's ``dtype=`` argument does, but inside the kernel: no
+  converted copy of ``x`` is made.
+* ``softmax_backward(Tensor grad, Tensor output, int dim, ScalarType input_dtype) -> Tensor`` and
+  ``log_softmax_backward(...)``: the input gradient from the forward *output* (nothing else is kept).
+
+Each runs the Triton kernels of ``torchinit.kernels.softmax`` where they can run (CUDA; CPU under
+Triton's interpreter with the "triton" backend) and torch's own softmax elsewhere, and has a fake
+implementation, a vmap rule and an autograd formula (for exported programs). The functions below
+differentiate through :class:`SoftmaxFunction` (a ``torch.autograd.Function`` with a generated vmap
+rule, so ``torch.func.grad``/``vmap`` work too) and pick the path with :mod:`torchinit.backend`.
+Double backward is not supported on the operator path (the torch path supports it).
+
+Plain entry points for benchmarks: :func:`softmax`, :func:`log_softmax` (whole autograd path) and
+``torch.ops.torchinit.softmax`` / ``softmax_backward`` (one kernel each).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from . import backend
+from .ops import _FLOATING, _needs_grad, _to_front, check_input
+
+Tensor = torch.Tensor
+
+_LIB = torch.library.Library("torchinit", "FRAGMENT")  # noqa: TOR901 - the project's own namespace
+_NAMES = ("softmax", "log_softmax")
+
+
+def _canonical_dim(op: str, dim: int, ndim: int) -> int:
+    """``dim`` as a non-negative index into a tensor of ``ndim`` dims (a 0-d tensor counts as one dim)."""
+    rank = max(ndim, 1)
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise TypeError(f"torchinit.{op}: argument 'dim' must be an int, got {type(dim).__name__}")
+    if not -rank <= dim < rank:
+        raise IndexError(f"torchinit.{op}: argument 'dim' must be in [{-rank}, {rank - 1}] for a tensor of "
+                         f"{ndim} dims, got {dim}")
+    return dim % rank
+
+
+# ---------------------------------------------------------------------------------------------
+# operator implementations
+# ---------------------------------------------------------------------------------------------
+
+
+def _make_forward(name: str):
+    log = name == "log_softmax"
+    reference = torch.log_softmax if log else torch.softmax
+
+    def forward(x: Tensor, dim: int, dtype: torch.dtype | None) -> Tensor:
+        d = _canonical_dim(name, dim, x.dim())
+        out_dtype = x.dtype if dtype is None else dtype
+        if backend.kernel_runs_on(x.device) and x.numel() > 0:
+            from torchinit.kernels.softmax import softmax_forward
+
+            return softmax_forward(x, d, x.new_empty(x.shape, dtype=out_dtype), log)
+        return reference(x, d, dtype=out_dtype).contiguous()
+
+    return forward
+
+
+def _make_backward(name: str):
+    log = name == "log_softmax"
+    reference = torch.ops.aten._log_softmax_backward_data if log else torch.ops.aten._softmax_backward_data
+
+    def backward(grad: Tensor, output: Tensor, dim: int, input_dtype: torch.dtype) -> Tensor:
+        d = _canonical_dim(name + "_backward", dim, output.dim())
+        if backend.kernel_runs_on(output.device) and output.numel() > 0:
+            from torchinit.kernels.softmax import softmax_backward
+
+            return softmax_backward(grad, output, d, output.new_empty(output.shape, dtype=input_dtype), log)
+        # torch computes the gradient in the output's dtype, then autograd casts it to the input's
+        dx = reference(grad.to(output.dtype), output, d, output.dtype)
+        return dx.to(input_dtype).contiguous()
+
+    return backward
+
+
+def _fake_forward(x, dim, dtype):
+    return x.new_empty(x.shape, dtype=x.dtype if dtype is None else dtype)
+
+
+def _fake_backward(grad, output, dim, input_dtype):
+    return output.new_empty(output.shape, dtype=input_dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# vmap: the batch dim goes in front, the reduced dim moves one to the right
+# ---------------------------------------------------------------------------------------------
+
+
+def _batched_dim(op: str, dim: int, logical_ndim: int) -> int:
+    return _canonical_dim(op, dim, logical_ndim) + 1
+
+
+def _vmap_forward(name: str):
+    def rule(info, in_dims, x, dim, dtype):
+        op = getattr(torch.ops.torchinit, name)
+        xb = _to_front(x, in_dims[0], info.batch_size)
+        if xb.dim() == 1:  # a batch of 0-d tensors: reduce over a unit dim, not over the batch
+            return op(xb.unsqueeze(1), 1, dtype).squeeze(1), 0
+        return op(xb, _batched_dim(name, dim, xb.dim() - 1), dtype), 0
+
+    return rule
+
+
+def _vmap_backward(name: str):
+    def rule(info, in_dims, grad, output, dim, input_dtype):
+        op = getattr(torch.ops.torchinit, name)
+        g = _to_front(grad, in_dims[0], info.batch_size)
+        y = _to_front(output, in_dims[1], info.batch_size)
+        if y.dim() == 1:
+            return op(g.unsqueeze(1), y.unsqueeze(1), 1, input_dtype).squeeze(1), 0
+        return op(g, y, _batched_dim(name, dim, y.dim() - 1), input_dtype), 0
+
+    return rule
+
+
+# ---------------------------------------------------------------------------------------------
+# autograd of the bare operators (exported programs); the functions below use SoftmaxFunction
+# ---------------------------------------------------------------------------------------------
+
+
+def _setup_context(ctx, inputs, output):
+    x, dim, _dtype = inputs
+    ctx.dim = dim
+    ctx.input_dtype = x.dtype
+    ctx.save_for_backward(output)
+
+
+def _autograd_backward(name: str):
+    def backward(ctx, grad):
+        (output,) = ctx.saved_tensors
+        dx = getattr(torch.ops.torchinit, name + "_backward")(grad, output, ctx.dim, ctx.input_dtype)
+        return dx, None, None
+
+    return backward
+
+
+def _register(name: str) -> None:
+    _LIB.define(f"{name}(Tensor x, int dim, ScalarType? dtype) -> Tensor")
+    _LIB.define(f"{name}_backward(Tensor grad, Tensor output, int dim, ScalarType input_dtype) -> Tensor")
+    _LIB.impl(name, _make_forward(name), "CompositeExplicitAutograd")
+    _LIB.impl(name + "_backward", _make_backward(name), "CompositeExplicitAutograd")
+    torch.library.register_fake(f"torchinit::{name}", _fake_forward, lib=_LIB)
+    torch.library.register_fake(f"torchinit::{name}_backward", _fake_backward, lib=_LIB)
+    torch.library.register_vmap(f"torchinit::{name}", _vmap_forward(name), lib=_LIB)
+    torch.library.register_vmap(f"torchinit::{name}_backward", _vmap_backward(name + "_backward"), lib=_LIB)
+    torch.library.register_autograd(f"torchinit::{name}", _autograd_backward(name), setup_context=_setup_context,
+                                    lib=_LIB)
+
+
+for _name in _NAMES:
+    _register(_name)
+
+
+class SoftmaxFunction(torch.autograd.Function):
+    """Differentiates ``softmax``/``log_softmax`` through the ``torchinit`` operators (saves the output)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, dim, dtype, name):
+        return getattr(torch.ops.torchinit, name)(x, dim, dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, dim, _dtype, name = inputs
+        ctx.dim = dim
+        ctx.name = name
+        ctx.input_dtype = x.dtype
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (output,) = ctx.saved_tensors
+        dx = getattr(torch.ops.torchinit, ctx.name + "_backward")(grad, output, ctx.dim, ctx.input_dtype)
+        return dx, None, None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# functional API
+# ---------------------------------------------------------------------------------------------
+
+
+def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to include dim=X "
+                  "as an argument.", stacklevel=stacklevel)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _run(name: str, input: Tensor, dim: int | None, stacklevel: int, dtype: torch.dtype | None) -> Tensor:
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"torchinit.{name}: argument 'input' must be a torch.Tensor, got {type(input).__name__}")
+    if dim is None:
+        dim = _implicit_dim(name, input.dim(), stacklevel + 1)
+    if dtype is not None:
+        if dtype not in _FLOATING:
+            raise TypeError(f"torchinit.{name}: argument 'dtype' must be float16, bfloat16, float32 or float64, "
+                            f"got {dtype}")
+        if not input.is_floating_point():  # integers: cast first, as torch does
+            input, dtype = input.to(dtype), None
+    check_input(name, input)
+    op = "log_softmax" if name == "log_softmax" else "softmax"
+    if not backend.use_custom_op(name, input.device):
+        return getattr(torch, op)(input, dim, dtype=dtype)
+    _canonical_dim(name, dim, input.dim())
+    if dtype == input.dtype:
+        dtype = None
+    if not _needs_grad(input):
+        return getattr(torch.ops.torchinit, op)(input, dim, dtype)
+    return SoftmaxFunction.apply(input, dim, dtype, op)
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim``, as ``torch.nn.functional.softmax``.
+
+    ``dtype`` casts ``input`` before the reduction (the result has that dtype); ``-inf`` entries get
+    probability 0 and a row that is all ``-inf`` gives NaN, as in torch. ``dim=None`` picks a dim the
+    way torch's deprecated implicit choice does, with its warning.
+    """
+    return _run("softmax", input, dim, _stacklevel, dtype)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+                dtype: torch.dtype | None = None) -> Tensor:
+    """x - log(sum(exp(x))) along ``dim``, as ``torch.nn.functional.log_softmax`` (see :func:`softmax`)."""
+    return _run("log_softmax", input, dim, _stacklevel, dtype)
+
+
+def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
+    """softmax(-x) along ``dim``, as ``torch.nn.functional.softmin`` (negated before the ``dtype`` cast)."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"torchinit.softmin: argument 'input' must be a torch.Tensor, got {type(input).__name__}")
+    if dim is None:
+        dim = _implicit_dim("softmin", input.dim(), _stacklevel)
+    return _run("softmin", -input, dim, _stacklevel, dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# modules
+# ---------------------------------------------------------------------------------------------
+
+
+class Softmax(nn.Softmax):
+    """:func:`softmax` along ``dim``; ``inplace`` is accepted (for model factories) and computes out of place."""
+
+    def __init__(self, dim: int | None = None, inplace: bool = False) -> None:
+        super().__init__(dim)
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return softmax(input, self.dim, _stacklevel=5)
+
+
+class LogSoftmax(nn.LogSoftmax):
+    """:func:`log_softmax` along ``dim``; ``inplace`` is accepted and computes out of place."""
+
+    def __init__(self, dim: int | None = None, inplace: bool = False) -> None:
+        super().__init__(dim)
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return log_softmax(input, self.dim, _stacklevel=5)
+
+
+class Softmin(nn.Softmin):
+    """:func:`softmin` along ``dim``; ``inplace`` is accepted and computes out of place."""
+
+    def __init__(self, dim: int | None = None, inplace: bool = False) -> None:
+        super().__init__(dim)
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return softmin(input, self.dim, _stacklevel=5)
+
+
+__all__ = ["softmax", "log_softmax", "softmin", "Softmax", "LogSoftmax", "Softmin", "SoftmaxFunction"]
+
+# torch.fx: record calls of these functions (from the modules above) as single nodes
+for _name in ("softmax", "log_softmax", "softmin"):
+    torch.fx.wrap(_name)
+del _name
