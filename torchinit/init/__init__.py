@@ -1,0 +1,34 @@
+"""Weight initialisation: ``apply_init`` with rules, every classic scheme, activation-aware gains,
+counter-based reproducible sampling, presets and data-dependent inits.
+
+Modules, each with one job: ``fans`` (fans and roles per layer type) -> ``gain`` (torch's table and
+Gauss-Hermite gains) and ``autogain`` (which activation acts on a layer) -> ``philox``/``sampling``
+(counter-based RNG, torch and Triton) -> ``schemes`` (the registry) -> ``fill`` (write an action) ->
+``rules`` (matching) -> ``apply`` (plan, validate, sample, commit) -> ``report``; ``functions`` (the
+torch.nn.init-style API), ``presets``, ``data`` (LSUV, ZCA, data init).
+"""
+
+from .apply import InitError, apply_init
+from .data import DataInitReport, LSUVReport, data_init, lsuv, zca_
+from .functions import (
+    constant_, delta_orthogonal_, dirac_, eye_, glorot_normal_, glorot_uniform_, he_normal_, he_uniform_,
+    identity_, kaiming_normal_, kaiming_uniform_, lecun_normal_, lecun_uniform_, normal_, ones_, orthogonal_,
+    prior_prob, prior_prob_, scheme, sparse_, torch_default_, trunc_normal_, uniform_, variance_scaling_,
+    xavier_normal_, xavier_uniform_, zeros_,
+)
+from .gain import calculate_gain, variance_preserving_gain
+from .presets import fixup, gpt2, timm, vit_jax, zero_init_residual
+from .report import InitReport
+from .rules import Rule
+from .schemes import Scheme, scheme_names
+
+__all__ = [
+    "apply_init", "InitError", "InitReport", "Rule", "Scheme", "scheme", "scheme_names",
+    "calculate_gain", "variance_preserving_gain",
+    "zeros_", "ones_", "constant_", "normal_", "uniform_", "trunc_normal_", "xavier_uniform_", "xavier_normal_",
+    "glorot_uniform_", "glorot_normal_", "kaiming_uniform_", "kaiming_normal_", "he_uniform_", "he_normal_",
+    "lecun_uniform_", "lecun_normal_", "variance_scaling_", "orthogonal_", "delta_orthogonal_", "dirac_", "eye_",
+    "identity_", "sparse_", "torch_default_", "prior_prob_", "prior_prob",
+    "gpt2", "vit_jax", "timm", "zero_init_residual", "fixup",
+    "lsuv", "LSUVReport", "zca_", "data_init", "DataInitReport",
+]
