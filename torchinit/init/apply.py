@@ -52,15 +52,21 @@ def _is_dtensor(t: torch.Tensor) -> bool:
     return isinstance(t, DTensor)
 
 
-def _collect(model: nn.Module) -> list[tuple[ParamInfo, torch.Tensor]]:
+def _collect(model: nn.Module, fn: str) -> list[tuple[ParamInfo, torch.Tensor]]:
     seen: set[int] = set()
     out = []
+    lazy = []
     for mname, m in model.named_modules():
         for pname, p in m.named_parameters(recurse=False):
             if p is None or id(p) in seen:
                 continue
             seen.add(id(p))
+            if isinstance(p, nn.parameter.UninitializedParameter):
+                lazy.append(f"{mname}.{pname}" if mname else pname)
+                continue
             out.append((param_info(m, mname, pname, p), p))
+    if lazy:
+        raise InitError(f"{fn}: {', '.join(lazy)} uninitialised (a lazy module): run a forward pass first")
     return out
 
 
@@ -212,14 +218,11 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
     if errors:
         raise InitError("\n".join(errors))
 
-    params = _collect(model)
+    params = _collect(model, fn)
     entries: list[_Entry] = []
     untouched: list[tuple[ParamInfo, torch.Tensor]] = []
     used = [False] * len(rules)
     for info, p in params:
-        if isinstance(p, nn.parameter.UninitializedParameter):
-            errors.append(f"{fn}: {info.name} is uninitialised (a lazy module): run a forward pass first")
-            continue
         chosen = None
         for i, (r, v) in enumerate(zip(rules, validated)):
             res = r.resolve(info, *v)

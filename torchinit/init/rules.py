@@ -164,6 +164,8 @@ class Rule:
         if how == "explicit":
             return Resolved(sdef, kw, "explicit")
         role = info.role
+        if sdef.name == "torch_default" and role != "other":
+            return Resolved(sdef, kw, "weight")  # the layer's own reset covers its biases and norms too
         if role == "weight":
             if info.recurrent and sdef.random_matrix:
                 ortho, okw = resolve_scheme("orthogonal", {}, "apply_init")
