@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import os
 from typing import Iterator, Literal
 
@@ -82,15 +81,21 @@ def kernels_in_compile() -> bool:
     return os.environ.get("TORCHINIT_COMPILE_KERNELS", "0").strip() in ("1", "true", "yes")
 
 
-@functools.lru_cache(maxsize=None)
+_triton_importable: bool | None = None
+
+
 def triton_available() -> bool:
-    """True when ``import triton`` works (Linux with a triton wheel)."""
-    try:
-        import triton  # noqa: F401
-        import triton.language  # noqa: F401
-    except Exception:  # pragma: no cover - depends on the platform
-        return False
-    return True
+    """True when ``import triton`` works (Linux with a triton wheel); the answer is cached."""
+    global _triton_importable
+    if _triton_importable is None:
+        try:
+            import triton  # noqa: F401
+            import triton.language  # noqa: F401
+
+            _triton_importable = True
+        except Exception:  # pragma: no cover - depends on the platform
+            _triton_importable = False
+    return _triton_importable
 
 
 def interpreter_enabled() -> bool:
