@@ -25,9 +25,23 @@ The gain makes ``E[y^2] = 1`` a fixed point of the layer-to-layer map ``q -> g^2
 For positively homogeneous activations (ReLU, leaky ReLU) the map is linear in ``q``, so the fixed point
 holds at every depth. For saturating ones (tanh, sigmoid) the map's slope at the fixed point is below
 1, so it is stable. For GELU, SiLU and Hardswish the slope at ``q = 1`` is above 1: the fixed point is
-unstable and the second moment drifts geometrically with depth in deep plain networks (a 64-layer GELU
-MLP drifts measurably: see ``tests/test_init_gain.py``). That is what :func:`torchinit.init.lsuv`
-is for.
+unstable and the second moment drifts geometrically with depth in deep plain networks.
+
+Measured (slope of the map at ``q = 1`` by quadrature; pre-activation second moment of a plain
+width-256 MLP initialised with ``"auto"``, layer 64 relative to layer 1, one draw):
+
+==========  ==================  ===========================
+activation  slope at ``q = 1``  layer 64 / layer 1
+==========  ==================  ===========================
+ReLU        1.000               ~0.5 - 2 (finite-width noise)
+tanh (5/3)  0.461               ~0.8 (stable fixed point)
+Mish        1.076               ~100
+GELU        1.144               ~5000
+SiLU        1.173               ~3e8
+Hardswish   1.223               ~4e10
+==========  ==================  ===========================
+
+``tests/test_init_gain.py`` checks the slopes. That drift is what :func:`torchinit.init.lsuv` is for.
 """
 
 from __future__ import annotations
