@@ -1,0 +1,152 @@
+"""``swap_activations``: move an existing network onto torchinit's activations, in place.
+
+>>> report = swap_activations(model)                        # every torch.nn activation -> torchinit.nn
+>>> report = swap_activations(model, {nn.ReLU: ti.nn.GELU()}, functional=True)
+>>> swap_activations(model, TORCH)                          # back to plain torch.nn modules
+
+See :mod:`torchinit.swap.mapping` for what a mapping may contain, :mod:`torchinit.swap.calls` for how
+functional calls are switched, :class:`SwapReport` for what comes back.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from torch import nn
+
+from . import calls, table
+from .mapping import Mapping, SwapError
+from .modules import commit_modules, plan_modules, walk
+from .report import Left, Replaced, SwapReport
+
+#: The default mapping: every torch.nn activation class with a torchinit twin -> that twin (exact types).
+DEFAULT: dict[type[nn.Module], type[nn.Module]] = {
+    torch_cls: table.TI_CLASSES[kind] for kind, torch_cls in table.TORCH_CLASSES.items() if torch_cls is not None
+}
+
+
+def _swish_to_torch(name: str, module: nn.Module) -> nn.Module | None:
+    """torchinit's Swish back to torch.nn.SiLU when it is one (fixed beta == 1); otherwise leave it."""
+    if getattr(module, "learnable", False) or float(getattr(module, "beta", 0.0)) != 1.0:
+        return None
+    return nn.SiLU(inplace=bool(getattr(module, "inplace", False)))
+
+
+#: The mapping back to plain torch.nn: torchinit activation class -> its torch.nn twin. SquaredReLU and
+#: StarReLU have none and stay (reported); Swish becomes SiLU only where it equals it (beta fixed at 1).
+TORCH: dict[type[nn.Module], Any] = {
+    table.TI_CLASSES[kind]: torch_cls for kind, torch_cls in table.TORCH_CLASSES.items() if torch_cls is not None
+}
+TORCH[table.TI_CLASSES["swish"]] = _swish_to_torch
+
+_FUSED_OPS = ("bias_act", "swiglu")
+
+
+def _check_fuse() -> None:
+    try:
+        fused = importlib.import_module("torchinit.fused")
+    except ImportError:
+        fused = None
+    missing = [op for op in _FUSED_OPS if fused is None or not hasattr(fused, op)]
+    if missing:
+        where = "torchinit.fused does not exist" if fused is None else "torchinit.fused lacks them"
+        raise NotImplementedError(
+            f"swap_activations: fuse=True needs the fused ops {', '.join(missing)} ({where}); "
+            "call it with fuse=False")
+    raise NotImplementedError("swap_activations: fuse=True: the fused ops exist but the fusion rewrite "
+                              "(Linear/Conv + activation -> bias_act, chunk + silu + mul -> swiglu) is not written yet")
+
+
+def swap_activations(model: nn.Module, mapping: dict | None = None, functional: bool = False,
+                     fuse: bool = False) -> SwapReport:
+    """Replace the activations of ``model`` in place and return a :class:`SwapReport`.
+
+    Args:
+        model: the network (changed in place; swap before ``torch.compile``, scripting or DDP/FSDP wrapping).
+        mapping: ``None`` for :data:`DEFAULT` (each torch.nn activation -> its torchinit twin with the same
+            settings, PReLU weights and hooks kept, exact types only), :data:`TORCH` to go back, or a dict
+            whose keys are classes (exact type), module instances, names or globs (``"layer1.*"``) and whose
+            values are ``None`` (leave), a class, a module (copied per replaced module), a torchinit
+            activation name, or a factory ``f(name, module) -> module | None``. Only the entries given apply.
+        functional: also switch functional calls in forwards (``F.relu(x)``, ``torch.relu(x)``, ``x.relu_()``,
+            ``F.gelu(x, approximate=...)``; a mapping entry for a module class covers its functional twins),
+            with torch.fx where a forward traces and by run-time interception where it does not. With
+            :data:`TORCH`, forwards rewritten by an earlier swap are restored.
+        fuse: fuse Linear/Conv + activation and chunk + silu + mul patterns (needs ``torchinit.fused``).
+
+    Raises:
+        SwapError: (a ValueError) for a bad mapping (unknown value, a key matching a non-activation module,
+            a replacement that is not an activation or changes the output shape), before anything changes.
+        NotImplementedError: ``fuse=True`` while the fused ops are missing.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"swap_activations: argument 'model' must be an nn.Module, got {type(model).__name__}")
+    if fuse:
+        _check_fuse()
+    to_torch = mapping is TORCH
+    parsed = Mapping(mapping) if mapping is not None else None
+    default = Mapping(DEFAULT)
+    report = SwapReport()
+
+    # 1. plan everything (building and validating replacements); the model is not touched
+    places, first_path = walk(model)
+    plan = plan_modules(places, parsed, default, model)
+    report.left.extend(plan.left)
+    if table.is_known_activation_class(type(model)) and (parsed or default).lookup(("",), type(model), model):
+        report.left.append(Left("", type(model).__name__, "the root module itself cannot be replaced in place"))
+    owners = [model] + [p.module for p in places]
+    rewrites, intercepts, attrs, restores = [], [], [], []
+    if functional:
+        for owner in owners:
+            path = first_path[id(owner)]
+            if to_torch and calls.installed_kind(owner) is not None:
+                restores.append((owner, path))
+                continue
+            for attr, spelling in calls.attribute_sites(owner):
+                name = f"{path}:{attr}"
+                params: dict = {}
+                action = calls.resolve(parsed, spelling, params, name, owner)
+                if action.function is None:
+                    if action.module is not None:
+                        report.left.append(Left(name, spelling.label, "a function-valued attribute can only be "
+                                                "switched to a twin function, not to a module"))
+                    elif action.reason and action.reason != "already torchinit":
+                        report.left.append(Left(name, spelling.label, action.reason))
+                    continue
+                attrs.append((owner, attr, action.function, Replaced((name,), spelling.label, action.new,
+                                                                     "attribute")))
+            if not calls.is_candidate_owner(owner):
+                continue
+            rw = calls.plan_rewrite(owner, path, parsed)
+            if rw.why_not:
+                intercepts.append((owner, path, rw.why_not))
+                continue
+            for label, old, action in rw.sites:
+                if action.leaves and action.reason != "already torchinit":
+                    report.left.append(Left(label, old, action.reason))
+            if rw.changes:
+                rewrites.append((rw, calls.compile_rewrite(rw)))
+
+    # 2. commit
+    report.replaced.extend(commit_modules(plan))
+    for owner, attr, fn, record in attrs:
+        owner.__dict__[attr] = fn
+        report.replaced.append(record)
+    for rw, fn in rewrites:
+        calls.install(rw.owner, fn, rw.hidden)
+        for label, old, action in rw.sites:
+            if not action.leaves:
+                report.replaced.append(Replaced((label,), old, action.new, "fx",
+                                                ["in-place result written back"] if action.write_back else []))
+    for owner, path in restores:
+        calls.restore(owner)
+        report.restored.append(path)
+    for owner, path, why in intercepts:
+        fn = calls.make_intercepting_forward(owner, path, parsed)
+        calls.install(owner, fn, {})
+        report.intercepted.append(Left(path, type(owner).__name__, why))
+    return report
+
+
+__all__ = ["swap_activations", "SwapReport", "SwapError", "TORCH", "DEFAULT", "Replaced", "Left"]

@@ -1,0 +1,184 @@
+"""Planning and committing module replacements: walk ``_modules`` (shared instances once), build, carry, validate."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import table
+from .mapping import Mapping, SwapError, build, check_activation
+from .report import Left, Replaced
+
+# hook dictionaries (and flags) of nn.Module that travel with a replaced module
+_HOOK_ATTRS = (
+    "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks", "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called", "_backward_pre_hooks", "_backward_hooks", "_state_dict_hooks",
+    "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
+)
+
+
+@dataclass
+class Place:
+    """Every place one module object sits: (parent, attribute name, path)."""
+
+    module: nn.Module
+    spots: list = field(default_factory=list)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(path for _, _, path in self.spots)
+
+
+def walk(root: nn.Module) -> tuple[list[Place], dict[int, str]]:
+    """All modules under ``root`` (each object once, with every place it sits) and each object's first path."""
+    places: dict[int, Place] = {}
+    first_path: dict[int, str] = {id(root): ""}
+    stack = [(root, "")]
+    while stack:
+        parent, prefix = stack.pop()
+        for attr, child in list(parent._modules.items()):
+            if child is None:
+                continue
+            path = f"{prefix}.{attr}" if prefix else attr
+            place = places.get(id(child))
+            if place is None:
+                place = places[id(child)] = Place(child)
+                first_path[id(child)] = path
+                stack.append((child, path))
+            place.spots.append((parent, attr, path))
+    ordered = sorted(places.values(), key=lambda p: p.names[0])
+    return ordered, first_path
+
+
+def _describe_module(m: nn.Module) -> str:
+    extra = m.extra_repr()
+    mod = type(m).__module__
+    prefix = "torchinit.nn." if mod.startswith("torchinit.nn") else ("" if mod.startswith("torch.nn") else mod + ".")
+    return f"{prefix}{type(m).__name__}({extra})"
+
+
+def _is_custom_activation(m: nn.Module) -> bool:
+    """A module class named by type in a mapping: a leaf from outside torch.nn with at most 1-D tensors."""
+    if (type(m).__module__ or "").startswith("torch.nn") or any(True for _ in m.children()):
+        return False
+    return all(t.dim() <= 1 for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)))
+
+
+def _home(old: nn.Module, parent: nn.Module) -> torch.Tensor | None:
+    for src in (old, parent):
+        for t in list(src.parameters()) + list(src.buffers()):
+            if t.is_floating_point():
+                return t
+    return None
+
+
+def carry(old: nn.Module, new: nn.Module, parent: nn.Module, notes: list[str]) -> None:
+    """Give a non-twin replacement the original's training mode, hooks, device and dtype."""
+    new.train(old.training)
+    ref = _home(old, parent)
+    tensors = list(new.parameters()) + list(new.buffers())
+    if ref is not None and tensors and any(t.device != ref.device or t.dtype != ref.dtype for t in tensors):
+        new.to(device=ref.device, dtype=ref.dtype)
+        notes.append(f"moved to {ref.device}/{ref.dtype}")
+    carried = []
+    for attr in _HOOK_ATTRS:
+        hooks = old.__dict__.get(attr)
+        if not hooks:
+            continue
+        mine = new.__dict__.get(attr)
+        if not mine:
+            new.__dict__[attr] = hooks  # the same dict: handles from register_*_hook still remove them
+        else:
+            merged = OrderedDict(mine)
+            merged.update(hooks)
+            new.__dict__[attr] = merged
+            notes.append(f"{attr} merged with the replacement's own; old handles no longer remove them")
+        carried.append(f"{attr.strip('_')}={len(hooks)}")
+    if old.__dict__.get("_is_full_backward_hook") is not None and old.__dict__.get("_backward_hooks"):
+        new._is_full_backward_hook = old._is_full_backward_hook
+    if carried:
+        notes.append("hooks carried: " + ", ".join(carried))
+
+
+@dataclass
+class ModulePlan:
+    """Replacements decided (not yet made) and what was left."""
+
+    swaps: list = field(default_factory=list)  # (Place, new module, Replaced)
+    left: list[Left] = field(default_factory=list)
+
+
+def plan_modules(places: list[Place], mapping: Mapping | None, default: Mapping, root: nn.Module) -> ModulePlan:
+    """Decide every module replacement, building and validating the new modules; nothing is changed yet."""
+    plan = ModulePlan()
+    active = mapping if mapping is not None else default
+    for place in places:
+        old = place.module
+        names = place.names
+        entry = active.lookup(names, type(old), old)
+        known = table.is_known_activation_class(type(old))
+        if entry is not None and not known:
+            if entry.origin != "type":
+                continue  # a name, glob or instance key on a non-activation module scopes functional calls only
+            if not _is_custom_activation(old):
+                raise SwapError(f"swap_activations: mapping key {entry.key} matches {names[0]!r}, a "
+                                f"{type(old).__name__}, which is not an activation module")
+        if entry is None:
+            if known and type(old) is not nn.Identity and not (mapping is None and table.family_of_class(type(old)) == "ti"):
+                plan.left.append(Left(names[0], _describe_module(old), _why_left(old, mapping)))
+            continue
+        parent = place.spots[0][0]
+        built = build(entry.value, names[0], old)
+        if built.module is None:
+            plan.left.append(Left(names[0], _describe_module(old), built.reason))
+            continue
+        new = built.module
+        notes: list[str] = []
+        if built.twin:
+            kept = [n for n, _ in old.named_parameters(recurse=False)]
+            if kept:
+                notes.append("parameters kept: " + ", ".join(kept))
+            hooks = [a.strip("_") for a in _HOOK_ATTRS if old.__dict__.get(a)]
+            if hooks:
+                notes.append("hooks kept: " + ", ".join(hooks))
+        else:
+            carry(old, new, parent, notes)
+            check_activation(names[0], entry.key, old, new)
+            before, after = set(old.state_dict()), set(new.state_dict())
+            if before != after:
+                notes.append(f"state_dict keys change: removed {sorted(before - after)}, added {sorted(after - before)}")
+        if len(names) > 1:
+            notes.append(f"shared by {len(names)} places, still shared")
+        plan.swaps.append((place, new, Replaced(names, _describe_module(old), _describe_module(new), "module", notes)))
+    return plan
+
+
+def _has_own_exact_key(mapping: Mapping, names: tuple[str, ...], module: nn.Module) -> bool:
+    return id(module) in mapping.instances or any(n in mapping.names for n in names)
+
+
+def _why_left(old: nn.Module, mapping: Mapping | None) -> str:
+    if mapping is not None:
+        return "no mapping entry"
+    if isinstance(old, table.NO_TWIN):
+        return "no torchinit twin"
+    kind = table.base_kind(type(old))
+    base = table.TORCH_CLASSES[kind] or table.TI_CLASSES[kind]
+    return (f"a subclass of {base.__module__}.{base.__name__} (exact types only: name its class in the mapping to "
+            "swap it)")
+
+
+def commit_modules(plan: ModulePlan) -> list[Replaced]:
+    """Put every planned module in every place its original sat."""
+    out = []
+    for place, new, record in plan.swaps:
+        for parent, attr, _ in place.spots:
+            parent._modules[attr] = new
+        out.append(record)
+    return out
+
+
+__all__ = ["Place", "ModulePlan", "walk", "plan_modules", "commit_modules", "carry"]
