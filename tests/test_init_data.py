@@ -37,7 +37,7 @@ def test_lsuv_resnet18():
     torchvision = pytest.importorskip("torchvision")
     net = torchvision.models.resnet18(weights=None, num_classes=10)
     net.train()
-    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     rep = ti.lsuv(net, x, tol=0.1, max_iter=10, generator=torch.Generator().manual_seed(0))
     assert len(rep.layers) == 21  # 20 convolutions (3 downsample) + fc
     assert rep.converged, str(rep)

@@ -110,13 +110,13 @@ def test_auto_gain_fx_and_order():
 @pytest.mark.parametrize("act", [nn.ReLU, nn.Tanh, lambda: nn.LeakyReLU(0.1)])
 def test_20_layer_mlp_auto_keeps_second_moment(act):
     ratios = []
-    for seed in range(4):
+    for seed in range(3):
         layers = []
         for _ in range(20):
             layers += [nn.Linear(256, 256), act()]
         net = nn.Sequential(*layers)
         ti.apply_init(net, "auto", generator=torch.Generator().manual_seed(seed))
-        x = torch.randn(512, 256, generator=torch.Generator().manual_seed(1000 + seed))
+        x = torch.randn(256, 256, generator=torch.Generator().manual_seed(1000 + seed))
         pre = []
         with torch.no_grad():
             for m in net:
