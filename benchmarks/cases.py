@@ -135,6 +135,8 @@ COMPOSITES: dict[str, Composite] = {
                           call=lambda fn: lambda x, b: fn(x, b, "gelu")),
     "softmax": Composite(lambda x: F.softmax(x, dim=-1), "F.softmax(x, dim=-1)",
                          call=lambda fn: lambda x: fn(x, dim=-1)),
+    "softmin": Composite(lambda x: F.softmin(x, dim=-1), "F.softmin(x, dim=-1)",
+                         call=lambda fn: lambda x: fn(x, dim=-1)),
     "log_softmax": Composite(lambda x: F.log_softmax(x, dim=-1), "F.log_softmax(x, dim=-1)",
                              call=lambda fn: lambda x: fn(x, dim=-1)),
 }

@@ -28,12 +28,13 @@ PASSES: tuple[str, ...] = ("fwd", "bwd", "fwdbwd")
 
 @dataclass(frozen=True)
 class Settings:
-    """How to time: host-timer samples and target sample length, CUDA warm-up/repetition in ms."""
+    """How to time: host-timer samples, target sample length and clock; CUDA warm-up/repetition in ms."""
 
     samples: int = 15
     target_s: float = 1e-3
     warmup_ms: float = 25.0
     rep_ms: float = 100.0
+    clock: str = "wall"
 
 
 def with_torch_backend(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -152,7 +153,8 @@ def measure_group(case: Case, dtype: torch.dtype, numel: int, device: torch.devi
         timed: dict[str, Stats] = {}
         if fns:
             if use_host:
-                timed = host_times(fns, device, samples=settings.samples, target_s=settings.target_s)
+                timed = host_times(fns, device, samples=settings.samples, target_s=settings.target_s,
+                                   clock=settings.clock)
             else:
                 timed = {impl: cuda_time(f, settings.warmup_ms, settings.rep_ms) for impl, f in fns.items()}
         for impl in impls:

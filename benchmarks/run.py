@@ -94,6 +94,9 @@ def build_parser(prog: str = "python -m benchmarks.run") -> argparse.ArgumentPar
     p.add_argument("--init-repeats", type=int, default=0,
                    help="timed runs per init measurement (default: 3 on CUDA, 1 on CPU)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                   help="CPU timer: wall clock, or this thread's CPU time (needs --threads 1; for a machine "
+                   "shared with other work, where wall time mostly measures the scheduler)")
     p.add_argument("--out", default=OUT_DIR, help="folder for JSON, Markdown and plots (default benchmarks/out)")
     p.add_argument("--save", action="store_true",
                    help="also write the JSON to benchmarks/results/<date>-<device>.json (results of real runs)")
@@ -184,6 +187,9 @@ def run(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.run
         copy_bytes = parse_size(args.copy_bytes, torch.uint8) if args.copy_bytes else DEFAULT_COPY_BYTES[device.type]
         if args.samples < 1:
             raise ValueError(f"benchmarks.run: --samples must be >= 1, got {args.samples}")
+        if args.clock == "thread" and (device.type != "cpu" or args.threads != 1):
+            raise ValueError("benchmarks.run: --clock thread times the calling thread only: it needs "
+                             "--device cpu and --threads 1")
         if args.threads < 0:
             raise ValueError(f"benchmarks.run: --threads must be >= 1 (or 0 for torch's default), got {args.threads}")
     except ValueError as exc:
@@ -204,16 +210,18 @@ def _execute(args: argparse.Namespace, device: torch.device, dtypes: list[torch.
              wanted: list[str], passes: tuple[str, ...], found: cases_mod.Discovery, copy_bytes: int) -> None:
     dynamic = args.compile_dynamic == "on"
     settings = measure.Settings(samples=args.samples, target_s=args.target_ms * 1e-3,
-                                warmup_ms=args.warmup_ms, rep_ms=args.rep_ms)
+                                warmup_ms=args.warmup_ms, rep_ms=args.rep_ms, clock=args.clock)
     if device.type == "cuda":
         timer = (f"triton.testing.do_bench: CUDA events, L2 flushed before each call, median; warm-up "
                  f"{args.warmup_ms:g} ms, repetitions {args.rep_ms:g} ms. Overhead rows: wall clock, "
                  f"synchronised, median of {args.samples} samples of >= {args.target_ms:g} ms")
     else:
-        timer = (f"time.perf_counter, implementations interleaved round by round, median of {args.samples} "
+        clock = ("time.perf_counter (wall clock)" if args.clock == "wall" else
+                 "time.thread_time (CPU time of the calling thread; torch on 1 thread)")
+        timer = (f"{clock}, implementations interleaved round by round, median of {args.samples} "
                  f"samples of >= {args.target_ms:g} ms each after warm-up")
     env = timing.environment(device)
-    env["copy"] = timing.copy_bandwidth(device, copy_bytes)
+    env["copy"] = timing.copy_bandwidth(device, copy_bytes, clock=args.clock)
     copy_gbps = env["copy"]["gbps"]
     data: dict[str, Any] = {
         "kind": "torchinit-benchmark", "schema": 1, "env": env,
@@ -256,7 +264,7 @@ def _execute(args: argparse.Namespace, device: torch.device, dtypes: list[torch.
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
     bar.close()
-    env["copy_end"] = timing.copy_bandwidth(device, copy_bytes)
+    env["copy_end"] = timing.copy_bandwidth(device, copy_bytes, clock=args.clock)
 
     if not args.no_init:
         from benchmarks.init_speed import run_init_speed

@@ -7,6 +7,9 @@ Two timers, both reporting the median (and quartiles) of many runs after warm-up
   measured is the rate at which the host can issue calls). Each sample runs ``inner`` calls, with
   ``inner`` chosen so a sample lasts at least ``target_s``; the implementations being compared are
   timed in interleaved rounds (A B C, B C A, ...) so that drift on a shared machine hits all alike.
+  On a CPU shared with other work it can instead read the thread's CPU time (``time.thread_time``,
+  clock ``"thread"``): with one torch thread every op runs on the calling thread, so what is counted
+  is the op's own work (memory stalls included), not the time the scheduler gave other processes.
 * :func:`cuda_time` -- ``triton.testing.do_bench``: CUDA events around each call, L2 flushed (a
   256 MB buffer cleared) before every call, warm-up and repetition given in milliseconds.
 """
@@ -55,15 +58,23 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
+#: Host clocks: "wall" (time.perf_counter) or "thread" (time.thread_time: this thread's CPU time).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
+
+
 def host_times(fns: dict[str, Callable[[], Any]], device: torch.device, samples: int = 15,
-               target_s: float = 1e-3, warmup: int = 2, max_inner: int = 20000) -> dict[str, Stats]:
+               target_s: float = 1e-3, warmup: int = 2, max_inner: int = 20000,
+               clock: str = "wall") -> dict[str, Stats]:
     """Wall-clock seconds per call of each function in ``fns``, timed in interleaved rounds.
 
     Each function runs ``warmup`` times, then three more single calls size ``inner`` (calls per
     sample, so that a sample lasts about ``target_s``; the fastest of the three, so a call that was
     pre-empted does not shrink it); then ``samples`` rounds time every function once each, the order
-    rotating from round to round.
+    rotating from round to round. ``clock`` is a key of :data:`CLOCKS`.
     """
+    if clock not in CLOCKS:
+        raise ValueError(f"benchmarks.timing.host_times: 'clock' must be one of {list(CLOCKS)}, got {clock!r}")
+    now = CLOCKS[clock]
     if samples < 1:
         raise ValueError(f"benchmarks.timing.host_times: 'samples' must be >= 1, got {samples}")
     sync = synchronizer(device)
@@ -74,10 +85,10 @@ def host_times(fns: dict[str, Callable[[], Any]], device: torch.device, samples:
         once = float("inf")
         for _ in range(3):
             sync()
-            t0 = time.perf_counter()
+            t0 = now()
             fn()
             sync()
-            once = min(once, time.perf_counter() - t0)
+            once = min(once, now() - t0)
         once = max(once, 1e-7)
         inner[key] = max(1, min(max_inner, int(target_s / once)))
     keys = list(fns)
@@ -87,11 +98,11 @@ def host_times(fns: dict[str, Callable[[], Any]], device: torch.device, samples:
         for key in keys[shift:] + keys[:shift]:
             fn, n = fns[key], inner[key]
             sync()
-            t0 = time.perf_counter()
+            t0 = now()
             for _ in range(n):
                 fn()
             sync()
-            times[key].append((time.perf_counter() - t0) / n)
+            times[key].append((now() - t0) / n)
     return {k: _stats(v, inner[k]) for k, v in times.items()}
 
 
@@ -122,7 +133,7 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> int | None:
     return int(peak)
 
 
-def copy_bandwidth(device: torch.device, nbytes: int, samples: int = 11) -> dict[str, Any]:
+def copy_bandwidth(device: torch.device, nbytes: int, samples: int = 11, clock: str = "wall") -> dict[str, Any]:
     """The device's copy bandwidth: (bytes read + bytes written) / time of ``dst.copy_(src)``.
 
     ``src`` holds random fp32 values (never zeros) and is large enough (``nbytes``) to spill out of
@@ -136,7 +147,7 @@ def copy_bandwidth(device: torch.device, nbytes: int, samples: int = 11) -> dict
     if device.type == "cuda":
         stats = cuda_time(fn, warmup_ms=50.0, rep_ms=300.0)
     else:
-        stats = host_times({"copy": fn}, device, samples=samples, target_s=0.0, warmup=2)["copy"]
+        stats = host_times({"copy": fn}, device, samples=samples, target_s=0.0, warmup=2, clock=clock)["copy"]
     moved = 2 * numel * 4
     return {"bytes": moved, "tensor_bytes": numel * 4, "time_s": stats.as_dict(), "gbps": moved / stats.median / 1e9}
 

@@ -83,9 +83,10 @@ def test_harness_writes_json_markdown_and_plots(tmp_path):
 @pytest.mark.slow
 def test_compile_baseline_is_timed_side_by_side(tmp_path):
     data = _run(tmp_path, "--ops", "relu", "--impls", "torchinit,eager,compile", "--passes", "fwd,fwdbwd",
-                "--overhead-numel", "0", "--no-plots")
+                "--overhead-numel", "0", "--no-plots", "--clock", "thread")
     impls = {(r["numel"], r["pass"], r["impl"]) for r in data["results"] if "error" not in r}
     assert impls == {(n, p, i) for n in (16, 4096) for p in ("fwd", "fwdbwd") for i in ("torchinit", "eager", "compile")}
+    assert data["config"]["timer"].startswith("time.thread_time")
     entry = [e for e in report.ratios(data) if e["numel"] == 4096 and e["pass"] == "fwdbwd"][0]
     assert entry["ti_vs_compile"] == pytest.approx(entry["times"]["torchinit"] / entry["times"]["compile"])
 
@@ -118,6 +119,8 @@ def test_bad_arguments_are_refused(capsys):
     assert "12XB" in capsys.readouterr().err
     assert bench_run.run(["--dtypes", "int8"]) == 2
     assert bench_run.run(["--ops", "nope"]) == 2
+    assert bench_run.run(["--clock", "thread", "--device", "cpu"]) == 2  # thread CPU time needs --threads 1
+    assert "--threads 1" in capsys.readouterr().err
     assert bench_run.parse_size("1MB", torch.bfloat16) == 2**19
     assert bench_run.parse_size("16", torch.float32) == 16
 
