@@ -110,10 +110,8 @@ def cuda_time(fn: Callable[[], Any], warmup_ms: float = 25.0, rep_ms: float = 10
     """Seconds per call of ``fn`` on CUDA via ``triton.testing.do_bench`` (events, L2 flushed per call)."""
     from triton.testing import do_bench
 
-    q1, med, q3 = do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.25, 0.5, 0.75])
-    # do_bench does not say how many runs it made; it sizes them to fill rep_ms
-    n = max(1, int(rep_ms / max(med, 1e-6)))
-    return Stats(med * 1e-3, q1 * 1e-3, q3 * 1e-3, n, 1)
+    times_ms = do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="all")  # one time per timed call
+    return _stats([t * 1e-3 for t in times_ms], 1)
 
 
 def peak_memory(fn: Callable[[], Any], device: torch.device) -> int | None:

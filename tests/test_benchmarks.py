@@ -133,3 +133,13 @@ def test_init_speed_loop_and_skip(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchinit.init", None)  # import fails, as before apply_init existed
     out = init_speed.run_init_speed(torch.device("cpu"))
     assert "not importable" in out["skipped"]
+
+
+def test_cuda_timer_reads_every_do_bench_time(monkeypatch):
+    triton_testing = pytest.importorskip("triton.testing")
+    from benchmarks import timing
+
+    monkeypatch.setattr(triton_testing, "do_bench", lambda fn, warmup, rep, return_mode: [3.0, 1.0, 2.0, 2.0, 5.0])
+    stats = timing.cuda_time(lambda: None)
+    assert stats.median == pytest.approx(2e-3) and stats.samples == 5
+    assert stats.p25 == pytest.approx(2e-3) and stats.p75 == pytest.approx(3e-3)
