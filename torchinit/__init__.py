@@ -1,12 +1,18 @@
 """torchinit: weight initialisation and fast, exact activation functions for PyTorch.
 
-``torchinit.nn`` holds drop-in replacements for ``torch.nn`` activations, ``torchinit.functional``
-their functional forms; :func:`use_backend` chooses the Triton kernels or the pure-torch path.
+* ``torchinit.apply_init(model, scheme_or_rules, seed=...)`` initialises a whole model (``torchinit.init``
+  holds every scheme as a ``torch.nn.init``-style function, the presets and the data-dependent inits).
+* ``torchinit.nn`` holds drop-in replacements for ``torch.nn`` activations and ``torchinit.functional``
+  their functional forms; :func:`use_backend` chooses the Triton kernels or the pure-torch path.
 """
 
-from . import backend, functional, nn, ops  # noqa: F401  (ops registers the torch.library operators)
+from . import backend, functional, init, nn, ops  # noqa: F401  (ops registers the torch.library operators)
 from .backend import get_backend, use_backend, use_kernels_in_compile
+from .init import InitError, InitReport, Rule, Scheme, apply_init, calculate_gain
 
 __version__ = "0.1.0"
 
-__all__ = ["backend", "functional", "nn", "get_backend", "use_backend", "use_kernels_in_compile", "__version__"]
+__all__ = [
+    "backend", "functional", "init", "nn", "get_backend", "use_backend", "use_kernels_in_compile",
+    "apply_init", "Rule", "calculate_gain", "InitReport", "InitError", "Scheme", "__version__",
+]

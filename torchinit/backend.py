@@ -112,13 +112,8 @@ def triton_can_run(device: torch.device) -> bool:
     return device.type == "cpu" and interpreter_enabled()
 
 
-def _tracing() -> tuple[bool, bool]:
-    compiler = getattr(torch, "compiler", None)
-    if compiler is None:  # pragma: no cover - very old torch
-        return False, False
-    exporting = bool(getattr(compiler, "is_exporting", lambda: False)())
-    compiling = bool(compiler.is_compiling())
-    return compiling, exporting
+_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+_is_compiling = torch.compiler.is_compiling
 
 
 def use_custom_op(op: str, device: torch.device) -> bool:
@@ -126,28 +121,28 @@ def use_custom_op(op: str, device: torch.device) -> bool:
 
     True means the registered ``torch.ops.torchinit`` operator (Triton kernels where they can run,
     the reference implementation elsewhere); False means the plain torch path. Raises a clear
-    error when the "triton" backend is forced where no kernel can run.
+    error when the "triton" backend is forced where no kernel can run. This runs on every call, so
+    the common cases ("auto" on any device) are decided first and cheaply.
     """
-    compiling, exporting = _tracing()
-    if exporting:
+    if _is_exporting():
         return True
+    compiling = _is_compiling()
     if compiling and not kernels_in_compile():
         return False
     backend = get_backend()
+    if backend == "auto":
+        return device.type == "cuda" and triton_available()
     if backend == "torch":
         return False
-    runnable = triton_can_run(device)
-    if backend == "triton":
-        if not runnable and not compiling:
-            if not triton_available():
-                why = "Triton is not installed"
-            elif device.type == "cpu":
-                why = "a CPU tensor needs Triton's interpreter: set TRITON_INTERPRET=1 before importing torchinit"
-            else:
-                why = f"Triton kernels do not run on device type {device.type!r}"
-            raise RuntimeError(f"torchinit.{op}: backend 'triton' was requested but {why}")
-        return True
-    return runnable and device.type == "cuda"
+    if not compiling and not triton_can_run(device):
+        if not triton_available():
+            why = "Triton is not installed"
+        elif device.type == "cpu":
+            why = "a CPU tensor needs Triton's interpreter: set TRITON_INTERPRET=1 before importing torchinit"
+        else:
+            why = f"Triton kernels do not run on device type {device.type!r}"
+        raise RuntimeError(f"torchinit.{op}: backend 'triton' was requested but {why}")
+    return True
 
 
 def kernel_runs_on(device: torch.device) -> bool:
