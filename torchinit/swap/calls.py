@@ -13,6 +13,10 @@ stack is this module's), so neither its children nor the replacement modules are
 
 Function-valued attributes (``self.activation = F.relu``, as in ``nn.TransformerEncoderLayer``) are
 switched to their twin function.
+
+Under ``torch.compile`` a rewritten forward is ordinary Python and compiles like the original
+(``fullgraph=True`` included); an intercepted one compiles with graph breaks, because the ownership
+check reads the Python call stack, so ``fullgraph=True`` fails on it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ class Replaced:
     names: tuple[str, ...]  # module paths, or "owner:spelling" for a functional call
     old: str  # e.g. "ReLU(inplace=True)" or "F.relu(inplace=True)"
     new: str  # e.g. "torchinit.nn.ReLU(inplace=True)" or "torchinit.functional.relu"
-    how: str  # "module", "fx" (forward rewritten with torch.fx) or "intercept" (calls switched at run time)
+    how: str  # "module", "fx" (call rewritten with torch.fx) or "attribute" (a function-valued attribute)
     notes: list[str] = field(default_factory=list)  # carried parameters/hooks, moved devices, ...
 
 
@@ -48,7 +48,7 @@ class SwapReport:
 
     @property
     def functional(self) -> list[Replaced]:
-        """Functional-call replacements only (rewritten with torch.fx)."""
+        """Functional-call replacements only (rewritten with torch.fx, or function-valued attributes)."""
         return [r for r in self.replaced if r.how != "module"]
 
     def __len__(self) -> int:
