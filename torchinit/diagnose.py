@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = ["LayerStats", "DiagnosisReport", "diagnose", "compare_inits", "DEFAULT_FACTOR", "DEFAULT_SATURATION"]
+__all__ = ["LayerStats", "DiagnosisReport", "diagnose", "compare_inits", "plot_reports", "DEFAULT_FACTOR", "DEFAULT_SATURATION"]
 
 #: Default growth/shrink factor over depth beyond which the verdict is "exploding"/"vanishing".
 DEFAULT_FACTOR = 10.0
@@ -160,7 +160,7 @@ class DiagnosisReport:
         Uses matplotlib's Agg canvas (no display needed); the format follows the suffix (``.png``,
         ``.svg``, ``.pdf``). Returns the path written.
         """
-        return _plot({self.label or "model": self}, path, title or self.summary())
+        return plot_reports({self.label or "model": self}, path, title or self.summary())
 
 
 def diagnose(model: nn.Module, inputs: Any, loss_fn: Callable[[Any], torch.Tensor] | None = None, *,
@@ -260,8 +260,9 @@ def compare_inits(build_model: Callable[[], nn.Module], schemes: Sequence[Any] |
     Args:
         build_model: called once per scheme to build a fresh model.
         schemes: scheme names or rules for :func:`torchinit.init.apply_init` (a list; labels are their
-            ``str``) or a mapping label -> scheme. A scheme may also be a callable ``fn(model)`` that
-            initialises the model in place, or None to keep the model's own initialisation.
+            ``str``) or a mapping label -> scheme. ``"lsuv"`` runs :func:`torchinit.init.lsuv` on ``inputs``.
+            A scheme may also be a callable ``fn(model)`` that initialises the model in place, or None to
+            keep the model's own initialisation.
         inputs, loss_fn, factor: as for :func:`diagnose`.
         path: if given, the overlay plot (forward std and gradient RMS against depth) is saved there.
         seed: passed to ``apply_init`` and to :func:`diagnose`.
@@ -289,7 +290,7 @@ def compare_inits(build_model: Callable[[], nn.Module], schemes: Sequence[Any] |
         _initialise(model, scheme, seed, inputs)
         reports[label] = diagnose(model, inputs, loss_fn, factor=factor, seed=seed, label=label)
     if path is not None:
-        _plot(reports, path, title or "signal propagation by init scheme")
+        plot_reports(reports, path, title or "signal propagation by init scheme")
     return reports
 
 
@@ -456,14 +457,29 @@ def _initialise(model: nn.Module, scheme: Any, seed: int, inputs: Any) -> None:
         scheme(model)
         return
     try:
-        from .init import apply_init
+        from .init import apply_init, lsuv
     except ImportError as exc:  # the init package is optional for diagnose itself
         raise ImportError("torchinit.compare_inits: scheme names need torchinit.init.apply_init, which could not be "
                           f"imported ({exc}); pass callables fn(model) instead") from exc
-    apply_init(model, scheme, seed=seed)
+    if scheme == "lsuv":  # data-dependent: needs the inputs, not only the shapes
+        lsuv(model, inputs, seed=seed)
+    else:
+        apply_init(model, scheme, seed=seed)
 
 
-def _plot(reports: Mapping[str, DiagnosisReport], path: str | Path, title: str) -> Path:
+def plot_reports(reports: Mapping[str, DiagnosisReport], path: str | Path, title: str | None = None) -> Path:
+    """Overlay several reports (label -> report) in one figure: forward std and gradient RMS against depth.
+
+    The figure has two log-scale panels; each report is one line, labelled with its key and verdict.
+    Written with matplotlib's Agg canvas (no display); returns the path written.
+    """
+    if not isinstance(reports, Mapping) or not reports:
+        raise ValueError("torchinit.plot_reports: argument 'reports' must be a non-empty mapping label -> "
+                         f"DiagnosisReport, got {reports!r:.80}")
+    for label, rep in reports.items():
+        if not isinstance(rep, DiagnosisReport):
+            raise TypeError(f"torchinit.plot_reports: reports[{label!r}] must be a DiagnosisReport, "
+                            f"got {type(rep).__name__}")
     from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
     from matplotlib.ticker import MaxNLocator
 
@@ -475,6 +491,8 @@ def _plot(reports: Mapping[str, DiagnosisReport], path: str | Path, title: str) 
         rows = rep.depth_layers()
         depth = list(range(1, len(rows) + 1))
         name = f"{label} ({rep.verdict})"
+        if not any(_positive(r.std) == _positive(r.std) for r in rows):  # NaN != NaN: nothing drawable
+            name += ", zero signal: not drawn"
         ax_f.plot(depth, [_positive(r.std) for r in rows], marker="o", ms=3, label=name)
         ax_b.plot(depth, [_positive(r.grad_rms) for r in rows], marker="o", ms=3, label=name)
     for ax, what in ((ax_f, "forward: output std"), (ax_b, "backward: RMS of output gradient")):
@@ -484,7 +502,7 @@ def _plot(reports: Mapping[str, DiagnosisReport], path: str | Path, title: str) 
         ax.set_title(what)
         ax.grid(True, which="both", alpha=0.3)
     ax_b.legend(fontsize="small", loc="best")
-    fig.suptitle(title, fontsize="medium")
+    fig.suptitle(title or "signal propagation", fontsize="medium")
     fig.savefig(path, dpi=110)
     return path
 
