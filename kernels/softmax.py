@@ -57,9 +57,31 @@ def _row_starts(r, b1, s0, s1):
 
 
 @triton.jit
+def _rtne_bf16(x):
+    # fp32 -> bf16, round to nearest even, by hand: Triton's interpreter truncates in `.to(tl.bfloat16)`
+    u = x.to(tl.uint32, bitcast=True)
+    r = u + 0x7FFF + ((u >> 16) & 1)
+    r = tl.where(x != x, u | 0x400000, r)  # a NaN stays a (quiet) NaN
+    return (r >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+
+
+@triton.jit
+def _round(v, ty: tl.constexpr, MODE: tl.constexpr):
+    # v rounded to dtype ty the way torch converts: from fp64 by way of fp32 (c10's Half and BFloat16
+    # convert from float); MODE 0: to fp64, 1: to fp32/fp16, 2: to bf16
+    if MODE == 0:
+        return v.to(ty)
+    elif MODE == 1:
+        return v.to(tl.float32).to(ty)
+    else:
+        return _rtne_bf16(v.to(tl.float32))
+
+
+@triton.jit
 def _softmax_fwd_one_pass(
     x_ptr, y_ptr, rows, n, b1, xs0, xs1, xsn, ys0, ys1, ysn,
-    LOG: tl.constexpr, ROUND_IN: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+    LOG: tl.constexpr, ROUND_IN: tl.constexpr, Y_MODE: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     r = pid * ROWS + tl.arange(0, ROWS)
@@ -69,7 +91,7 @@ def _softmax_fwd_one_pass(
     xrow = _row_starts(r, b1, xs0, xs1)
     x = tl.load(x_ptr + xrow[:, None] + cols[None, :] * xsn, mask=mask, other=float("-inf"))
     if ROUND_IN:  # torch casts to the output dtype before the reduction
-        x = x.to(y_ptr.dtype.element_ty)
+        x = _round(x, y_ptr.dtype.element_ty, Y_MODE)
     x = x.to(COMPUTE)
     m = tl.max(x, axis=1)
     z = x - m[:, None]
@@ -80,13 +102,14 @@ def _softmax_fwd_one_pass(
     else:
         y = e / d[:, None]
     yrow = _row_starts(r, b1, ys0, ys1)
-    tl.store(y_ptr + yrow[:, None] + cols[None, :] * ysn, y.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(y_ptr + yrow[:, None] + cols[None, :] * ysn, _round(y, y_ptr.dtype.element_ty, Y_MODE), mask=mask)
 
 
 @triton.jit
 def _softmax_fwd_online(
     x_ptr, y_ptr, rows, n, b1, xs0, xs1, xsn, ys0, ys1, ysn,
-    LOG: tl.constexpr, ROUND_IN: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+    LOG: tl.constexpr, ROUND_IN: tl.constexpr, Y_MODE: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     r = pid * ROWS + tl.arange(0, ROWS)
@@ -101,7 +124,7 @@ def _softmax_fwd_online(
         mask = rmask[:, None] & (c[None, :] < n)
         x = tl.load(x_ptr + xrow[:, None] + c[None, :] * xsn, mask=mask, other=float("-inf"))
         if ROUND_IN:
-            x = x.to(y_ptr.dtype.element_ty)
+            x = _round(x, y_ptr.dtype.element_ty, Y_MODE)
         x = x.to(COMPUTE)
         m_new = tl.maximum(m, tl.max(x, axis=1))
         # while a row has seen only -inf, shift by 0 so that exp gives 0 instead of exp(-inf + inf) = NaN
@@ -115,19 +138,20 @@ def _softmax_fwd_online(
         mask = rmask[:, None] & (c[None, :] < n)
         x = tl.load(x_ptr + xrow[:, None] + c[None, :] * xsn, mask=mask, other=float("-inf"))
         if ROUND_IN:
-            x = x.to(y_ptr.dtype.element_ty)
+            x = _round(x, y_ptr.dtype.element_ty, Y_MODE)
         x = x.to(COMPUTE)
         if LOG:
             y = x - lse[:, None]
         else:
             y = tl.exp(x - m[:, None]) / d[:, None]
-        tl.store(y_ptr + yrow[:, None] + c[None, :] * ysn, y.to(y_ptr.dtype.element_ty), mask=mask)
+        tl.store(y_ptr + yrow[:, None] + c[None, :] * ysn, _round(y, y_ptr.dtype.element_ty, Y_MODE), mask=mask)
 
 
 @triton.jit
 def _softmax_bwd_one_pass(
     g_ptr, y_ptr, dx_ptr, rows, n, b1, gs0, gs1, gsn, ys0, ys1, ysn, ds0, ds1, dsn,
-    LOG: tl.constexpr, ROUND_OUT: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+    LOG: tl.constexpr, ROUND_OUT: tl.constexpr, Y_MODE: tl.constexpr, DX_MODE: tl.constexpr, COMPUTE: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     r = pid * ROWS + tl.arange(0, ROWS)
@@ -145,15 +169,16 @@ def _softmax_bwd_one_pass(
         s = tl.sum(g * y, axis=1)
         dx = y * (g - s[:, None])
     if ROUND_OUT:  # the gradient exists in the output dtype before the cast back to the input dtype
-        dx = dx.to(y_ptr.dtype.element_ty)
-    tl.store(dx_ptr + _row_starts(r, b1, ds0, ds1)[:, None] + cols[None, :] * dsn, dx.to(dx_ptr.dtype.element_ty),
-             mask=mask)
+        dx = _round(dx, y_ptr.dtype.element_ty, Y_MODE).to(COMPUTE)
+    drow = _row_starts(r, b1, ds0, ds1)
+    tl.store(dx_ptr + drow[:, None] + cols[None, :] * dsn, _round(dx, dx_ptr.dtype.element_ty, DX_MODE), mask=mask)
 
 
 @triton.jit
 def _softmax_bwd_online(
     g_ptr, y_ptr, dx_ptr, rows, n, b1, gs0, gs1, gsn, ys0, ys1, ysn, ds0, ds1, dsn,
-    LOG: tl.constexpr, ROUND_OUT: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+    LOG: tl.constexpr, ROUND_OUT: tl.constexpr, Y_MODE: tl.constexpr, DX_MODE: tl.constexpr, COMPUTE: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     r = pid * ROWS + tl.arange(0, ROWS)
@@ -182,8 +207,8 @@ def _softmax_bwd_online(
         else:
             dx = y * (g - s[:, None])
         if ROUND_OUT:
-            dx = dx.to(y_ptr.dtype.element_ty)
-        tl.store(dx_ptr + drow[:, None] + c[None, :] * dsn, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+            dx = _round(dx, y_ptr.dtype.element_ty, Y_MODE).to(COMPUTE)
+        tl.store(dx_ptr + drow[:, None] + c[None, :] * dsn, _round(dx, dx_ptr.dtype.element_ty, DX_MODE), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,9 +248,9 @@ def row_geometry(tensors: list[torch.Tensor], dim: int) -> RowGeometry | None:
         groups.append((shape[i], [st[i] for st in all_strides]))
     if len(groups) > 2:
         return None
-    groups.reverse()
+    groups.reverse()  # outermost first; a single group is the outer one, so that b1 == 1 (no div/mod)
     while len(groups) < 2:
-        groups.insert(0, (1, [0] * len(tensors)))
+        groups.append((1, [0] * len(tensors)))
     (b0, outer), (b1, inner) = groups
     per_tensor = tuple((outer[k], inner[k], all_strides[k][dim]) for k in range(len(tensors)))
     return RowGeometry(b0 * b1, n, b1, per_tensor)
@@ -240,12 +265,9 @@ def _limits(device: torch.device) -> tuple[int, int, int]:
 def _launch_params(geo: RowGeometry, device: torch.device) -> tuple[bool, int, int, int]:
     """(one_pass, BLOCK, ROWS, num_warps) for rows of ``geo.n`` elements."""
     single_max, chunk, tile = _limits(device)
-    if geo.n <= single_max:
-        block = triton.next_power_of_2(max(geo.n, 1))
-        rows = max(1, min(tile // block, triton.next_power_of_2(geo.rows)))
-        one_pass = True
-    else:
-        block, rows, one_pass = triton.next_power_of_2(chunk), 1, False
+    one_pass = geo.n <= single_max
+    block = triton.next_power_of_2(max(geo.n, 1) if one_pass else chunk)
+    rows = max(1, min(tile // block, triton.next_power_of_2(geo.rows)))
     warps = max(1, min(16, block * rows // 512))
     return one_pass, block, rows, triton.next_power_of_2(warps)
 
@@ -259,6 +281,10 @@ def _contiguous_call(tensors: list[torch.Tensor], out: torch.Tensor, dim: int, l
     if tmp is not out:
         out.copy_(tmp)
     return out
+
+
+def _mode(dtype: torch.dtype) -> int:
+    return 0 if dtype == torch.float64 else 2 if dtype == torch.bfloat16 else 1
 
 
 def _flat_strides(geo: RowGeometry) -> list[int]:
@@ -281,7 +307,8 @@ def softmax_forward(x: torch.Tensor, dim: int, out: torch.Tensor, log: bool = Fa
         grid = (triton.cdiv(geo.rows, rows),)
         kernel[grid](
             xi, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
-            LOG=log, ROUND_IN=xi.dtype != o.dtype, COMPUTE=compute_dtype(o.dtype), ROWS=rows, BLOCK=block,
+            LOG=log, ROUND_IN=xi.dtype != o.dtype, Y_MODE=_mode(o.dtype), COMPUTE=compute_dtype(o.dtype), ROWS=rows,
+            BLOCK=block,
             num_warps=warps,
         )
 
@@ -309,7 +336,8 @@ def softmax_backward(grad: torch.Tensor, output: torch.Tensor, dim: int, out: to
         grid = (triton.cdiv(geo.rows, rows),)
         kernel[grid](
             g, y, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
-            LOG=log, ROUND_OUT=y.dtype != o.dtype, COMPUTE=compute_dtype(y.dtype), ROWS=rows, BLOCK=block,
+            LOG=log, ROUND_OUT=y.dtype != o.dtype, Y_MODE=_mode(y.dtype), DX_MODE=_mode(o.dtype),
+            COMPUTE=compute_dtype(y.dtype), ROWS=rows, BLOCK=block,
             num_warps=warps,
         )
 
