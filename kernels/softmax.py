@@ -5,8 +5,9 @@ Geometry: the reduced dimension ``dim`` (size ``n``) is moved last in thought on
 most two, ``(b0, b1)``. Row ``r`` then starts at ``(r // b1) * s0 + (r % b1) * s1`` in each tensor,
 with that tensor's own strides, and its elements are ``sn`` apart. A contiguous tensor reduced over
 its last dim has one batch dim, over a middle dim two (before and after), so no ``.contiguous()``
-copy is made for contiguous, transposed, sliced or expanded inputs; only a layout whose batch dims
-cannot be merged into two (rare permutations of 4-D and larger tensors) is copied first.
+copy is made for contiguous inputs, nor for transposed, sliced or expanded inputs of up to three
+dims; a layout whose batch dims cannot be merged into two, together with the (contiguous) output's,
+is copied first (some permutations of 4-D and larger tensors).
 
 Two strategies, chosen per call:
 
@@ -28,6 +29,7 @@ Import this module only where Triton is available; ``torchinit/softmax.py`` impo
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -36,9 +38,11 @@ import triton.language as tl
 
 from .elementwise import compute_dtype
 
-# Tile sizes. The interpreter costs ~ms per program instance, so it gets few, large programs; tests
-# shrink SINGLE_PASS_MAX / CHUNK to make short rows take the online loop.
-SINGLE_PASS_MAX_CUDA = 16384
+# Tile sizes. The CUDA values are first guesses, not yet tuned on a GPU (one pass up to 32k elements:
+# 32 warps hold such a row at 32 fp32 values per thread). The interpreter costs ~ms per program
+# instance, so it gets few, large programs; tests shrink SINGLE_PASS_MAX / CHUNK to make short rows
+# take the online loop.
+SINGLE_PASS_MAX_CUDA = 32768
 CHUNK_CUDA = 4096
 TILE_CUDA = 4096  # elements per program in the one-pass kernels (rows * block)
 SINGLE_PASS_MAX_INTERPRETER = 4096
@@ -268,7 +272,7 @@ def _launch_params(geo: RowGeometry, device: torch.device) -> tuple[bool, int, i
     one_pass = geo.n <= single_max
     block = triton.next_power_of_2(max(geo.n, 1) if one_pass else chunk)
     rows = max(1, min(tile // block, triton.next_power_of_2(geo.rows)))
-    warps = max(1, min(16, block * rows // 512))
+    warps = max(1, min(32, block * rows // 1024))
     return one_pass, block, rows, triton.next_power_of_2(warps)
 
 
@@ -281,6 +285,11 @@ def _contiguous_call(tensors: list[torch.Tensor], out: torch.Tensor, dim: int, l
     if tmp is not out:
         out.copy_(tmp)
     return out
+
+
+def _on_device(device: torch.device):
+    # Triton launches on the current CUDA device: make it the tensors' own
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _mode(dtype: torch.dtype) -> int:
@@ -305,12 +314,12 @@ def softmax_forward(x: torch.Tensor, dim: int, out: torch.Tensor, log: bool = Fa
         one_pass, block, rows, warps = _launch_params(geo, o.device)
         kernel = _softmax_fwd_one_pass if one_pass else _softmax_fwd_online
         grid = (triton.cdiv(geo.rows, rows),)
-        kernel[grid](
-            xi, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
-            LOG=log, ROUND_IN=xi.dtype != o.dtype, Y_MODE=_mode(o.dtype), COMPUTE=compute_dtype(o.dtype), ROWS=rows,
-            BLOCK=block,
-            num_warps=warps,
-        )
+        with _on_device(o.device):
+            kernel[grid](
+                xi, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
+                LOG=log, ROUND_IN=xi.dtype != o.dtype, Y_MODE=_mode(o.dtype), COMPUTE=compute_dtype(o.dtype),
+                ROWS=rows, BLOCK=block, num_warps=warps,
+            )
 
     geo = row_geometry([x, out], dim)
     if geo is None:
@@ -334,12 +343,12 @@ def softmax_backward(grad: torch.Tensor, output: torch.Tensor, dim: int, out: to
         one_pass, block, rows, warps = _launch_params(geo, o.device)
         kernel = _softmax_bwd_one_pass if one_pass else _softmax_bwd_online
         grid = (triton.cdiv(geo.rows, rows),)
-        kernel[grid](
-            g, y, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
-            LOG=log, ROUND_OUT=y.dtype != o.dtype, Y_MODE=_mode(y.dtype), DX_MODE=_mode(o.dtype),
-            COMPUTE=compute_dtype(y.dtype), ROWS=rows, BLOCK=block,
-            num_warps=warps,
-        )
+        with _on_device(o.device):
+            kernel[grid](
+                g, y, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
+                LOG=log, ROUND_OUT=y.dtype != o.dtype, Y_MODE=_mode(y.dtype), DX_MODE=_mode(o.dtype),
+                COMPUTE=compute_dtype(y.dtype), ROWS=rows, BLOCK=block, num_warps=warps,
+            )
 
     geo = row_geometry([grad, output, out], dim)
     if geo is None:

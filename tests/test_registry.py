@@ -10,7 +10,6 @@ if not torch.cuda.is_available():  # Triton's interpreter runs the kernels on CP
 import math  # noqa: E402
 
 import pytest  # noqa: E402
-import torch.nn.functional as TF  # noqa: E402
 
 import torchinit  # noqa: E402
 from torchinit.backend import triton_can_run  # noqa: E402

@@ -28,8 +28,8 @@ DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 INF = float("inf")
 
 
-def _close(actual, expected, dtype=None):
-    """Equal within the result dtype's resolution (NaN where torch has NaN, the same infinities)."""
+def _close(actual, expected):
+    """Same dtype and shape, equal within the dtype's resolution (NaN where expected has NaN, same infinities)."""
     assert actual.dtype == expected.dtype and actual.shape == expected.shape
     torch.testing.assert_close(actual, expected, equal_nan=True)
 
@@ -98,7 +98,8 @@ def test_layouts_empty_and_0d(backend, name):
         (base.transpose(0, 3), 1), (base.transpose(0, 3), 3),  # transposed: no copy
         (base[:, ::2, 1:, :], 1), (base[1:3, :, ::3], 2),  # sliced
         (base.permute(2, 0, 3, 1), 1), (base.permute(1, 3, 0, 2), 0),  # layouts that need a copy
-        (torch.randn(5, 1, dtype=torch.float64).expand(5, 9), 1), (torch.randn(1, 9, dtype=torch.float64).expand(5, 9), 0),
+        (torch.randn(5, 1, dtype=torch.float64).expand(5, 9), 1),  # expanded (stride 0)
+        (torch.randn(1, 9, dtype=torch.float64).expand(5, 9), 0),
         (base.to(memory_format=torch.channels_last), 1),
     ]
     with torchinit.use_backend(backend):
@@ -341,6 +342,25 @@ def test_compile_keeps_or_drops_the_operator():
     torch._dynamo.reset()
     assert not any("torchinit" in str(t) for t in calls[0])
     assert any("torchinit.log_softmax" in str(t) for t in calls[1])
+
+
+@needs_triton
+def test_export_records_the_operators_and_fx_keeps_the_calls():
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p, self.lp = Softmax(-1), LogSoftmax(1)
+
+        def forward(self, x):
+            return self.p(x) + self.lp(x)
+
+    x = torch.randn(3, 5)
+    program = torch.export.export(Head(), (x,))
+    targets = [n.target for n in program.graph.nodes if n.op == "call_function"]
+    assert torch.ops.torchinit.softmax.default in targets and torch.ops.torchinit.log_softmax.default in targets
+    _close(program.module()(x), torch.softmax(x, -1) + torch.log_softmax(x, 1))
+    traced = torch.fx.symbolic_trace(Head())
+    assert [n.target for n in traced.graph.nodes if n.op == "call_function"][:2] == [softmax, log_softmax]
 
 
 # ---------------------------------------------------------------------------------------------

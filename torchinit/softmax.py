@@ -22,6 +22,7 @@ Plain entry points for benchmarks: :func:`softmax`, :func:`log_softmax` (whole a
 
 from __future__ import annotations
 
+import operator
 import warnings
 
 import torch
@@ -39,8 +40,10 @@ _NAMES = ("softmax", "log_softmax")
 def _canonical_dim(op: str, dim: int, ndim: int) -> int:
     """``dim`` as a non-negative index into a tensor of ``ndim`` dims (a 0-d tensor counts as one dim)."""
     rank = max(ndim, 1)
-    if not isinstance(dim, int) or isinstance(dim, bool):
-        raise TypeError(f"torchinit.{op}: argument 'dim' must be an int, got {type(dim).__name__}")
+    try:
+        dim = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"torchinit.{op}: argument 'dim' must be an int, got {type(dim).__name__}") from None
     if not -rank <= dim < rank:
         raise IndexError(f"torchinit.{op}: argument 'dim' must be in [{-rank}, {rank - 1}] for a tensor of "
                          f"{ndim} dims, got {dim}")
@@ -213,7 +216,7 @@ def _run(name: str, input: Tensor, dim: int | None, stacklevel: int, dtype: torc
     op = "log_softmax" if name == "log_softmax" else "softmax"
     if not backend.use_custom_op(name, input.device):
         return getattr(torch, op)(input, dim, dtype=dtype)
-    _canonical_dim(name, dim, input.dim())
+    dim = _canonical_dim(name, dim, input.dim())
     if dtype == input.dtype:
         dtype = None
     if not _needs_grad(input):
