@@ -19,13 +19,20 @@ call. Activations applied functionally inside a ``forward`` (``F.relu(x)``) have
 Normalisation layers and activations are reported but do not count as depth. The plot and the verdict
 use the depth layers (all rows, when the model has fewer than two depth layers).
 
-**Verdict.** ``forward_gain`` is the output std of the last depth layer over that of the first;
-``backward_gain`` is the RMS of the gradient at the output of the first depth layer over that at the
-last (how much the gradient grows on its way back to the input). With ``factor`` (default 10, one order
+**Verdict.** The verdict looks at the *trunk*: the depth layers without the last one (the head, which
+maps features to outputs, often after pooling; with fewer than three depth layers, all of them).
+``forward_gain`` is the output std of the trunk's last layer over that of its first; ``backward_gain``
+is the RMS of the gradient at the output of the trunk's first layer over that at its last (how much the
+gradient grows on its way back to the input). The references are the first trunk layer whose output is
+not all zero and the last whose gradient is not all zero, so that a branch initialised to zero (as
+``zero_init_residual`` does) is not read as an explosion; with no signal (or gradient) at all the gain is 0. With ``factor`` (default 10, one order
 of magnitude), the verdict is "vanishing" when either gain is below ``1 / factor``, "exploding" when
 either is above ``factor`` or when any probed value is NaN or infinite, and "ok" otherwise; when one
 gain vanishes and the other explodes, the one farther from 1 (in log scale) decides. A signal that is
-zero from the first depth layer on counts as vanishing.
+zero from the first depth layer on counts as vanishing. The gains are per-element quantities: a layer
+that changes resolution changes them by design (a 2x2 max pool halves the gradient RMS, since a quarter
+of its inputs receive the whole gradient), so for networks with several pooling stages, VGG for instance,
+read the per-layer rows and the plot as well as the verdict.
 
 **Saturation.** A bounded activation's output is saturated when the activation's local derivative,
 computed from the output, is below ``saturation`` (default 0.05) times its largest value: for
@@ -414,8 +421,18 @@ def _verdict(rows: list[LayerStats], loss: float, factor: float) -> DiagnosisRep
     if len(depth_idx) < 2:
         depth_idx = [r.index for r in rows]
     seq = [rows[i] for i in depth_idx]
-    fwd = _gain(seq[-1].std, seq[0].std) if len(seq) >= 2 else None
-    bwd = _gain(seq[0].grad_rms, seq[-1].grad_rms) if len(seq) >= 2 else None
+    if len(seq) >= 3:  # the trunk: leave out the head (the last depth layer), see the module docstring
+        seq = seq[:-1]
+    fwd = bwd = None
+    if len(seq) >= 2:
+        # reference: the first layer with a signal, the last with a gradient (a branch initialised to zero,
+        # as zero_init_residual does, must not read as an explosion); none at all: the gain is 0
+        ref_f = next((r.std for r in seq if r.std > 0 or not math.isfinite(r.std)), None)
+        fwd = 0.0 if ref_f is None else _gain(seq[-1].std, ref_f)
+        if any(r.grad_rms is not None for r in seq):
+            ref_b = next((r.grad_rms for r in reversed(seq) if r.grad_rms is not None
+                          and (r.grad_rms > 0 or not math.isfinite(r.grad_rms))), None)
+            bwd = 0.0 if ref_b is None else _gain(seq[0].grad_rms or 0.0, ref_b)
 
     def _fmt(g: float | None) -> str:
         return "n/a" if g is None else f"{g:.3g}"
