@@ -59,19 +59,32 @@ def compiled(reference: Callable[..., torch.Tensor], dynamic: bool) -> Callable[
 
 
 @contextlib.contextmanager
-def recompile_headroom(limit: int = 256) -> Iterator[None]:
-    """Let dynamo recompile one function per size and grad mode without falling back to eager."""
+def compile_settings(limit: int = 256) -> Iterator[None]:
+    """torch.compile settings for the run, restored afterwards.
+
+    Dynamo may recompile one function per size and grad mode without falling back to eager; and
+    AOTAutograd's donated buffers are off (``torch._functorch.config.donated_buffer``), because a
+    backward compiled with them refuses ``retain_graph=True``, which the backward-only pass needs to
+    replay one graph. Donation only lets the compiled backward reuse a saved buffer for its output:
+    it saves an allocation, not a pass over memory.
+    """
     cfg = torch._dynamo.config
     names = [n for n in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
                          "accumulated_cache_size_limit") if hasattr(cfg, n)]
     old = {n: getattr(cfg, n) for n in names}
+    fcfg = torch._functorch.config
+    old_donated = getattr(fcfg, "donated_buffer", None)
     try:
         for n in names:
             setattr(cfg, n, max(old[n], limit))
+        if old_donated is not None:
+            fcfg.donated_buffer = False
         yield
     finally:
         for n, v in old.items():
             setattr(cfg, n, v)
+        if old_donated is not None:
+            fcfg.donated_buffer = old_donated
 
 
 def _passes(fn: Callable[..., torch.Tensor], args: list[Any], grad_args: tuple[int, ...],
@@ -124,7 +137,7 @@ def measure_group(case: Case, dtype: torch.dtype, numel: int, device: torch.devi
     args = case.make_inputs(numel, dtype, device, 0)
     rows: list[dict[str, Any]] = []
     built: dict[str, dict[str, Callable[[], Any]]] = {}
-    errors: dict[str, str] = {}
+    errors: dict[tuple[str, str], str] = {}
     rel_err: dict[tuple[str, str], float | None] = {}
     reference: dict[str, Any] = {}
     grad_out = None
@@ -138,18 +151,23 @@ def measure_group(case: Case, dtype: torch.dtype, numel: int, device: torch.devi
                 grad_out = torch.randn(like.shape, generator=gen, device=device).to(like.dtype)
                 del like
             built[impl] = _passes(fn, args, case.grad_args, grad_out)
-            for p in passes:  # prime: compiles, warms up, catches errors, checks the result
-                out = built[impl][p]()
-                if impl == "eager":
-                    reference[p] = out
-                rel_err[impl, p] = _rel_err(out, reference[p]) if p in reference else None
-                del out
         except Exception as exc:  # one failing implementation must not stop the run
-            errors[impl] = f"{type(exc).__name__}: {exc}".strip()[:500]
-            built.pop(impl, None)
+            for p in passes:
+                errors[impl, p] = f"{type(exc).__name__}: {exc}".strip()[:500]
+            continue
+        for p in passes:  # prime: compiles, warms up, catches errors, checks the result
+            try:
+                out = built[impl][p]()
+            except Exception as exc:
+                errors[impl, p] = f"{type(exc).__name__}: {exc}".strip()[:500]
+                continue
+            if impl == "eager":
+                reference[p] = out
+            rel_err[impl, p] = _rel_err(out, reference[p]) if p in reference else None
+            del out
     reference.clear()
     for pass_ in passes:
-        fns = {impl: b[pass_] for impl, b in built.items()}
+        fns = {impl: b[pass_] for impl, b in built.items() if (impl, pass_) not in errors}
         timed: dict[str, Stats] = {}
         if fns:
             if use_host:
@@ -158,8 +176,8 @@ def measure_group(case: Case, dtype: torch.dtype, numel: int, device: torch.devi
             else:
                 timed = {impl: cuda_time(f, settings.warmup_ms, settings.rep_ms) for impl, f in fns.items()}
         for impl in impls:
-            if impl in errors:
-                rows.append(_row(case, dtype, numel, pass_, impl, error=errors[impl], bytes=nbytes[pass_]))
+            if (impl, pass_) in errors:
+                rows.append(_row(case, dtype, numel, pass_, impl, error=errors[impl, pass_], bytes=nbytes[pass_]))
                 continue
             stats = timed[impl]
             gbps = nbytes[pass_] / stats.median / 1e9

@@ -228,7 +228,8 @@ def _execute(args: argparse.Namespace, device: torch.device, dtypes: list[torch.
         "config": {"sizes": size_tokens, "dtypes": [str(d).replace("torch.", "") for d in dtypes],
                    "impls": wanted, "passes": list(passes), "timer": timer,
                    "compile": ("not run" if "compile" not in wanted else
-                               f"torch.compile(default mode, dynamic={dynamic}) of the torch baseline"),
+                               f"torch.compile(default mode, dynamic={dynamic}) of the torch baseline; "
+                               "donated buffers off (so the backward-only pass can retain the graph)"),
                    "torchinit_backend": _backend_note(device), "samples": args.samples,
                    "target_ms": args.target_ms, "overhead_numel": args.overhead_numel,
                    "byte_model": "forward: read inputs + write output; backward: read grad + saved + write input "
@@ -240,7 +241,7 @@ def _execute(args: argparse.Namespace, device: torch.device, dtypes: list[torch.
 
     per_case = len(size_tokens) + (1 if args.overhead_numel > 0 else 0)
     bar = _progress(len(found.cases) * len(dtypes) * per_case, not args.no_progress)
-    with measure.recompile_headroom():
+    with measure.compile_settings():
         for case in found.cases:
             for dtype in dtypes:
                 dname = str(dtype).replace("torch.", "")
