@@ -336,3 +336,27 @@ def tanhshrink_fwd(x, p0, p1, p2):
 def tanhshrink_bwd(g, x, p0, p1, p2):
     t = _tanh(x)
     return g + (-g) * (1.0 - t * t)
+
+
+# ---------------------------------------------------------------------------------------------
+# parameter gradients of the learnable formulas: ``<name>_pgrad(g, x, p0, p1, p2) -> (d p0, d p1)``
+# per element (the kernels in ``channel_reduce.py`` sum them per channel or over the tensor); the
+# torch forms are ``param_grads`` in ``torchinit/activations.py``
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def prelu_pgrad(g, x, p0, p1, p2):
+    return tl.where(x > 0, 0.0, x * g), 0.0 * g
+
+
+@triton.jit
+def swish_pgrad(g, x, p0, p1, p2):
+    s = _sigmoid(p0 * x)
+    return g * x * x * s * (1.0 - s), 0.0 * g
+
+
+@triton.jit
+def star_relu_pgrad(g, x, p0, p1, p2):
+    r = tl.where(x < 0, 0.0, x)
+    return g * (r * r), g

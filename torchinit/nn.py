@@ -17,40 +17,110 @@ import torch
 from torch import nn
 
 from . import functional as F
+from .fused import functions as _fused
+from .fused.modules import GEGLU, BiasAct, Rational, ReGLU, SwiGLU
 
 Tensor = torch.Tensor
 
+_MEMORY_DOC = """
+
+    ``memory="bits"`` saves a 1-bit packed mask for backward instead of a tensor (the gradient is
+    exactly the default's). Where it saves memory: where the default keeps a full tensor nothing else
+    keeps -- torch's own ``leaky_relu``, ``hardtanh``/``relu6`` and ``prelu`` keep their *input*, which
+    after a Linear or convolution is otherwise freed -- and whenever the output is later modified in
+    place (a saved output would be invalidated; the mask is not). Where it cannot: ReLU saves its
+    *output*, and the next Linear or convolution saves that same tensor as its input, so the storage
+    is shared and the mask *adds* N/8 bytes; the same holds for this package's default ReLU6,
+    Hardtanh and LeakyReLU (slope >= 0), which also save their output. With ``inplace=True`` the
+    result is written into the input and only the mask is kept. PReLU: only with a frozen weight (a
+    trainable weight's gradient needs the input itself, so then the default path runs).
+    """
+
+_FEW = """
+
+    ``memory="fewbit"`` (opt-in, approximate): backward keeps a ``memory_bits``-bit code (1, 2 or 4)
+    of a step approximation of the derivative instead of the input (Novikov et al., "Few-Bit
+    Backward", ICML 2023). The forward is unchanged; the gradient is *not* the exact one: its
+    measured error is ``FEWBIT_ERROR`` in :mod:`torchinit.fused.bits`.
+    """
+
+
+def _check_memory(cls: str, memory: str, allowed: tuple) -> str:
+    if memory not in allowed:
+        raise ValueError(f"torchinit.nn.{cls}: argument 'memory' must be one of {list(allowed)}, got {memory!r}")
+    return memory
+
+
+class _FewBit:
+    """Shared by GELU, SiLU and Mish: the ``memory`` / ``memory_bits`` settings."""
+
+    def _set_memory(self, cls: str, memory: str, memory_bits: int) -> None:
+        self.memory = _check_memory(cls, memory, ("default", "fewbit"))
+        if memory_bits not in (1, 2, 4):
+            raise ValueError(f"torchinit.nn.{cls}: argument 'memory_bits' must be 1, 2 or 4, got {memory_bits!r}")
+        self.memory_bits = memory_bits
+
+    def _fewbit(self) -> bool:
+        return getattr(self, "memory", "default") == "fewbit"
+
+
+def _bits(module) -> bool:
+    return getattr(module, "memory", "default") == "bits"
+
 
 class ReLU(nn.ReLU):
-    """max(0, x); see :func:`torchinit.functional.relu`."""
+    __doc__ = """max(0, x); see :func:`torchinit.functional.relu`.""" + _MEMORY_DOC
+
+    def __init__(self, inplace: bool = False, memory: str = "default") -> None:
+        super().__init__(inplace)
+        self.memory = _check_memory("ReLU", memory, ("default", "bits"))
 
     def forward(self, input: Tensor) -> Tensor:
+        if _bits(self):
+            return _fused.relu_bits(input, inplace=self.inplace)
         return F.relu(input, inplace=self.inplace)
 
 
 class ReLU6(nn.ReLU6):
-    """min(max(0, x), 6); see :func:`torchinit.functional.relu6`."""
+    __doc__ = """min(max(0, x), 6); see :func:`torchinit.functional.relu6`.""" + _MEMORY_DOC
+
+    def __init__(self, inplace: bool = False, memory: str = "default") -> None:
+        super().__init__(inplace)
+        self.memory = _check_memory("ReLU6", memory, ("default", "bits"))
 
     def forward(self, input: Tensor) -> Tensor:
+        if _bits(self):
+            return _fused.relu6_bits(input, inplace=self.inplace)
         return F.relu6(input, inplace=self.inplace)
 
 
 class LeakyReLU(nn.LeakyReLU):
-    """x for x > 0 else negative_slope * x; see :func:`torchinit.functional.leaky_relu`."""
+    __doc__ = """x for x > 0 else negative_slope * x; see :func:`torchinit.functional.leaky_relu`.""" + _MEMORY_DOC
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False, memory: str = "default") -> None:
+        super().__init__(negative_slope, inplace)
+        self.memory = _check_memory("LeakyReLU", memory, ("default", "bits"))
 
     def forward(self, input: Tensor) -> Tensor:
+        if _bits(self):
+            return _fused.leaky_relu_bits(input, self.negative_slope, self.inplace)
         return F.leaky_relu(input, self.negative_slope, self.inplace)
 
 
 class PReLU(nn.PReLU):
-    """x for x > 0 else weight * x, with learnable weight(s); ``inplace`` is accepted and computes out of place."""
+    __doc__ = ("""x for x > 0 else weight * x, with learnable weight(s); ``inplace`` is accepted and computes out
+    of place. The weight gradient is reduced inside the backward kernel (grad_x and grad_weight in one pass).""" +
+               _MEMORY_DOC)
 
     def __init__(self, num_parameters: int = 1, init: float = 0.25, device=None, dtype=None,
-                 inplace: bool = False) -> None:
+                 inplace: bool = False, memory: str = "default") -> None:
         super().__init__(num_parameters, init, device=device, dtype=dtype)
         self.inplace = inplace
+        self.memory = _check_memory("PReLU", memory, ("default", "bits"))
 
     def forward(self, input: Tensor) -> Tensor:
+        if _bits(self):
+            return _fused.prelu_bits(input, self.weight)
         return F.prelu(input, self.weight)
 
 
@@ -75,28 +145,44 @@ class SELU(nn.SELU):
         return F.selu(input, self.inplace)
 
 
-class GELU(nn.GELU):
-    """x * Phi(x), or its tanh approximation; ``inplace`` is accepted and computes out of place."""
+class GELU(nn.GELU, _FewBit):
+    __doc__ = """x * Phi(x), or its tanh approximation; ``inplace`` is accepted and computes out of place.""" + _FEW
 
-    def __init__(self, approximate: str = "none", inplace: bool = False) -> None:
+    def __init__(self, approximate: str = "none", inplace: bool = False, memory: str = "default",
+                 memory_bits: int = 4) -> None:
         super().__init__(approximate=approximate)
         self.inplace = inplace
+        self._set_memory("GELU", memory, memory_bits)
 
     def forward(self, input: Tensor) -> Tensor:
+        if self._fewbit():
+            return _fused.gelu_fewbit(input, self.approximate, self.memory_bits)
         return F.gelu(input, approximate=self.approximate)
 
 
-class SiLU(nn.SiLU):
-    """x * sigmoid(x); see :func:`torchinit.functional.silu`."""
+class SiLU(nn.SiLU, _FewBit):
+    __doc__ = """x * sigmoid(x); see :func:`torchinit.functional.silu`.""" + _FEW
+
+    def __init__(self, inplace: bool = False, memory: str = "default", memory_bits: int = 4) -> None:
+        super().__init__(inplace)
+        self._set_memory("SiLU", memory, memory_bits)
 
     def forward(self, input: Tensor) -> Tensor:
+        if self._fewbit():
+            return _fused.silu_fewbit(input, self.memory_bits)
         return F.silu(input, inplace=self.inplace)
 
 
-class Mish(nn.Mish):
-    """x * tanh(softplus(x)); see :func:`torchinit.functional.mish`."""
+class Mish(nn.Mish, _FewBit):
+    __doc__ = """x * tanh(softplus(x)); see :func:`torchinit.functional.mish`.""" + _FEW
+
+    def __init__(self, inplace: bool = False, memory: str = "default", memory_bits: int = 4) -> None:
+        super().__init__(inplace)
+        self._set_memory("Mish", memory, memory_bits)
 
     def forward(self, input: Tensor) -> Tensor:
+        if self._fewbit():
+            return _fused.mish_fewbit(input, self.memory_bits)
         return F.mish(input, inplace=self.inplace)
 
 
@@ -148,9 +234,16 @@ class Hardsigmoid(nn.Hardsigmoid):
 
 
 class Hardtanh(nn.Hardtanh):
-    """x clamped to [min_val, max_val]; see :func:`torchinit.functional.hardtanh`."""
+    __doc__ = """x clamped to [min_val, max_val]; see :func:`torchinit.functional.hardtanh`.""" + _MEMORY_DOC
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False,
+                 min_value: float | None = None, max_value: float | None = None, memory: str = "default") -> None:
+        super().__init__(min_val, max_val, inplace, min_value, max_value)
+        self.memory = _check_memory("Hardtanh", memory, ("default", "bits"))
 
     def forward(self, input: Tensor) -> Tensor:
+        if _bits(self):
+            return _fused.hardtanh_bits(input, self.min_val, self.max_val, self.inplace)
         return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
 
 
@@ -267,4 +360,5 @@ ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "squared_relu": SquaredReLU, "star_relu": StarReLU,
 }
 
-__all__ = [cls.__name__ for cls in ACTIVATION_MODULES.values()] + ["ACTIVATION_MODULES"]
+__all__ = [cls.__name__ for cls in ACTIVATION_MODULES.values()] + ["ACTIVATION_MODULES", "SwiGLU", "GEGLU", "ReGLU",
+                                                                   "BiasAct", "Rational"]

@@ -6,7 +6,10 @@ For each :class:`~torchinit.activations.Formula` ``f`` three operators are regis
 * ``torchinit::<f>_(Tensor(a!) x, ...) -> ()`` (in place)
 * ``torchinit::<f>_backward(Tensor grad, Tensor saved, Tensor? w0, Tensor? w1, float p0, float p1, float p2) -> Tensor``
 
-plus ``torchinit::glu`` / ``glu_backward``. Every operator has one implementation for all devices
+plus ``torchinit::glu`` / ``glu_backward``, and for the learnable formulas (PReLU, Swish, StarReLU)
+``torchinit::<f>_backward_params(...) -> (Tensor grad_x, Tensor grad_w0, Tensor grad_w1)``: the input
+and parameter gradients from one kernel pass, the per-channel (or whole-tensor) parameter sums reduced
+inside the kernel (``kernels/channel_reduce.py``); a missing weight gets an empty placeholder. Every operator has one implementation for all devices
 (CompositeExplicitAutograd) that runs the Triton kernel where one can run (CUDA; CPU under Triton's
 interpreter with the "triton" backend) and the formula's torch form otherwise; a fake (meta)
 implementation with exactly the real strides; a vmap rule; a DTensor sharding rule where
@@ -231,8 +234,8 @@ def _register_operator_autograd(formula: Formula):
 
     def backward(ctx, grad):
         saved, w0, w1 = ctx.saved_tensors
-        dx = getattr(torch.ops.torchinit, name + "_backward")(grad, saved, w0, w1, *ctx.scalars)
-        gw0, gw1 = _param_grads(formula, grad, saved, w0, w1, *ctx.scalars, needs=tuple(ctx.needs_input_grad[1:3]))
+        dx, gw0, gw1 = activation_backward(formula, grad, saved, w0, w1, ctx.scalars,
+                                           (True,) + tuple(ctx.needs_input_grad[1:3]))
         return dx, gw0, gw1, None, None, None
 
     torch.library.register_autograd(f"torchinit::{name}", backward, setup_context=setup_context)
@@ -297,6 +300,119 @@ def _register(formula: Formula) -> None:
 
 for _formula in FORMULAS.values():
     _register(_formula)
+
+
+# ---------------------------------------------------------------------------------------------
+# learnable formulas: input and parameter gradients in one pass (the sums reduced in the kernel)
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _pgrad(formula: Formula):
+    from torchinit.kernels import math as kmath
+
+    return getattr(kmath, formula.kernel_name + "_pgrad")
+
+
+def _no_grad_placeholder(t: torch.Tensor) -> torch.Tensor:
+    return t.new_empty((0,))
+
+
+def _sum_to_weight(sums: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    if w.numel() == 1:
+        return sums.sum().to(w.dtype).reshape(w.shape)
+    return sums.to(w.dtype).reshape(w.shape).clone()  # its own storage: outputs must not alias
+
+
+def _make_backward_params(formula: Formula):
+    def backward_params(grad, saved, w0, w1, p0, p1, p2):
+        if backend.kernel_runs_on(saved.device):
+            from torchinit.kernels.channel_reduce import geometry, launch_channel_backward
+
+            sd = _dense(saved)
+            g = _layout_like(grad, sd)
+            wide = next((w for w in (w0, w1) if w is not None and w.numel() > 1), None)
+            C, inner = geometry(sd, _channel_dim(sd) if wide is not None else None,
+                                wide.numel() if wide is not None else 1)
+            _, bwd = _kernel_pair(formula)
+            dx = empty_like(sd)
+            sums = launch_channel_backward(bwd, g, sd, dx, C, inner, (p0, p1, p2), pgrad=_pgrad(formula),
+                                           weights=(w0, w1), n_part=2 if w1 is not None else 1)
+            grads = [_sum_to_weight(sums[k], w) if w is not None else _no_grad_placeholder(sd)
+                     for k, w in enumerate((w0, w1))]
+            return dx, grads[0], grads[1]
+        dx = formula.backward(grad, saved, *_params(w0, w1, p0, p1, p2))
+        dx = _layout_like(dx, saved if _is_dense(saved) else torch.empty_like(saved))
+        gw0, gw1 = _param_grads(formula, grad, saved, w0, w1, p0, p1, p2, needs=(w0 is not None, w1 is not None))
+        return (dx, gw0 if gw0 is not None else _no_grad_placeholder(saved),
+                gw1 if gw1 is not None else _no_grad_placeholder(saved))
+
+    return backward_params
+
+
+def _fake_backward_params(grad, saved, w0, w1, *args):
+    return (torch.empty_like(saved), *(torch.empty_like(w) if w is not None else saved.new_empty((0,))
+                                       for w in (w0, w1)))
+
+
+def _vmap_backward_params(op_name):
+    def rule(info, in_dims, grad, saved, w0, w1, p0, p1, p2):
+        # per-sample parameter gradients: one call per sample (each reduces over its own sample only)
+        if in_dims[2] is not None or in_dims[3] is not None:
+            raise NotImplementedError(f"torchinit.{op_name}: vmap over the parameter tensors is not supported")
+        op = getattr(torch.ops.torchinit, op_name)
+        g = _to_front(grad, in_dims[0], info.batch_size)
+        s = _to_front(saved, in_dims[1], info.batch_size)
+        outs = [op(g[b], s[b], w0, w1, p0, p1, p2) for b in range(info.batch_size)]
+        return tuple(torch.stack(parts) for parts in zip(*outs)), (0, 0, 0)
+
+    return rule
+
+
+def _register_param_sharding(op) -> None:
+    try:
+        from torch.distributed.tensor import Partial, Replicate, Shard
+        from torch.distributed.tensor.experimental import register_sharding
+    except Exception:  # pragma: no cover - torch built without distributed
+        return
+
+    def strategy(grad, saved, w0, w1, *scalars):
+        weights = [Replicate() if w is not None else None for w in (w0, w1)]
+        nones = [None] * len(scalars)
+        options = [([Replicate()] * 3, [Replicate(), Replicate()] + weights + nones)]
+        per_channel = any(w is not None and _numel(w) > 1 for w in (w0, w1))
+        for d in range(saved.ndim):
+            if per_channel and d == (1 if saved.ndim >= 2 else 0):
+                continue
+            options.append(([Shard(d), Partial(), Partial()], [Shard(d), Shard(d)] + weights + nones))
+        return options
+
+    register_sharding(op)(strategy)
+
+
+PARAM_FORMULAS = tuple(f.name for f in FORMULAS.values() if f.param_grads is not None)
+
+for _name in PARAM_FORMULAS:
+    _LIB.define(f"{_name}_backward_params(Tensor grad, Tensor saved, {_ARGS}) -> (Tensor, Tensor, Tensor)")
+    _LIB.impl(_name + "_backward_params", _make_backward_params(FORMULAS[_name]), "CompositeExplicitAutograd")
+    torch.library.register_fake(f"torchinit::{_name}_backward_params", _fake_backward_params, lib=_LIB)
+    torch.library.register_vmap(f"torchinit::{_name}_backward_params", _vmap_backward_params(_name + "_backward_params"),
+                                lib=_LIB)
+    _register_param_sharding(getattr(torch.ops.torchinit, _name + "_backward_params").default)
+
+
+def activation_backward(formula: Formula, grad, saved, w0, w1, scalars, needs: tuple[bool, bool, bool]):
+    """``(grad_x, grad_w0, grad_w1)`` of one activation call; ``needs`` says which are wanted (else None).
+
+    Learnable formulas get all three from one ``<formula>_backward_params`` call (one pass, the
+    parameter sums reduced inside the kernel); the others from ``<formula>_backward``.
+    """
+    if formula.name in PARAM_FORMULAS and ((needs[1] and w0 is not None) or (needs[2] and w1 is not None)):
+        dx, gw0, gw1 = getattr(torch.ops.torchinit, formula.name + "_backward_params")(grad, saved, w0, w1, *scalars)
+        return (dx if needs[0] else None, gw0 if needs[1] and w0 is not None else None,
+                gw1 if needs[2] and w1 is not None else None)
+    dx = getattr(torch.ops.torchinit, formula.name + "_backward")(grad, saved, w0, w1, *scalars) if needs[0] else None
+    return dx, None, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,11 +538,8 @@ class ActivationFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         saved, w0, w1 = ctx.saved_tensors
-        formula = ctx.formula
-        dx = None
-        if ctx.needs_input_grad[0]:
-            dx = getattr(torch.ops.torchinit, formula.name + "_backward")(grad, saved, w0, w1, *ctx.scalars)
-        gw0, gw1 = _param_grads(formula, grad, saved, w0, w1, *ctx.scalars, needs=tuple(ctx.needs_input_grad[1:3]))
+        dx, gw0, gw1 = activation_backward(ctx.formula, grad, saved, w0, w1, ctx.scalars,
+                                           tuple(ctx.needs_input_grad[:3]))
         return dx, gw0, gw1, None, None, None, None, None
 
 

@@ -1,0 +1,399 @@
+"""Memory-lean backward: a 1-bit packed mask (exact) or a few-bit derivative code (approximate).
+
+Exact mode, ``memory="bits"`` (relu, relu6/hardtanh, leaky_relu, prelu with a frozen weight): these
+activations' derivative takes one of two values, so backward needs one bit per element, not a
+tensor. The bit is computed by the activation's own backward (the table's torch form, or its Triton
+pair) and backward feeds that same formula a stand-in value on the same side of every branch: the
+gradient is bit-for-bit torch's, NaN and infinities included.
+
+Few-bit mode, ``memory="fewbit"`` (gelu, silu, mish; Novikov et al., "Few-Bit Backward: Quantized
+Gradients of Activation Functions for Memory Footprint Reduction", ICML 2023): the derivative is
+replaced by a step function of ``x`` with ``2**bits`` steps, fitted (optimal boundaries and levels,
+by dynamic programming over a fine grid) to minimise the squared error weighted by the standard
+normal density; forward stores each element's step index in ``bits`` bits. This *changes the
+gradient*: the relative L2 error of the input gradient measured on N(0, 1) inputs is about 29% with
+1 bit, 13-14% with 2 bits and 3-4% with 4 bits (the default), see :data:`FEWBIT_ERROR`. NaN inputs
+get a finite gradient (the lowest step), unlike the exact backward.
+
+Operators (namespace ``torchinit``; codes are packed over the storage order of a dense tensor):
+
+* ``bits_forward(Tensor x, Tensor? w, str formula, float p0, float p1, float p2) -> (Tensor y, Tensor codes)``
+* ``bits_backward(Tensor grad, Tensor codes, Tensor? w, str formula, float p0, float p1, float p2) -> Tensor``
+* ``fewbit_forward(Tensor x, Tensor bounds, str formula, int bits, float p0, float p1, float p2) -> (Tensor, Tensor)``
+* ``fewbit_backward(Tensor grad, Tensor codes, Tensor levels, int bits) -> Tensor``
+
+The backward operators read ``grad`` in the storage order of the forward's output: pass it laid out
+like the output (the autograd functions below do).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+from .. import backend
+from ..ops import _dense, _is_dense, _kernel_pair, channel_view, empty_like
+from ._common import LIB, formula_of
+
+_SCALARS = "float p0, float p1, float p2"
+LIB.define(f"bits_forward(Tensor x, Tensor? w, str formula, {_SCALARS}) -> (Tensor, Tensor)")
+LIB.define(f"bits_backward(Tensor grad, Tensor codes, Tensor? w, str formula, {_SCALARS}) -> Tensor")
+LIB.define(f"fewbit_forward(Tensor x, Tensor bounds, str formula, int bits, {_SCALARS}) -> (Tensor, Tensor)")
+LIB.define("fewbit_backward(Tensor grad, Tensor codes, Tensor levels, int bits) -> Tensor")
+
+#: The formulas with a two-valued derivative, and the stand-ins (on-branch, off-branch) their backward gets.
+BIT_FORMULAS = ("relu", "hardtanh", "leaky_relu", "leaky_relu_from_input", "prelu")
+FEWBIT_FORMULAS = ("gelu", "gelu_tanh", "silu", "mish")
+FEWBIT_WIDTHS = (1, 2, 4)
+
+#: Measured relative L2 error of the input gradient, ``||dx_fewbit - dx|| / ||dx||``, with 10**6 fp64
+#: inputs ``x ~ N(0, s^2)`` and incoming gradients ``g ~ N(0, 1)`` (torch path; the kernels compute
+#: the same codes): ``{(formula, s): {bits: error}}``. The fit weights N(0, 1), so wider inputs are
+#: approximated no better. ``tests/test_fused_memory.py`` re-measures it on a smaller sample.
+FEWBIT_ERROR = {
+    ("gelu", 1.0): {1: 0.2906, 2: 0.1327, 4: 0.0363}, ("gelu", 3.0): {1: 0.2213, 2: 0.0912, 4: 0.0421},
+    ("silu", 1.0): {1: 0.2905, 2: 0.1441, 4: 0.0354}, ("silu", 3.0): {1: 0.3168, 2: 0.1347, 4: 0.0401},
+    ("mish", 1.0): {1: 0.2670, 2: 0.1265, 4: 0.0307}, ("mish", 3.0): {1: 0.2680, 2: 0.1043, 4: 0.0522},
+}
+TAIL_WEIGHT = 1e-3  # added to the normal density in the fit
+
+
+def surrogates(formula: str, p0: float, p1: float) -> tuple[float, float]:
+    """``(on, off)``: values on the pass-through side and the other side of every branch of ``formula``."""
+    if formula == "relu":
+        return 1.0, 0.0
+    if formula == "hardtanh":
+        lo, hi = p0, p1
+        if math.isfinite(lo) and math.isfinite(hi):
+            on = lo + (hi - lo) / 2
+        elif math.isfinite(lo):
+            on = lo + 1.0
+        elif math.isfinite(hi):
+            on = hi - 1.0
+        else:
+            on = 0.0
+        return on, lo  # lo is never strictly inside (lo, hi)
+    return 1.0, -1.0  # leaky_relu, prelu: the sign decides
+
+
+def packed_bytes(n: int, bits: int) -> int:
+    """Bytes holding ``n`` codes of ``bits`` bits (``8 // bits`` to a byte)."""
+    per = 8 // bits
+    return (n + per - 1) // per
+
+
+# ---------------------------------------------------------------------------------------------
+# storage order and packing in torch (the path wherever no kernel runs)
+# ---------------------------------------------------------------------------------------------
+
+
+def _storage_perm(t: torch.Tensor) -> list[int]:
+    return sorted(range(t.dim()), key=lambda d: -t.stride(d))
+
+
+def storage_flat(t: torch.Tensor) -> torch.Tensor:
+    """A 1-D view of dense ``t`` in storage order (the order the kernels walk)."""
+    return t.permute(_storage_perm(t)).reshape(-1)
+
+
+def from_storage_flat(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`storage_flat`: ``flat`` (storage order of dense ``like``) in ``like``'s shape."""
+    perm = _storage_perm(like)
+    inverse = [perm.index(d) for d in range(like.dim())]
+    return flat.reshape([like.shape[d] for d in perm]).permute(inverse)
+
+
+def _pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    per = 8 // bits
+    n = codes.numel()
+    padded = torch.nn.functional.pad(codes.to(torch.int32), (0, packed_bytes(n, bits) * per - n))
+    shifts = torch.arange(per, device=codes.device, dtype=torch.int32) * bits
+    return (padded.view(-1, per) << shifts).sum(1).to(torch.uint8)
+
+
+def _unpack(packed: torch.Tensor, n: int, bits: int) -> torch.Tensor:
+    per = 8 // bits
+    shifts = torch.arange(per, device=packed.device, dtype=torch.int32) * bits
+    return ((packed.to(torch.int32)[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)[:n]
+
+
+def _weight_view(w, x):
+    return channel_view(w, x) if w is not None else None
+
+
+def torch_bits_forward(x, w, formula, p0, p1, p2):
+    """Reference ``bits_forward``: the table's forward, and the bit from the table's backward."""
+    f = formula_of(formula)
+    xd = _dense(x)
+    pw = w if w is not None else p0
+    y = f.forward(xd, pw, p1, p2, False)
+    y = y if _same_strides(y, xd) else torch.empty_like(xd).copy_(y)
+    s = y if f.saves == "output" else xd
+    on, off = surrogates(formula, p0, p1)
+    ones = torch.ones_like(s)
+    bit = f.backward(ones, s, pw, p1, p2) != f.backward(ones, torch.full_like(s, off), pw, p1, p2)
+    return y, _pack(storage_flat(bit).to(torch.int32), 1)
+
+
+def _same_strides(a, b) -> bool:
+    return all(sa == sb for n, sa, sb in zip(a.shape, a.stride(), b.stride()) if n > 1)
+
+
+def torch_bits_backward(grad, codes, w, formula, p0, p1, p2):
+    """Reference ``bits_backward``: the table's backward on the stand-in values the bits select."""
+    f = formula_of(formula)
+    g = _dense(grad)
+    on, off = surrogates(formula, p0, p1)
+    bit = from_storage_flat(_unpack(codes, g.numel(), 1), g)
+    s = torch.where(bit != 0, on, off).to(g.dtype)
+    dx = f.backward(g, s, w if w is not None else p0, p1, p2)
+    return dx if _same_strides(dx, g) else torch.empty_like(g).copy_(dx)
+
+
+def torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
+    """Reference ``fewbit_forward``: the table's forward, and the interval index of each element."""
+    xd = _dense(x)
+    y = formula_of(formula).forward(xd, p0, p1, p2, False)
+    y = y if _same_strides(y, xd) else torch.empty_like(xd).copy_(y)
+    flat = storage_flat(xd)
+    b = bounds.to(device=x.device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+    codes = (flat.to(b.dtype)[:, None] > b[None, :]).sum(1, dtype=torch.int32)
+    return y, _pack(codes, bits)
+
+
+def torch_fewbit_backward(grad, codes, levels, bits):
+    """Reference ``fewbit_backward``: the gradient times the level of each element's interval."""
+    g = _dense(grad)
+    acc = torch.float64 if g.dtype == torch.float64 else torch.float32
+    lv = levels.to(device=g.device, dtype=acc)
+    dx = (storage_flat(g).to(acc) * lv[_unpack(codes, g.numel(), bits).long()]).to(g.dtype)
+    return from_storage_flat(dx, g)
+
+
+# ---------------------------------------------------------------------------------------------
+# operator implementations
+# ---------------------------------------------------------------------------------------------
+
+
+def _channel_dim(x: torch.Tensor) -> int:
+    return 1 if x.dim() >= 2 else 0
+
+
+@torch.library.impl(LIB, "bits_forward", "CompositeExplicitAutograd")
+def _bits_forward(x, w, formula, p0, p1, p2):
+    if backend.kernel_runs_on(x.device):
+        from torchinit.kernels.bits import launch_pack_forward
+
+        f = formula_of(formula)
+        xd = _dense(x)
+        y = empty_like(xd)
+        codes = xd.new_empty((packed_bytes(xd.numel(), 1),), dtype=torch.uint8)
+        fwd, bwd = _kernel_pair(f)
+        launch_pack_forward(fwd, bwd, f.saves == "output", xd, y, codes, (p0, p1, p2), w, _channel_dim(xd),
+                            surrogates(formula, p0, p1))
+        return y, codes
+    return torch_bits_forward(x, w, formula, p0, p1, p2)
+
+
+@torch.library.impl(LIB, "bits_backward", "CompositeExplicitAutograd")
+def _bits_backward(grad, codes, w, formula, p0, p1, p2):
+    if backend.kernel_runs_on(grad.device):
+        from torchinit.kernels.bits import launch_unpack_backward
+
+        g = _dense(grad)
+        dx = empty_like(g)
+        _, bwd = _kernel_pair(formula_of(formula))
+        launch_unpack_backward(bwd, g, codes, dx, (p0, p1, p2), w, _channel_dim(g), surrogates(formula, p0, p1))
+        return dx
+    return torch_bits_backward(grad, codes, w, formula, p0, p1, p2)
+
+
+@torch.library.impl(LIB, "fewbit_forward", "CompositeExplicitAutograd")
+def _fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
+    if backend.kernel_runs_on(x.device):
+        from torchinit.kernels.bits import launch_pack_forward
+
+        f = formula_of(formula)
+        xd = _dense(x)
+        y = empty_like(xd)
+        codes = xd.new_empty((packed_bytes(xd.numel(), bits),), dtype=torch.uint8)
+        fwd, bwd = _kernel_pair(f)
+        launch_pack_forward(fwd, bwd, False, xd, y, codes, (p0, p1, p2), bounds=bounds, bits=bits)
+        return y, codes
+    return torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2)
+
+
+@torch.library.impl(LIB, "fewbit_backward", "CompositeExplicitAutograd")
+def _fewbit_backward(grad, codes, levels, bits):
+    if backend.kernel_runs_on(grad.device):
+        from torchinit.kernels.bits import launch_unpack_backward
+        from torchinit.kernels.math import relu_bwd
+
+        g = _dense(grad)
+        dx = empty_like(g)
+        launch_unpack_backward(relu_bwd, g, codes, dx, (0.0, 0.0, 0.0), levels=levels, bits=bits)
+        return dx
+    return torch_fewbit_backward(grad, codes, levels, bits)
+
+
+@torch.library.register_fake("torchinit::bits_forward", lib=LIB)
+def _bits_forward_fake(x, w, formula, p0, p1, p2):
+    return torch.empty_like(x), x.new_empty((packed_bytes(x.numel(), 1),), dtype=torch.uint8)
+
+
+@torch.library.register_fake("torchinit::bits_backward", lib=LIB)
+def _bits_backward_fake(grad, codes, w, formula, p0, p1, p2):
+    return torch.empty_like(grad)
+
+
+@torch.library.register_fake("torchinit::fewbit_forward", lib=LIB)
+def _fewbit_forward_fake(x, bounds, formula, bits, p0, p1, p2):
+    return torch.empty_like(x), x.new_empty((packed_bytes(x.numel(), bits),), dtype=torch.uint8)
+
+
+@torch.library.register_fake("torchinit::fewbit_backward", lib=LIB)
+def _fewbit_backward_fake(grad, codes, levels, bits):
+    return torch.empty_like(grad)
+
+
+def _per_sample(op, n_out):
+    """vmap: codes are packed per tensor, so each sample is one call (the codes get a batch dim)."""
+
+    def rule(info, in_dims, *args):
+        outs = []
+        for b in range(info.batch_size):
+            sample = [a.select(d, b) if d is not None else a for a, d in zip(args, in_dims)]
+            outs.append(op(*sample))
+        if n_out == 1:
+            return torch.stack(outs), 0
+        return tuple(torch.stack(parts) for parts in zip(*outs)), (0,) * n_out
+
+    return rule
+
+
+torch.library.register_vmap("torchinit::bits_forward", _per_sample(torch.ops.torchinit.bits_forward, 2), lib=LIB)
+torch.library.register_vmap("torchinit::bits_backward", _per_sample(torch.ops.torchinit.bits_backward, 1), lib=LIB)
+torch.library.register_vmap("torchinit::fewbit_forward", _per_sample(torch.ops.torchinit.fewbit_forward, 2), lib=LIB)
+torch.library.register_vmap("torchinit::fewbit_backward", _per_sample(torch.ops.torchinit.fewbit_backward, 1),
+                            lib=LIB)
+
+
+def _like_output(grad: torch.Tensor, shape, stride) -> torch.Tensor:
+    if all(s == t for n, s, t in zip(shape, grad.stride(), stride) if n > 1):
+        return grad
+    return torch.empty_strided(shape, stride, dtype=grad.dtype, device=grad.device).copy_(grad)
+
+
+class BitsFunction(torch.autograd.Function):
+    """Saves a 1-bit packed mask instead of a tensor; the gradient is exactly the one torch computes."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, w, formula, p0, p1, p2, use_op):
+        if use_op:
+            return torch.ops.torchinit.bits_forward(x, w, formula, p0, p1, p2)
+        return torch_bits_forward(x, w, formula, p0, p1, p2)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, w, formula, p0, p1, p2, use_op = inputs
+        y, codes = output
+        ctx.mark_non_differentiable(codes)
+        ctx.args = (formula, p0, p1, p2)
+        ctx.use_op = use_op
+        ctx.layout = (tuple(y.shape), tuple(y.stride()))
+        ctx.save_for_backward(codes, w)
+
+    @staticmethod
+    def backward(ctx, grad, _grad_codes):
+        codes, w = ctx.saved_tensors
+        g = _like_output(grad, *ctx.layout)
+        op = torch.ops.torchinit.bits_backward if ctx.use_op else torch_bits_backward
+        return op(g, codes, w, *ctx.args), None, None, None, None, None, None
+
+
+class FewBitFunction(torch.autograd.Function):
+    """Saves a ``bits``-bit code of the derivative's step instead of the input (approximate gradient)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, bounds, levels, formula, bits, p0, p1, p2, use_op):
+        if use_op:
+            return torch.ops.torchinit.fewbit_forward(x, bounds, formula, bits, p0, p1, p2)
+        return torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, bounds, levels, formula, bits, p0, p1, p2, use_op = inputs
+        y, codes = output
+        ctx.mark_non_differentiable(codes)
+        ctx.bits = bits
+        ctx.use_op = use_op
+        ctx.layout = (tuple(y.shape), tuple(y.stride()))
+        ctx.save_for_backward(codes, levels)
+
+    @staticmethod
+    def backward(ctx, grad, _grad_codes):
+        codes, levels = ctx.saved_tensors
+        g = _like_output(grad, *ctx.layout)
+        op = torch.ops.torchinit.fewbit_backward if ctx.use_op else torch_fewbit_backward
+        return op(g, codes, levels, ctx.bits), None, None, None, None, None, None, None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# the few-bit quantiser
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+@torch.no_grad()
+def _fit(formula: str, bits: int, lo: float, hi: float, points: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    f = formula_of(formula)
+    x = torch.linspace(lo, hi, points, dtype=torch.float64)
+    d = f.backward(torch.ones_like(x), x, 0.0, 0.0, 0.0).double()
+    w = torch.exp(-0.5 * x * x) + TAIL_WEIGHT  # the floor keeps the tails' steps meaningful
+    zero = torch.zeros(1, dtype=torch.float64)
+    cw = torch.cat([zero, torch.cumsum(w, 0)])
+    cs = torch.cat([zero, torch.cumsum(w * d, 0)])
+    cq = torch.cat([zero, torch.cumsum(w * d * d, 0)])
+    k_max = 2 ** bits
+    # cost[i, j]: weighted squared error of one step over grid points i..j-1 (i < j)
+    sw = cw[None, :] - cw[:, None]
+    ss = cs[None, :] - cs[:, None]
+    sq = cq[None, :] - cq[:, None]
+    valid = torch.triu(torch.ones_like(sw, dtype=torch.bool), diagonal=1)
+    cost = torch.where(valid, (sq - ss * ss / torch.where(valid, sw, 1.0)).clamp_min(0.0), float("inf"))
+    best = torch.full((k_max + 1, points + 1), float("inf"), dtype=torch.float64)
+    arg = torch.zeros((k_max + 1, points + 1), dtype=torch.long)
+    best[0, 0] = 0.0
+    for k in range(1, k_max + 1):  # best[k, j]: k steps covering points 0..j-1
+        best[k], arg[k] = (best[k - 1][:, None] + cost).min(dim=0)
+    cuts, j = [], points
+    for k in range(k_max, 0, -1):
+        i = int(arg[k, j])
+        cuts.append((i, j))
+        j = i
+    cuts.reverse()
+    levels = [float((cs[j] - cs[i]) / (cw[j] - cw[i])) for i, j in cuts]
+    bounds = [float((x[i - 1] + x[i]) / 2) for i, _ in cuts[1:]]
+    return tuple(bounds), tuple(levels)
+
+
+def fewbit_quantizer(formula: str, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(bounds, levels)``: the ``2**bits``-step approximation of ``formula``'s derivative (fp64 tensors).
+
+    Fitted once per (formula, bits) and cached: on 601 points of [-6, 6] (step 0.02), boundaries and levels
+    minimise the squared derivative error weighted by the standard normal density plus a floor of
+    ``TAIL_WEIGHT`` (the optimal piecewise-constant fit, by dynamic programming; each level is the
+    weighted mean of its interval). The outer steps extend to -inf and +inf.
+    """
+    if formula not in FEWBIT_FORMULAS:
+        raise ValueError(f"torchinit: few-bit backward covers {list(FEWBIT_FORMULAS)}, got {formula!r}")
+    if bits not in FEWBIT_WIDTHS:
+        raise ValueError(f"torchinit: argument 'bits' must be one of {list(FEWBIT_WIDTHS)}, got {bits!r}")
+    bounds, levels = _fit(formula, bits, -6.0, 6.0, 601)
+    return torch.tensor(bounds, dtype=torch.float64), torch.tensor(levels, dtype=torch.float64)

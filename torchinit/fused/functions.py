@@ -1,0 +1,257 @@
+"""The public fused functions (re-exported by :mod:`torchinit.fused` and :mod:`torchinit.functional`).
+
+Each picks its path per call like every torchinit activation (:mod:`torchinit.backend`): the
+``torchinit`` operators (Triton kernels on CUDA; under Triton's interpreter on CPU with the
+"triton" backend) through a ``torch.autograd.Function``, or the plain torch composite (CPU under
+"auto", and under ``torch.compile`` so that Inductor can fuse it with its neighbours).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from .. import backend
+from ..activations import ACTIVATIONS
+from ..ops import _needs_grad, check_input, run_activation
+from ._common import canonical_dim, resolve_scalar_activation
+from .bias_act import BiasActFunction, torch_bias_act
+from .bits import BitsFunction, FewBitFunction, fewbit_quantizer
+from .gated import GatedFunction, GatedSplitFunction, torch_gated
+from .rational import RationalFunction, torch_rational
+
+Tensor = torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------------
+# GLU family
+# ---------------------------------------------------------------------------------------------
+
+
+def gated(gate: Tensor, up: Tensor | None = None, act: str = "silu", dim: int = -1, **act_kwargs) -> Tensor:
+    """``act(gate) * up`` for any activation of :mod:`torchinit.functional` with number arguments.
+
+    Two tensors: ``gate`` and ``up`` of one shape, dtype and device. One tensor (``up=None``):
+    ``gate, up = input.chunk(2, dim)`` -- the gate is the *first* half (SwiGLU/GEGLU convention;
+    ``torchinit.functional.glu``, like torch's, gates the *second* half instead). One pass forward,
+    one pass backward, only the inputs saved.
+    """
+    name = "gated"
+    resolved = resolve_scalar_activation(name, act, act_kwargs)
+    formula, (p0, p1, p2) = resolved.formula.name, resolved.scalars
+    check_input(name, gate, "gate" if up is not None else "input")
+    if up is None:
+        d = canonical_dim(name, dim, gate.dim())
+        if gate.shape[d] % 2:
+            raise ValueError(f"torchinit.{name}: the size of dimension dim={d} must be even to halve it into gate "
+                             f"and up, got {gate.shape[d]}")
+        if not backend.use_custom_op(name, gate.device):
+            g, u = gate.chunk(2, d)
+            return torch_gated(g, u, formula, p0, p1, p2)
+        if not _needs_grad(gate):
+            return torch.ops.torchinit.gated_split(gate, d, formula, p0, p1, p2)
+        return GatedSplitFunction.apply(gate, d, formula, p0, p1, p2)
+    check_input(name, up, "up")
+    if up.shape != gate.shape or up.dtype != gate.dtype or up.device != gate.device:
+        raise ValueError(f"torchinit.{name}: arguments 'gate' and 'up' must have one shape, dtype and device, got "
+                         f"{tuple(gate.shape)} {gate.dtype} {gate.device} and {tuple(up.shape)} {up.dtype} {up.device}")
+    if not backend.use_custom_op(name, gate.device):
+        return torch_gated(gate, up, formula, p0, p1, p2)
+    if not _needs_grad(gate, up):
+        return torch.ops.torchinit.gated(gate, up, formula, p0, p1, p2)
+    return GatedFunction.apply(gate, up, formula, p0, p1, p2)
+
+
+def swiglu(gate: Tensor, up: Tensor | None = None, dim: int = -1) -> Tensor:
+    """``silu(gate) * up`` (Shazeer 2020); one-tensor form ``swiglu(x, dim=dim)`` gates the first half."""
+    return _named("swiglu", gate, up, "silu", dim)
+
+
+def geglu(gate: Tensor, up: Tensor | None = None, dim: int = -1, approximate: str = "none") -> Tensor:
+    """``gelu(gate, approximate) * up`` (erf or tanh GELU); one-tensor form gates the first half along ``dim``."""
+    return _named("geglu", gate, up, "gelu", dim, approximate=approximate)
+
+
+def reglu(gate: Tensor, up: Tensor | None = None, dim: int = -1) -> Tensor:
+    """``relu(gate) * up``; one-tensor form gates the first half along ``dim``."""
+    return _named("reglu", gate, up, "relu", dim)
+
+
+def _named(name: str, gate, up, act: str, dim: int, **act_kwargs) -> Tensor:
+    try:
+        return gated(gate, up, act, dim, **act_kwargs)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise type(exc)(str(exc).replace("torchinit.gated:", f"torchinit.{name}:")) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# bias + activation
+# ---------------------------------------------------------------------------------------------
+
+
+def bias_act(x: Tensor, bias: Tensor, act: str, dim: int = -1, **act_kwargs) -> Tensor:
+    """``act(x + bias)`` with the 1-D ``bias`` broadcast along ``dim`` (-1 after a Linear, 1 for NCHW).
+
+    ``act`` names any activation of :mod:`torchinit.functional` (``act_kwargs`` its number arguments).
+    One pass forward (no ``x + bias`` tensor); backward returns grad_x and grad_bias from one pass,
+    the bias sum reduced inside the kernel. Dtypes follow torch's promotion, as ``act(x + bias)``
+    does: bf16 ``x`` with an fp32 bias gives fp32 (see :mod:`torchinit.fused.bias_act`).
+    """
+    check_input("bias_act", x, "x")
+    check_input("bias_act", bias, "bias")
+    resolved = resolve_scalar_activation("bias_act", act, act_kwargs)
+    d = canonical_dim("bias_act", dim, x.dim())
+    if bias.dim() != 1 or bias.numel() != x.shape[d]:
+        raise ValueError(f"torchinit.bias_act: argument 'bias' must be 1-D with x.shape[{d}] = {x.shape[d]} "
+                         f"elements, got shape {tuple(bias.shape)}")
+    if bias.device != x.device:
+        raise ValueError(f"torchinit.bias_act: 'x' and 'bias' must be on one device, got {x.device} and {bias.device}")
+    formula, (p0, p1, p2) = resolved.formula.name, resolved.scalars
+    if not backend.use_custom_op("bias_act", x.device):
+        return torch_bias_act(x, bias, d, formula, p0, p1, p2)
+    if not _needs_grad(x, bias):
+        return torch.ops.torchinit.bias_act(x, bias, d, formula, p0, p1, p2)
+    return BiasActFunction.apply(x, bias, d, formula, p0, p1, p2)
+
+
+# ---------------------------------------------------------------------------------------------
+# rational (Padé) unit
+# ---------------------------------------------------------------------------------------------
+
+
+def rational(x: Tensor, numerator: Tensor, denominator: Tensor) -> Tensor:
+    """``P(x) / Q(x)``: ``P`` with coefficients ``numerator`` (a_0 first), ``Q = 1 + sum_k |b_k| |x|^k``.
+
+    See :class:`torchinit.nn.Rational` for the learnable module and its initialisation.
+    """
+    check_input("rational", x, "x")
+    for arg, t in (("numerator", numerator), ("denominator", denominator)):
+        check_input("rational", t, arg)
+        if t.dim() != 1:
+            raise ValueError(f"torchinit.rational: argument '{arg}' must be 1-D, got shape {tuple(t.shape)}")
+    if numerator.numel() == 0:
+        raise ValueError("torchinit.rational: argument 'numerator' needs at least one coefficient")
+    if not backend.use_custom_op("rational", x.device):
+        return torch_rational(x, numerator, denominator)
+    if not _needs_grad(x, numerator, denominator):
+        return torch.ops.torchinit.rational(x, numerator, denominator)
+    return RationalFunction.apply(x, numerator, denominator)
+
+
+# ---------------------------------------------------------------------------------------------
+# memory-lean backward
+# ---------------------------------------------------------------------------------------------
+
+
+def _bits(name: str, x: Tensor, inplace: bool, weight: Tensor | None = None, **arguments) -> Tensor:
+    check_input(name, x)
+    base = "relu6" if name == "relu6_bits" else name[: -len("_bits")]
+    if not _needs_grad(x, weight) or (weight is not None and weight.requires_grad and torch.is_grad_enabled()):
+        # nothing to save, or PReLU with a trainable weight: its gradient needs x itself (see prelu_bits)
+        if weight is not None:
+            return run_activation("prelu", x, False, weight=weight)
+        return run_activation(base, x, inplace, **arguments)
+    resolved = ACTIVATIONS[base].resolve(**({"weight": weight} if weight is not None else arguments))
+    p0, p1, p2 = resolved.scalars
+    use_op = backend.use_custom_op(name, x.device)
+    y, _codes = BitsFunction.apply(x, weight, resolved.formula.name, p0, p1, p2, use_op)
+    if inplace:
+        if x.is_leaf and x.requires_grad:
+            raise RuntimeError(f"torchinit.{name}: a leaf Variable that requires grad is being used in an in-place "
+                               "operation")
+        with torch.no_grad():
+            x.copy_(y)
+        return _InplaceView.apply(x, y)
+    return y
+
+
+class _InplaceView(torch.autograd.Function):
+    """Marks ``x`` (now holding ``y``'s values) as the differentiable output standing for ``y``."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.mark_dirty(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, grad
+
+
+def relu_bits(input: Tensor, inplace: bool = False) -> Tensor:
+    """``relu`` saving a 1-bit mask for backward (exact gradient); see :mod:`torchinit.fused.bits`."""
+    return _bits("relu_bits", input, inplace)
+
+
+def relu6_bits(input: Tensor, inplace: bool = False) -> Tensor:
+    """``relu6`` saving a 1-bit mask for backward (exact gradient)."""
+    return _bits("relu6_bits", input, inplace)
+
+
+def leaky_relu_bits(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """``leaky_relu`` saving a 1-bit mask for backward (exact gradient, any slope)."""
+    return _bits("leaky_relu_bits", input, inplace, negative_slope=negative_slope)
+
+
+def hardtanh_bits(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    """``hardtanh`` saving a 1-bit mask for backward (exact gradient)."""
+    if min_val > max_val:
+        raise ValueError(f"torchinit.hardtanh_bits: 'min_val' ({min_val}) must not exceed 'max_val' ({max_val})")
+    return _bits("hardtanh_bits", input, inplace, min_val=min_val, max_val=max_val)
+
+
+def prelu_bits(input: Tensor, weight: Tensor) -> Tensor:
+    """``prelu`` saving a 1-bit sign mask for backward when ``weight`` is frozen (exact gradient).
+
+    The weight's own gradient is a sum of ``x * grad`` over the negative inputs: it needs ``x``, so
+    with a trainable weight this falls back to the default path (which keeps ``x``) and saves nothing.
+    """
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"torchinit.prelu_bits: argument 'weight' must be a torch.Tensor, got {type(weight).__name__}")
+    from ..functional import prelu
+
+    if not _needs_grad(input) or (weight.requires_grad and torch.is_grad_enabled()):
+        return prelu(input, weight)
+    check_input("prelu_bits", input)
+    channels = input.shape[1] if input.dim() >= 2 else 1
+    if weight.dim() > 1 or weight.numel() not in (1, channels):
+        raise ValueError(f"torchinit.prelu_bits: argument 'weight' must be 1-D with 1 or {channels} (dim 1) "
+                         f"elements, got shape {tuple(weight.shape)}")
+    return _bits("prelu_bits", input, False, weight=weight)
+
+
+@functools.lru_cache(maxsize=64)
+def _quantizer_on(formula: str, bits: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    bounds, levels = fewbit_quantizer(formula, bits)
+    return bounds.to(device), levels.to(device)
+
+
+def _fewbit(name: str, x: Tensor, formula: str, bits: int) -> Tensor:
+    check_input(name, x)
+    if bits not in (1, 2, 4):
+        raise ValueError(f"torchinit.{name}: argument 'bits' must be 1, 2 or 4, got {bits!r}")
+    if not _needs_grad(x):
+        return run_activation({"gelu_tanh": "gelu"}.get(formula, formula), x, False,
+                              **({"approximate": "tanh"} if formula == "gelu_tanh" else {}))
+    bounds, levels = _quantizer_on(formula, bits, x.device)
+    use_op = backend.use_custom_op(name, x.device)
+    y, _codes = FewBitFunction.apply(x, bounds, levels, formula, bits, 0.0, 0.0, 0.0, use_op)
+    return y
+
+
+def gelu_fewbit(input: Tensor, approximate: str = "none", bits: int = 4) -> Tensor:
+    """``gelu`` with an approximate ``bits``-bit backward (Novikov et al. 2023): see :mod:`torchinit.fused`."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"torchinit.gelu_fewbit: argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
+    return _fewbit("gelu_fewbit", input, "gelu_tanh" if approximate == "tanh" else "gelu", bits)
+
+
+def silu_fewbit(input: Tensor, bits: int = 4) -> Tensor:
+    """``silu`` with an approximate ``bits``-bit backward (Novikov et al. 2023)."""
+    return _fewbit("silu_fewbit", input, "silu", bits)
+
+
+def mish_fewbit(input: Tensor, bits: int = 4) -> Tensor:
+    """``mish`` with an approximate ``bits``-bit backward (Novikov et al. 2023)."""
+    return _fewbit("mish_fewbit", input, "mish", bits)
