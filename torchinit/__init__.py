@@ -10,11 +10,13 @@ from . import backend, functional, init, nn, ops  # noqa: F401  (ops registers t
 from .backend import get_backend, use_backend, use_kernels_in_compile
 from .init import InitError, InitReport, Rule, Scheme, apply_init, calculate_gain
 from .swap import TORCH, SwapError, SwapReport, swap_activations
+from .diagnose import DiagnosisReport, LayerStats, compare_inits, diagnose, plot_reports
 
 __version__ = "0.1.0"
 
 __all__ = [
     "backend", "functional", "init", "nn", "get_backend", "use_backend", "use_kernels_in_compile",
     "apply_init", "Rule", "calculate_gain", "InitReport", "InitError", "Scheme",
-    "swap_activations", "SwapReport", "SwapError", "TORCH", "__version__",
+    "swap_activations", "SwapReport", "SwapError", "TORCH",
+    "diagnose", "compare_inits", "plot_reports", "DiagnosisReport", "LayerStats", "__version__",
 ]
