@@ -141,6 +141,19 @@ COMPOSITES: dict[str, Composite] = {
                              call=lambda fn: lambda x: fn(x, dim=-1)),
 }
 
+# Memory-lean variants compute torch's function and save less for backward (a bit mask, a few-bit code).
+# They are charged the plain activation's traffic, so their GB/s reads directly against torch's op:
+# saving fewer bytes shows as a higher figure.
+for _name, _ref, _desc in [("relu_bits", F.relu, "F.relu"), ("relu6_bits", F.relu6, "F.relu6"),
+                           ("leaky_relu_bits", F.leaky_relu, "F.leaky_relu"),
+                           ("hardtanh_bits", F.hardtanh, "F.hardtanh"), ("gelu_fewbit", F.gelu, "F.gelu"),
+                           ("silu_fewbit", F.silu, "F.silu"), ("mish_fewbit", F.mish, "F.mish")]:
+    COMPOSITES[_name] = Composite(_ref, _desc)
+COMPOSITES["prelu_bits"] = Composite(F.prelu, "F.prelu (per-channel weight)", _with_channel_weight, (0, 1))
+COMPOSITES["gated"] = Composite(lambda g, u: F.silu(g) * u, "F.silu(gate) * up", _gate_and_up, (0, 1), _GATED,
+                                call=lambda fn: lambda g, u: fn(g, u, "silu"))
+del _name, _ref, _desc
+
 #: Extra settings of one function worth their own row: name -> (function, keyword arguments).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "gelu[tanh]": ("gelu", {"approximate": "tanh"}),

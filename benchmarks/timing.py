@@ -161,6 +161,21 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _git_state() -> dict[str, Any] | None:
+    """The checkout's commit and whether the package sources differ from it (None outside a git checkout)."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "torchinit", "kernels"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "uncommitted_changes_in_package": bool(dirty)}
+
+
 def device_name(device: torch.device) -> str:
     """A human name for ``device``: the GPU's name, or the CPU model."""
     if device.type == "cuda":
@@ -199,6 +214,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
+    env["git"] = _git_state()
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         env.update({"cuda": torch.version.cuda, "gpu_memory_bytes": props.total_memory,
