@@ -206,3 +206,19 @@ def test_bits_opcheck_vmap_compile(backend):
         per_sample = torch.func.vmap(torch.func.grad(lambda t: fu.leaky_relu_bits(t, 0.1).square().sum()))(xb)
     torch.testing.assert_close(per_sample, torch.func.vmap(torch.func.grad(
         lambda t: TF.leaky_relu(t, 0.1).square().sum()))(xb))
+
+
+def test_memory_modes_compile_fullgraph():
+    """memory='bits'/'fewbit' modules compile without graph breaks, on the torch path and with kernels kept."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), ti.nn.ReLU(memory="bits"), torch.nn.Linear(8, 8),
+                                ti.nn.GELU(memory="fewbit"))
+    x = torch.randn(4, 8, requires_grad=True)
+    (want,) = torch.autograd.grad(model(x).sum(), x)
+    for kernels in (False, True):
+        torch._dynamo.reset()
+        with ti.use_kernels_in_compile(kernels), ti.use_backend("triton" if kernels else "auto"):
+            out = torch.compile(model, fullgraph=True, backend="aot_eager")(x)
+            (got,) = torch.autograd.grad(out.sum(), x)
+        torch.testing.assert_close(got, want)
+    torch._dynamo.reset()

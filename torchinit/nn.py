@@ -59,6 +59,11 @@ class _FewBit:
         if memory_bits not in (1, 2, 4):
             raise ValueError(f"torchinit.nn.{cls}: argument 'memory_bits' must be 1, 2 or 4, got {memory_bits!r}")
         self.memory_bits = memory_bits
+        if memory == "fewbit":  # fit the quantiser now, outside any torch.compile region
+            from .fused.bits import fewbit_quantizer
+
+            tanh = getattr(self, "approximate", "none") == "tanh"
+            fewbit_quantizer({"GELU": "gelu_tanh" if tanh else "gelu", "SiLU": "silu", "Mish": "mish"}[cls], memory_bits)
 
     def _fewbit(self) -> bool:
         return getattr(self, "memory", "default") == "fewbit"

@@ -28,7 +28,6 @@ like the output (the autograd functions below do).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -349,7 +348,9 @@ class FewBitFunction(torch.autograd.Function):
 # ---------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=64)
+_FITTED: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 @torch.no_grad()
 def _fit(formula: str, bits: int, lo: float, hi: float, points: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     f = formula_of(formula)
@@ -395,5 +396,12 @@ def fewbit_quantizer(formula: str, bits: int) -> tuple[torch.Tensor, torch.Tenso
         raise ValueError(f"torchinit: few-bit backward covers {list(FEWBIT_FORMULAS)}, got {formula!r}")
     if bits not in FEWBIT_WIDTHS:
         raise ValueError(f"torchinit: argument 'bits' must be one of {list(FEWBIT_WIDTHS)}, got {bits!r}")
-    bounds, levels = _fit(formula, bits, -6.0, 6.0, 601)
-    return torch.tensor(bounds, dtype=torch.float64), torch.tensor(levels, dtype=torch.float64)
+    key = (formula, bits)
+    if key not in _FITTED:  # a plain dict, not lru_cache: torch.compile reads it as a constant
+        if torch.compiler.is_compiling():
+            raise RuntimeError(f"torchinit: the few-bit quantiser of {formula!r} with {bits} bits is fitted outside "
+                               "torch.compile: build the module (GELU/SiLU/Mish(memory='fewbit')) or call "
+                               "torchinit.fused.bits.fewbit_quantizer once before compiling")
+        bounds, levels = _fit(formula, bits, -6.0, 6.0, 601)
+        _FITTED[key] = (torch.tensor(bounds, dtype=torch.float64), torch.tensor(levels, dtype=torch.float64))
+    return _FITTED[key]

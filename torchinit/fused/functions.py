@@ -8,8 +8,6 @@ Each picks its path per call like every torchinit activation (:mod:`torchinit.ba
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from .. import backend
@@ -221,10 +219,19 @@ def prelu_bits(input: Tensor, weight: Tensor) -> Tensor:
     return _bits("prelu_bits", input, False, weight=weight)
 
 
-@functools.lru_cache(maxsize=64)
+_ON_DEVICE: dict[tuple[str, int, torch.device], tuple[Tensor, Tensor]] = {}
+
+
 def _quantizer_on(formula: str, bits: int, device: torch.device) -> tuple[Tensor, Tensor]:
     bounds, levels = fewbit_quantizer(formula, bits)
-    return bounds.to(device), levels.to(device)
+    if device.type == "cpu":
+        return bounds, levels
+    if torch.compiler.is_compiling():
+        return bounds.to(device), levels.to(device)
+    key = (formula, bits, device)
+    if key not in _ON_DEVICE:  # one host-to-device copy per device, not per call
+        _ON_DEVICE[key] = (bounds.to(device), levels.to(device))
+    return _ON_DEVICE[key]
 
 
 def _fewbit(name: str, x: Tensor, formula: str, bits: int) -> Tensor:
