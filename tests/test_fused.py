@@ -85,7 +85,8 @@ def test_glu_family_one_tensor_gates_first_half(dtype, backend):
 def test_glu_family_layouts_and_edges(backend):
     base = torch.randn(2, 6, 5, 4) * 3
     for label, (gate, up) in {
-        "channels_last": (base.to(memory_format=torch.channels_last), (base * 0.5).to(memory_format=torch.channels_last)),
+        "channels_last": (base.to(memory_format=torch.channels_last),
+                          (base * 0.5).to(memory_format=torch.channels_last)),
         "mixed": (base.to(memory_format=torch.channels_last), base * 0.5),
         "transposed": (torch.randn(9, 7).t(), torch.randn(7, 9)),
         "sliced": (base[:, ::2], base[:, 1::2]),
@@ -244,7 +245,8 @@ def test_opcheck_backward_params():
     x = torch.randn(3, 4, 5)
     for backend in BACKENDS:
         with ti.use_backend(backend):
-            torch.library.opcheck(ops.prelu_backward_params, (torch.randn_like(x), x, torch.rand(4), None, 0.0, 0.0, 0.0))
+            torch.library.opcheck(ops.prelu_backward_params,
+                                  (torch.randn_like(x), x, torch.rand(4), None, 0.0, 0.0, 0.0))
             torch.library.opcheck(ops.swish_backward_params,
                                   (torch.randn(5, 4, 3), x.transpose(0, 2), torch.tensor([1.2]), None, 0.0, 0.0, 0.0))
 
@@ -430,3 +432,30 @@ def test_dtensor_learnable_backward():
         torch.testing.assert_close(gw.full_tensor(), want[2])
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_fp64(backend):
+    def leaf(*shape):
+        t = torch.randn(*shape, dtype=torch.float64) * 2
+        return (t + 0.05 * torch.sign(t)).requires_grad_()  # away from relu's kink
+
+    with ti.use_backend(backend):
+        assert torch.autograd.gradcheck(lambda a, b: fu.swiglu(a, b), (leaf(3, 5), leaf(3, 5)))
+        assert torch.autograd.gradcheck(lambda t: fu.geglu(t, dim=0, approximate="tanh"), (leaf(4, 3),))
+        assert torch.autograd.gradcheck(lambda t: fu.reglu(t, dim=1), (leaf(2, 6, 3),))
+        assert torch.autograd.gradcheck(lambda t, c: fu.bias_act(t, c, "silu", 1), (leaf(2, 3, 4), leaf(3)))
+        assert torch.autograd.gradcheck(lambda t, c: fu.bias_act(t, c, "elu", alpha=0.7), (leaf(5, 3), leaf(3)))
+        assert torch.autograd.gradcheck(lambda t: fu.leaky_relu_bits(t * 1, 0.1), (leaf(4, 5),))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bias_act_special_values(backend):
+    x = torch.tensor([[0.0, -0.0, float("inf"), float("-inf"), float("nan"), 1e30, -1e30, 88.5, -104.0]])
+    b = torch.tensor([0.5, -0.0, -1.0, 2.0, 0.0, 1.0, -1.0, 0.5, 3.0])
+    for act in ("gelu", "relu", "silu", "sigmoid", "softplus"):
+        want = _grads(_eager_bias_act(act, {}, -1), (x, b), torch.ones_like(x))
+        with ti.use_backend(backend):
+            got = _grads(lambda t, c: fu.bias_act(t, c, act), (x, b), torch.ones_like(x))
+        for a, c in zip(got, want):
+            torch.testing.assert_close(a, c, equal_nan=True, rtol=4e-6, atol=1e-6, msg=lambda m: f"{act}: {m}")

@@ -63,7 +63,8 @@ class _FewBit:
             from .fused.bits import fewbit_quantizer
 
             tanh = getattr(self, "approximate", "none") == "tanh"
-            fewbit_quantizer({"GELU": "gelu_tanh" if tanh else "gelu", "SiLU": "silu", "Mish": "mish"}[cls], memory_bits)
+            formula = {"GELU": "gelu_tanh" if tanh else "gelu", "SiLU": "silu", "Mish": "mish"}[cls]
+            fewbit_quantizer(formula, memory_bits)
 
     def _fewbit(self) -> bool:
         return getattr(self, "memory", "default") == "fewbit"

@@ -9,7 +9,8 @@ For each :class:`~torchinit.activations.Formula` ``f`` three operators are regis
 plus ``torchinit::glu`` / ``glu_backward``, and for the learnable formulas (PReLU, Swish, StarReLU)
 ``torchinit::<f>_backward_params(...) -> (Tensor grad_x, Tensor grad_w0, Tensor grad_w1)``: the input
 and parameter gradients from one kernel pass, the per-channel (or whole-tensor) parameter sums reduced
-inside the kernel (``kernels/channel_reduce.py``); a missing weight gets an empty placeholder. Every operator has one implementation for all devices
+inside the kernel (``kernels/channel_reduce.py``); a missing weight gets an empty placeholder.
+Every operator has one implementation for all devices
 (CompositeExplicitAutograd) that runs the Triton kernel where one can run (CUDA; CPU under Triton's
 interpreter with the "triton" backend) and the formula's torch form otherwise; a fake (meta)
 implementation with exactly the real strides; a vmap rule; a DTensor sharding rule where
@@ -396,8 +397,8 @@ for _name in PARAM_FORMULAS:
     _LIB.define(f"{_name}_backward_params(Tensor grad, Tensor saved, {_ARGS}) -> (Tensor, Tensor, Tensor)")
     _LIB.impl(_name + "_backward_params", _make_backward_params(FORMULAS[_name]), "CompositeExplicitAutograd")
     torch.library.register_fake(f"torchinit::{_name}_backward_params", _fake_backward_params, lib=_LIB)
-    torch.library.register_vmap(f"torchinit::{_name}_backward_params", _vmap_backward_params(_name + "_backward_params"),
-                                lib=_LIB)
+    torch.library.register_vmap(f"torchinit::{_name}_backward_params",
+                                _vmap_backward_params(_name + "_backward_params"), lib=_LIB)
     _register_param_sharding(getattr(torch.ops.torchinit, _name + "_backward_params").default)
 
 

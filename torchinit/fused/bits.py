@@ -33,7 +33,7 @@ import math
 import torch
 
 from .. import backend
-from ..ops import _dense, _is_dense, _kernel_pair, channel_view, empty_like
+from ..ops import _dense, _kernel_pair, empty_like
 from ._common import LIB, formula_of
 
 _SCALARS = "float p0, float p1, float p2"
@@ -116,10 +116,6 @@ def _unpack(packed: torch.Tensor, n: int, bits: int) -> torch.Tensor:
     per = 8 // bits
     shifts = torch.arange(per, device=packed.device, dtype=torch.int32) * bits
     return ((packed.to(torch.int32)[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)[:n]
-
-
-def _weight_view(w, x):
-    return channel_view(w, x) if w is not None else None
 
 
 def torch_bits_forward(x, w, formula, p0, p1, p2):

@@ -41,7 +41,8 @@ class GEGLU(_Gated):
     def __init__(self, dim: int = -1, approximate: str = "none", inplace: bool = False) -> None:
         super().__init__(dim, inplace)
         if approximate not in ("none", "tanh"):
-            raise ValueError(f"torchinit.nn.GEGLU: argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
+            raise ValueError("torchinit.nn.GEGLU: argument 'approximate' must be 'none' or 'tanh', "
+                             f"got {approximate!r}")
         self.approximate = approximate
 
     def forward(self, input: Tensor, up: Tensor | None = None) -> Tensor:

@@ -65,7 +65,8 @@ def torch_rational_backward(grad, x, num, den):
     dx = g * (dp - y * dq) / q
     gq = g / q
     da = torch.stack([(gq * powers[j]).sum() for j in range(m + 1)])
-    db = torch.stack([(-gq * y * apowers[k]).sum() * torch.sign(b[k - 1]) for k in range(1, n + 1)]) if n else b.new_zeros(0)
+    db = (torch.stack([(-gq * y * apowers[k]).sum() * torch.sign(b[k - 1]) for k in range(1, n + 1)])
+          if n else b.new_zeros(0))
     return dx.to(x.dtype), da.to(num.dtype), db.to(den.dtype)
 
 
