@@ -105,17 +105,23 @@ def from_storage_flat(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Pack 1-D codes (< 2**bits) ``8 // bits`` to a byte, in uint8 arithmetic (no wide temporaries)."""
     per = 8 // bits
     n = codes.numel()
-    padded = torch.nn.functional.pad(codes.to(torch.int32), (0, packed_bytes(n, bits) * per - n))
-    shifts = torch.arange(per, device=codes.device, dtype=torch.int32) * bits
-    return (padded.view(-1, per) << shifts).sum(1).to(torch.uint8)
+    c = codes.to(torch.uint8)
+    if n % per:
+        c = torch.nn.functional.pad(c, (0, per - n % per))
+    c = c.view(-1, per)
+    packed = c[:, 0].clone()
+    for j in range(1, per):
+        packed = packed | (c[:, j] << (j * bits))
+    return packed
 
 
 def _unpack(packed: torch.Tensor, n: int, bits: int) -> torch.Tensor:
     per = 8 // bits
-    shifts = torch.arange(per, device=packed.device, dtype=torch.int32) * bits
-    return ((packed.to(torch.int32)[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)[:n]
+    mask = (1 << bits) - 1
+    return torch.stack([(packed >> (j * bits)) & mask for j in range(per)], dim=1).reshape(-1)[:n]
 
 
 def torch_bits_forward(x, w, formula, p0, p1, p2):
@@ -127,9 +133,10 @@ def torch_bits_forward(x, w, formula, p0, p1, p2):
     y = y if _same_strides(y, xd) else torch.empty_like(xd).copy_(y)
     s = y if f.saves == "output" else xd
     on, off = surrogates(formula, p0, p1)
-    ones = torch.ones_like(s)
-    bit = f.backward(ones, s, pw, p1, p2) != f.backward(ones, torch.full_like(s, off), pw, p1, p2)
-    return y, _pack(storage_flat(bit).to(torch.int32), 1)
+    probe = s[:1] if s.dim() else s  # keeps the channel dim: the off-branch derivative broadcasts per channel
+    d_off = f.backward(torch.ones_like(probe), torch.full_like(probe, off), pw, p1, p2)
+    bit = f.backward(torch.ones_like(s), s, pw, p1, p2) != d_off
+    return y, _pack(storage_flat(bit), 1)
 
 
 def _same_strides(a, b) -> bool:
@@ -142,7 +149,10 @@ def torch_bits_backward(grad, codes, w, formula, p0, p1, p2):
     g = _dense(grad)
     on, off = surrogates(formula, p0, p1)
     bit = from_storage_flat(_unpack(codes, g.numel(), 1), g)
-    s = torch.where(bit != 0, on, off).to(g.dtype)
+    if math.isfinite(on) and math.isfinite(off):  # bit * (on - off) + off: a cheap select of the two sides
+        s = bit.to(g.dtype).mul_(on - off).add_(off)
+    else:
+        s = torch.where(bit.view(torch.bool), g.new_full((), on), g.new_full((), off))
     dx = f.backward(g, s, w if w is not None else p0, p1, p2)
     return dx if _same_strides(dx, g) else torch.empty_like(g).copy_(dx)
 
@@ -154,7 +164,10 @@ def torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
     y = y if _same_strides(y, xd) else torch.empty_like(xd).copy_(y)
     flat = storage_flat(xd)
     b = bounds.to(device=x.device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
-    codes = (flat.to(b.dtype)[:, None] > b[None, :]).sum(1, dtype=torch.int32)
+    xf = flat.to(b.dtype)
+    codes = torch.zeros_like(flat, dtype=torch.uint8)
+    for k in range(b.numel()):  # the number of bounds below x (NaN: none), one byte-wide pass per bound
+        codes += xf > b[k]
     return y, _pack(codes, bits)
 
 
@@ -163,7 +176,7 @@ def torch_fewbit_backward(grad, codes, levels, bits):
     g = _dense(grad)
     acc = torch.float64 if g.dtype == torch.float64 else torch.float32
     lv = levels.to(device=g.device, dtype=acc)
-    dx = (storage_flat(g).to(acc) * lv[_unpack(codes, g.numel(), bits).long()]).to(g.dtype)
+    dx = (storage_flat(g).to(acc) * lv.index_select(0, _unpack(codes, g.numel(), bits).to(torch.int32))).to(g.dtype)
     return from_storage_flat(dx, g)
 
 
