@@ -109,23 +109,85 @@ def test_validation_happens_before_any_change():
     assert same(before, snapshot(m))
 
 
-def test_sampling_failure_leaves_model_untouched(monkeypatch):
-    m = Net()
-    before = snapshot(m)
+def _flaky(monkeypatch, name, fail_at):
+    """Make apply's ``name`` raise on its ``fail_at``-th call; returns the call counter."""
     calls = {"n": 0}
-    real = apply_mod.materialize
+    real = getattr(apply_mod, name)
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == fail_at:
             raise RuntimeError("device fell over")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(apply_mod, "materialize", flaky)
+    monkeypatch.setattr(apply_mod, name, flaky)
+    return calls
+
+
+@pytest.mark.parametrize("mode", ["generator", "seed"])
+def test_sampling_failure_leaves_model_untouched(monkeypatch, mode):
+    # Linear weights are orthogonal (a staged, whole-matrix value); everything else is sampled in place.
+    # The 5th staged value fails: in seed mode after in-place parameters come earlier in module order,
+    # in generator mode (where every value is staged to keep torch's draw order) after 4 were drawn.
+    m = Net()
+    before = snapshot(m)
+    rules = ["kaiming_normal", ti.Rule(layers=nn.Linear, params="weight", scheme="orthogonal")]
+    calls = _flaky(monkeypatch, "materialize", 5)
+    kw = {"seed": 0} if mode == "seed" else {"generator": torch.Generator().manual_seed(0)}
     with pytest.raises(RuntimeError, match="fell over"):
-        ti.apply_init(m, "kaiming_normal", seed=0)
+        ti.apply_init(m, rules, **kw)
     assert calls["n"] == 5
     assert same(before, snapshot(m))
+
+
+def test_failing_in_place_path_or_user_code_leaves_model_untouched(monkeypatch):
+    # every in-place sampling path runs once on a scratch tensor before the first write
+    m = Net()
+    before = snapshot(m)
+    calls = _flaky(monkeypatch, "sample_into_", 1)
+    with pytest.raises(RuntimeError, match="fell over"):
+        ti.apply_init(m, "kaiming_normal", seed=0)
+    assert calls["n"] == 1
+    assert same(before, snapshot(m))
+    monkeypatch.undo()
+
+    class Broken(nn.Linear):
+        def reset_parameters(self):
+            if hasattr(self, "weight") and getattr(self, "armed", False):
+                raise RuntimeError("user reset failed")
+            super().reset_parameters()
+
+    m.tail = Broken(4, 4)  # last in module order: every other parameter was planned before it
+    m.tail.armed = True
+    before = snapshot(m)
+    with pytest.raises(RuntimeError, match="user reset failed"):
+        ti.apply_init(m, ["kaiming_normal", ti.Rule(names="tail.*", scheme="torch_default")], seed=0)
+    assert same(before, snapshot(m))
+
+
+@pytest.mark.parametrize("kw", [{"seed": 4}, {"generator": 4}])
+def test_in_place_equals_staged_values(kw):
+    # contiguous parameters are sampled in place, non-contiguous twins are staged: same values
+    # (fp32 and bf16, the q/k/v blocks of a fused projection, uniform / normal / truncated normal)
+    def build(contiguous):
+        m = nn.Module()
+        m.attn = nn.MultiheadAttention(8, 2)
+        m.lin = nn.Linear(33, 17).to(torch.bfloat16)
+        m.emb = nn.Embedding(50, 6)
+        if not contiguous:
+            for mod, name in ((m.attn, "in_proj_weight"), (m.lin, "weight"), (m.emb, "weight")):
+                p = getattr(mod, name)
+                setattr(mod, name, nn.Parameter(torch.empty(p.shape[::-1], dtype=p.dtype).t()))
+        return m
+
+    rules = ["xavier_uniform", ti.Rule(layers=nn.Embedding, scheme="trunc_normal", std=0.5),
+             ti.Rule(layers=nn.Linear, params="weight", scheme="kaiming_normal")]
+    a, b = build(True), build(False)
+    assert not b.lin.weight.is_contiguous()
+    for m in (a, b):
+        args = {"seed": 4} if "seed" in kw else {"generator": torch.Generator().manual_seed(4)}
+        ti.apply_init(m, rules, **args)
+    assert same(snapshot(a), snapshot(b))
 
 
 def test_seed_reproducible_and_order_independent():

@@ -1,8 +1,16 @@
 """``apply_init``: resolve every parameter to one scheme, validate the whole plan, sample, then commit.
 
 All-or-nothing: rules are checked (scheme names, argument names and values, shapes) for every parameter
-before any is sampled; new values are staged in fresh tensors and copied into the parameters only when
-all were produced, so an error leaves the model exactly as it was.
+before any is sampled. Then everything that can fail is done before the first write: values that need
+user code or whole-matrix work (``torch_default``, orthogonal, sparse, dirac, DTensor shards, a generator
+on another device) are staged in fresh tensors; every in-place sampling path (device, dtype,
+distribution) is run once on a scratch tensor, which also compiles the Triton kernel on GPU; the Philox
+workspaces are allocated. Only then are the parameters written: staged values copied, elementwise
+schemes (the bulk of any model) sampled straight into the parameter, block by block, with no full-size
+temporary. An error before the writes leaves the model exactly as it was. The write phase runs no user
+code; it allocates only truncated normal's per-block temporaries and, for torch-style draws that are not
+plain fp32 uniform/normal, one fp32 tensor the size of the parameter, so what is left to fail there is an
+interrupt or running out of memory mid-way.
 
 With ``seed=`` sampling is counter-based (``value = f(seed, parameter name, element index)``), so it
 does not depend on module order, device or sharding. With ``generator=`` (or neither) parameters are
@@ -21,10 +29,11 @@ from torch import nn
 
 from .autogain import LayerGains, find_gains
 from .fans import Block, ParamInfo, param_info
-from .fill import Stream, materialize
+from . import philox
+from .fill import Stream, fill_into_, materialize, writes_in_place
 from .report import InitReport, ReportRow
 from .rules import Resolved, Rule, normalize_rules
-from .sampling import derive_key
+from .sampling import Dist, derive_key, sample_into_, use_triton_for
 from .schemes import Action, Ctx, plan_action
 
 __all__ = ["apply_init", "InitError"]
@@ -179,6 +188,63 @@ def _sample_dtensor(e: _Entry, seed: int | None) -> torch.Tensor:
     return full[region].contiguous()
 
 
+def _block_targets(e: _Entry, base: Stream) -> list[tuple[torch.Tensor, Any, Stream]]:
+    """(destination view, action, stream) for each block of an entry written in place."""
+    p = e.param.detach()  # shares storage: writes land in the parameter, autograd never sees them
+    if len(e.actions) == 1 and e.actions[0][0] is None:
+        return [(p, e.actions[0][1], base)]
+    shape = tuple(p.shape)
+    row = math.prod(shape[1:]) if len(shape) > 1 else 1
+    flat = p.view(-1)
+    out = []
+    for b, action in e.actions:
+        assert b is not None
+        view = flat[b.rows.start * row : b.rows.stop * row].view((b.rows.stop - b.rows.start,) + shape[1:])
+        out.append((view, action, Stream(base.key, base.generator, b.rows.start * row)))
+    return out
+
+
+def _in_place_targets(e: _Entry, seed: int | None, generator: torch.Generator | None) -> list | None:
+    """The in-place writes of an entry, or None when its value must be staged."""
+    p = e.param
+    if _is_dtensor(p) or not p.is_contiguous() or any(a.kind == "torch_default" for _, a in e.actions):
+        return None
+    targets = _block_targets(e, _stream(seed, generator, e.info.name))
+    if all(writes_in_place(a, view, s) for view, a, s in targets):
+        return targets
+    return None
+
+
+def _prepare_in_place(writes: list, seed: int | None) -> dict[torch.device, philox.Workspace]:
+    """Run each in-place sampling path once on a scratch tensor (errors surface before any write; Triton
+    compiles here) and allocate one Philox workspace per device that samples with torch ops."""
+    if seed is None:
+        return {}  # torch's own uniform_/normal_ on a float tensor; a dry run would consume the generator
+    counters: dict[torch.device, int] = {}
+    paths = set()
+    for view, action, _ in writes:
+        if action.kind == "dist":
+            paths.add((view.device, view.dtype, action.dist.kind))
+            counters[view.device] = max(counters.get(view.device, 0), view.numel() // 4 + 2)
+    workspaces = {dev: philox.Workspace(min(n, philox.BLOCK_COUNTERS), dev)
+                  for dev, n in counters.items() if not use_triton_for(dev)}
+    for dev, dtype, kind in sorted(paths, key=str):
+        d = {"uniform": Dist("uniform", a=-1.0, b=1.0), "normal": Dist("normal"),
+             "trunc_normal": Dist("trunc_normal", 0.0, 1.0, -2.0, 2.0)}[kind]
+        sample_into_(torch.empty(7, dtype=dtype, device=dev), d, key=1, start=3, ws=workspaces.get(dev))
+    return workspaces
+
+
+def _staged_value(e: _Entry, seed: int | None, generator: torch.Generator | None) -> torch.Tensor:
+    """A parameter's new value in a fresh tensor (for the paths that cannot write in place)."""
+    p = e.param
+    if _is_dtensor(p):
+        return _sample_dtensor(e, seed)
+    if e.actions[0][1].kind == "torch_default":
+        return _torch_default(e, seed, generator)
+    return _sample_full(e, p.device, p.dtype, tuple(p.shape), seed, generator)
+
+
 def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
                generator: torch.Generator | None = None, strict: bool = False, **scheme_kwargs: Any) -> InitReport:
     """Initialise ``model``'s parameters by a scheme or a list of :class:`Rule` (later rules win).
@@ -250,29 +316,29 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
         if not u:
             warnings.warn(f"{fn}: rule {rules[i]!r} matches no parameter", UserWarning, stacklevel=2)
 
-    # sample everything (nothing is written yet), then commit
-    staged: list[tuple[_Entry, torch.Tensor | None]] = []
-    for e in entries:
-        p = e.param
-        if p.device.type == "meta" or (_is_dtensor(p) and p.to_local().device.type == "meta"):
-            staged.append((e, None))
-            continue
-        if _is_dtensor(p):
-            value = _sample_dtensor(e, seed)
-        elif e.actions[0][1].kind == "torch_default":
-            value = _torch_default(e, seed, generator)
-        else:
-            value = _sample_full(e, p.device, p.dtype, tuple(p.shape), seed, generator)
-        staged.append((e, value))
+    # stage what cannot be written in place (nothing is written yet), prove the in-place paths, then write
+    live = [e for e in entries
+            if not (e.param.device.type == "meta" or (_is_dtensor(e.param) and e.param.to_local().device.type == "meta"))]
+    targets = {id(e): _in_place_targets(e, seed, generator) for e in live}
+    if seed is None and any(t is None for t in targets.values()):
+        targets = dict.fromkeys(targets)  # torch-style draws keep module order: stage every parameter
+    staged: dict[int, torch.Tensor] = {}
+    for e in live:
+        if targets[id(e)] is None:
+            staged[id(e)] = _staged_value(e, seed, generator)
+    workspaces = _prepare_in_place([w for t in targets.values() if t for w in t], seed)
     with torch.no_grad():
-        for e, value in staged:
-            if value is None:
-                continue
-            target = e.param.to_local() if _is_dtensor(e.param) else e.param
-            target.copy_(value)
+        for e in live:
+            if targets[id(e)] is None:
+                target = e.param.to_local() if _is_dtensor(e.param) else e.param
+                target.copy_(staged.pop(id(e)))
+            else:
+                for view, action, s in targets[id(e)]:
+                    fill_into_(action, view, s, workspaces.get(view.device))
+    sampled = {id(e) for e in live}
 
     rows = []
-    for e, value in staged:
+    for e in entries:
         action = e.actions[0][1]
         b = e.actions[0][0]
         shape = tuple(e.param.shape) if b is None else (b.rows.stop - b.rows.start,) + tuple(e.param.shape[1:])
@@ -284,5 +350,5 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
         rows.append(ReportRow(
             name=e.info.name, shape=tuple(e.param.shape), layer=e.info.layer, rule=rules[e.rule_index].label(e.rule_index),
             scheme=scheme, fan_in=e.info.fan_in, fan_out=e.info.fan_out, gain=e.notes.get("gain"),
-            activation=e.notes.get("activation"), std=action.report_std(shape), sampled=value is not None))
+            activation=e.notes.get("activation"), std=action.report_std(shape), sampled=id(e) in sampled))
     return InitReport(rows, [(u.name, tuple(t.shape), u.layer) for u, t in untouched], seed=seed)

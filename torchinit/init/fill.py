@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .sampling import Dist, derive_key, sample
+from . import philox
+from .sampling import Dist, _f32, derive_key, sample, sample_into_
 from .schemes import Action
 
-__all__ = ["Stream", "materialize"]
+__all__ = ["Stream", "materialize", "writes_in_place", "fill_into_"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,29 @@ def materialize(action: Action, shape: tuple[int, ...], dtype: torch.dtype, devi
             values.scatter_(0, order, 0.0)
         return values.to(dtype)
     raise ValueError(f"materialize: action {action.kind!r} cannot be written without its module")
+
+
+def writes_in_place(action: Action, out: torch.Tensor, stream: Stream) -> bool:
+    """Whether :func:`fill_into_` can write ``action`` straight into ``out``: an elementwise action, a
+    contiguous ``out``, and (torch-style sampling) a generator on ``out``'s device."""
+    if action.kind not in ("constant", "dist") or not out.is_contiguous():
+        return False
+    if action.kind == "dist" and stream.key is None and stream.generator is not None:
+        return stream.generator.device == out.device
+    return True
+
+
+def fill_into_(action: Action, out: torch.Tensor, stream: Stream, ws: philox.Workspace | None = None) -> torch.Tensor:
+    """Write the elementwise ``action`` into ``out`` in place: the values :func:`materialize` returns for
+    ``out``'s shape, dtype and device, without a full-size staging tensor (``ws``: a reusable Philox
+    workspace on ``out``'s device). Returns ``out``."""
+    if not writes_in_place(action, out, stream):
+        raise ValueError(f"fill_into_: cannot write a {action.kind!r} action in place into this tensor "
+                         f"(contiguous: {out.is_contiguous()})")
+    if action.kind == "constant":
+        return out.fill_(_f32(action.value))
+    assert action.dist is not None
+    return sample_into_(out, action.dist, stream.key, stream.generator, stream.start, ws)
 
 
 def with_start(stream: Stream, start: int) -> Stream:

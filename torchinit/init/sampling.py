@@ -15,10 +15,16 @@ Counter-based draws (``key`` given) are a pure function of ``(key, element index
 
 All arithmetic is fp32; the result is cast to the target dtype at the end, so bf16/fp16 parameters get
 correctly rounded samples of the fp32 distribution.
+
+:func:`fill_counter_` / :func:`sample_into_` write straight into an existing tensor (the Triton kernel on
+GPU; on CPU blocks of ``philox.BLOCK_COUNTERS`` counters through a reusable workspace, one fp32 block
+at a time, intra-op threads off); :func:`sample` and :func:`counter_sample` return new tensors with the
+same values.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from dataclasses import dataclass
@@ -31,6 +37,8 @@ __all__ = [
     "Dist",
     "derive_key",
     "counter_sample",
+    "fill_counter_",
+    "sample_into_",
     "generator_sample",
     "sample",
     "phi",
@@ -153,31 +161,93 @@ def _finish(base: torch.Tensor, d: Dist) -> torch.Tensor:
     return out
 
 
-def _per_counter(kind: str, key: int, counters: torch.Tensor) -> torch.Tensor:
-    """(C, 4) fp32 base draws for C counters: uniforms, or normals (Box-Muller on word pairs)."""
-    if kind == "normal":
-        return torch.stack(philox.randn4x(key, counters), dim=1)
-    return torch.stack(philox.rand4x(key, counters), dim=1)
+def _finish_(base: torch.Tensor, d: Dist) -> torch.Tensor:
+    """:func:`_finish` in place on an fp32 block (the same two roundings per element)."""
+    if d.kind == "uniform":
+        lo32 = _f32(d.a)
+        return base.mul_(_f32(_f32(d.b) - lo32)).add_(lo32)
+    base.mul_(_f32(d.std)).add_(_f32(d.mean))
+    if d.kind == "trunc_normal":
+        base.clamp_(_f32(max(d.a, -3e38)), _f32(min(d.b, 3e38)))
+    return base
+
+
+def _block_values(d: Dist, ws: philox.Workspace, key: int, counters: torch.Tensor) -> torch.Tensor:
+    """(C, 4) fp32 draws of ``d`` for C counters (element ``4c + k`` in row c, column k); a view into ``ws``
+    (uniform, normal) or a new tensor (truncated normal)."""
+    if d.kind == "normal":
+        return _finish_(philox.normal_block(ws, key, counters), d)
+    u = philox.uniform_block(ws, key, counters)
+    if d.kind == "trunc_normal":
+        return _finish(_trunc_from_uniform(u, d), d)
+    return _finish_(u, d)
+
+
+def fill_counter_(out: torch.Tensor, d: Dist, key: int, start: int = 0, ws: philox.Workspace | None = None) -> torch.Tensor:
+    """Write the draws of ``d`` for elements ``start .. start + out.numel() - 1`` under ``key`` into the
+    contiguous tensor ``out`` (any float dtype; fp32 values rounded once), block by block in the torch path.
+
+    ``ws`` (a :class:`~torchinit.init.philox.Workspace` on ``out``'s device) is reused when given, so the
+    call allocates nothing but what truncated normal's transform needs. Returns ``out``.
+    """
+    if not out.is_contiguous():
+        raise ValueError("fill_counter_: out must be contiguous")
+    flat = out.view(-1)
+    n = flat.numel()
+    if n == 0:
+        return out
+    g0, g1 = start >> 2, (start + n - 1) >> 2
+    if ws is None:
+        ws = philox.Workspace(min(g1 - g0 + 1, philox.BLOCK_COUNTERS), out.device)
+    with _one_thread(out.device):
+        _fill_blocks(flat, d, key, start, ws, g0, g1)
+    return out
+
+
+@contextlib.contextmanager
+def _one_thread(device: torch.device):
+    """Run CPU sampling with intra-op parallelism off (restored afterwards).
+
+    The sampler is dozens of elementwise ops per block; with intra-op threads each op is a parallel region
+    whose barrier stalls for a whole scheduler slice when the CPU is shared (measured: a 1M-element fp32
+    multiply took 17 ms with 2 threads on a loaded 2-core machine, 0.5 ms with 1)."""
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fill_blocks(flat: torch.Tensor, d: Dist, key: int, start: int, ws: philox.Workspace, g0: int, g1: int) -> None:
+    n = flat.numel()
+    for c in range(g0, g1 + 1, ws.size):
+        m = min(ws.size, g1 + 1 - c)
+        counters = torch.arange(c, c + m, dtype=torch.int64, device=flat.device, out=ws.counters[:m])
+        vals = _block_values(d, ws, key, counters).view(-1)
+        e0, e1 = max(4 * c, start), min(4 * (c + m), start + n)
+        flat[e0 - start : e1 - start].copy_(vals[e0 - 4 * c : e1 - 4 * c])
 
 
 def counter_sample(d: Dist, key: int, n: int, start: int = 0, index: torch.Tensor | None = None,
                    device: torch.device | str = "cpu") -> torch.Tensor:
     """fp32 draws of ``d`` for elements ``start .. start + n - 1`` (or the int64 ``index`` tensor) under ``key``."""
     device = torch.device(device)
-    if index is not None:
-        idx = index.reshape(-1).to(device=device, dtype=torch.int64)
-        base = _per_counter(d.kind, key, idx >> 2)
-        base = base.gather(1, (idx & 3).unsqueeze(1)).squeeze(1)
-    else:
-        if n == 0:
-            return torch.empty(0, dtype=torch.float32, device=device)
-        g0, g1 = start >> 2, (start + n - 1) >> 2
-        counters = torch.arange(g0, g1 + 1, dtype=torch.int64, device=device)
-        base = _per_counter(d.kind, key, counters).reshape(-1)
-        base = base[start - 4 * g0 : start - 4 * g0 + n]
-    if d.kind == "trunc_normal":
-        base = _trunc_from_uniform(base, d)
-    return _finish(base, d)
+    if index is None:
+        return fill_counter_(torch.empty(n, dtype=torch.float32, device=device), d, key, start)
+    idx = index.reshape(-1).to(device=device, dtype=torch.int64)
+    out = torch.empty(idx.numel(), dtype=torch.float32, device=device)
+    if idx.numel() == 0:
+        return out
+    ws = philox.Workspace(min(idx.numel(), philox.BLOCK_COUNTERS), device)
+    for s in range(0, idx.numel(), ws.size):
+        part = idx[s : s + ws.size]
+        vals = _block_values(d, ws, key, part >> 2)
+        out[s : s + ws.size] = vals.gather(1, (part & 3).unsqueeze(1)).squeeze(1)
+    return out
 
 
 def generator_sample(d: Dist, shape: torch.Size | tuple[int, ...], generator: torch.Generator | None,
@@ -222,4 +292,28 @@ def sample(d: Dist, shape: torch.Size | tuple[int, ...], dtype: torch.dtype, dev
         out = torch.empty(n, dtype=dtype, device=device)
         ksampling.fill(out, d, key, start)
         return out.view(shape)
+    if index is None:
+        return fill_counter_(torch.empty(shape, dtype=dtype, device=device), d, key, start)
     return counter_sample(d, key, n, start, index, device).to(dtype).view(shape)
+
+
+def sample_into_(out: torch.Tensor, d: Dist, key: int | None = None, generator: torch.Generator | None = None,
+                 start: int = 0, ws: philox.Workspace | None = None) -> torch.Tensor:
+    """Fill the contiguous tensor ``out`` in place with the values :func:`sample` would return for its shape,
+    dtype and device (counter-based under ``key`` with elements numbered from ``start``, else from
+    ``generator`` on ``out``'s device), without a second full-size tensor where the path allows it.
+    Returns ``out``."""
+    if not out.is_contiguous():
+        raise ValueError("sample_into_: out must be contiguous")
+    if key is None:
+        if out.dtype == torch.float32 and d.kind == "uniform":
+            return out.uniform_(d.a, d.b, generator=generator)
+        if out.dtype == torch.float32 and d.kind == "normal":
+            return out.normal_(d.mean, d.std, generator=generator)
+        return out.copy_(generator_sample(d, out.shape, generator, out.device))
+    if use_triton_for(out.device):
+        from torchinit.kernels import sampling as ksampling
+
+        ksampling.fill(out.view(-1), d, key, start)
+        return out
+    return fill_counter_(out, d, key, start, ws)
