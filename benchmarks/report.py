@@ -166,9 +166,9 @@ def _overhead_lines(data: dict[str, Any]) -> list[str]:
             row += [fmt_time(ti), fmt_time(ea), fmt_ratio(_ratio(ti, ea))]
         rows.append(row)
     n = keys[0][2]
-    return ["", f"## Per-call overhead ({n}-element tensor, wall clock per call)", "",
-            "The cost of one call on a tiny tensor, torchinit (default backend) against torch's op; "
-            "target: within 3x.", ""] + _table(
+    return ["", f"## Per-call overhead ({n}-element tensor)", "",
+            "The cost of one call on a tiny tensor, torchinit (default backend) against torch's op, timed "
+            "on the host clock named in the timer row (synchronised on CUDA); target: within 3x.", ""] + _table(
         ("op", "dtype", "fwd torchinit", "fwd torch", "ratio", "fwd+bwd torchinit", "fwd+bwd torch", "ratio"), rows)
 
 
