@@ -241,15 +241,23 @@ def test_triton_backend_without_interpreter_is_a_clear_error():
 
 def test_backend_selection_env_and_context(monkeypatch):
     monkeypatch.setenv("TORCHINIT_BACKEND", "torch")
-    assert ti.get_backend() == "torch"
-    with ti.use_backend("triton"):
-        assert ti.get_backend() == "triton"
-        with ti.use_backend("auto"):
-            assert ti.get_backend() == "auto"
-    assert ti.get_backend() == "torch"
-    monkeypatch.setenv("TORCHINIT_BACKEND", "nonsense")
-    with pytest.raises(ValueError, match="expected one of"):
-        ti.get_backend()
+    ti.backend.set_default_backend()  # re-read the environment (it is read once, at import)
+    try:
+        assert ti.get_backend() == "torch"
+        with ti.use_backend("triton"):
+            assert ti.get_backend() == "triton"
+            with ti.use_backend("auto"):
+                assert ti.get_backend() == "auto"
+        assert ti.get_backend() == "torch"
+        monkeypatch.setenv("TORCHINIT_BACKEND", "nonsense")
+        with pytest.raises(ValueError, match="expected one of"):
+            ti.backend.set_default_backend()
+        with pytest.raises(ValueError, match="expected one of"):
+            ti.backend.set_default_backend("cuda")
+    finally:
+        monkeypatch.delenv("TORCHINIT_BACKEND")
+        ti.backend.set_default_backend()
+    assert ti.get_backend() == "auto"
 
 
 def test_auto_uses_torch_path_on_cpu(monkeypatch):

@@ -142,3 +142,19 @@ def test_gelu_like_fixed_point_is_unstable():
     assert slope("hardswish", F.hardswish) > 1.2
     assert slope("relu", F.relu) == pytest.approx(1.0, abs=1e-3)
     assert slope("tanh", torch.tanh) < 0.5
+
+
+def test_auto_gain_reads_torchinit_activations_with_arguments():
+    """A torchinit activation called with extra arguments (traced as fn(x, slope, inplace)) gives its gain."""
+    import math
+
+    import torchinit as ti
+    from torchinit.init.autogain import find_gains
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), ti.nn.LeakyReLU(0.2), torch.nn.Linear(8, 8),
+                                ti.nn.GELU(approximate="tanh"), torch.nn.Linear(8, 8))
+    gains = find_gains(model)
+    assert gains["2"].act_in == "leaky_relu"
+    assert math.isclose(gains["2"].gain_in, math.sqrt(2 / (1 + 0.2 ** 2)), rel_tol=1e-6)
+    assert gains["4"].act_in == "gelu"
+    assert math.isclose(gains["4"].gain_in, ti.calculate_gain(torch.nn.GELU(approximate="tanh")), rel_tol=1e-6)

@@ -6,7 +6,7 @@
   their functional forms; :func:`use_backend` chooses the Triton kernels or the pure-torch path.
 """
 
-from . import backend, functional, init, nn, ops  # noqa: F401  (ops registers the torch.library operators)
+from . import backend, functional, fused, init, nn, ops  # noqa: F401  (ops registers the torch.library operators)
 from .backend import get_backend, use_backend, use_kernels_in_compile
 from .init import InitError, InitReport, Rule, Scheme, apply_init, calculate_gain
 from .swap import TORCH, SwapError, SwapReport, swap_activations
@@ -15,7 +15,7 @@ from .diagnose import DiagnosisReport, LayerStats, compare_inits, diagnose, plot
 __version__ = "0.1.0"
 
 __all__ = [
-    "backend", "functional", "init", "nn", "get_backend", "use_backend", "use_kernels_in_compile",
+    "backend", "functional", "fused", "init", "nn", "get_backend", "use_backend", "use_kernels_in_compile",
     "apply_init", "Rule", "calculate_gain", "InitReport", "InitError", "Scheme",
     "swap_activations", "SwapReport", "SwapError", "TORCH",
     "diagnose", "compare_inits", "plot_reports", "DiagnosisReport", "LayerStats", "__version__",

@@ -7,8 +7,9 @@ Three backends:
   (``TRITON_INTERPRET=1`` set before torchinit is imported); without it a clear error is raised.
 * ``"torch"``: always the pure-torch path.
 
-The environment variable ``TORCHINIT_BACKEND`` sets the process-wide default; :func:`use_backend`
-overrides it for a block of code (thread- and task-local, through a context variable).
+The environment variable ``TORCHINIT_BACKEND``, read when torchinit is imported, sets the
+process-wide default (:func:`set_default_backend` changes it later); :func:`use_backend` overrides it
+for a block of code (thread- and task-local, through a context variable).
 
 Under ``torch.compile`` the torch path is used by default even for CUDA tensors, so that Inductor
 sees plain aten code and can fuse the activation with its neighbours (a hand-written kernel is a
@@ -41,13 +42,26 @@ def _check_backend_name(name: str) -> str:
     return name
 
 
+def _backend_from_env() -> str:
+    return _check_backend_name(os.environ.get("TORCHINIT_BACKEND", "auto").strip().lower() or "auto")
+
+
+# the process-wide default: TORCHINIT_BACKEND as it was when torchinit was imported (reading the
+# environment on every call would cost more than a small activation itself), or set_default_backend()
+_default_backend: str = _backend_from_env()
+
+
+def set_default_backend(name: BackendName | None = None) -> None:
+    """Set the process-wide default backend; ``None`` re-reads ``TORCHINIT_BACKEND`` from the environment."""
+    global _default_backend
+    _default_backend = _backend_from_env() if name is None else _check_backend_name(name)
+
+
 def get_backend() -> str:
-    """Return the backend in force here: the innermost :func:`use_backend`, else ``TORCHINIT_BACKEND``, else ``"auto"``."""
+    """The backend in force here: the innermost :func:`use_backend`, else the process default
+    (:func:`set_default_backend`, or ``TORCHINIT_BACKEND`` read at import), else ``"auto"``."""
     override = _backend_override.get()
-    if override is not None:
-        return override
-    env = os.environ.get("TORCHINIT_BACKEND", "auto").strip().lower() or "auto"
-    return _check_backend_name(env)
+    return _default_backend if override is None else override
 
 
 @contextlib.contextmanager

@@ -167,8 +167,11 @@ __all__ = [
 from .fused.functions import (bias_act, geglu, gated, gelu_fewbit, hardtanh_bits, leaky_relu_bits,  # noqa: E402
                               mish_fewbit, prelu_bits, rational, reglu, relu6_bits, relu_bits, silu_fewbit, swiglu)
 
+from .softmax import log_softmax, softmax, softmin  # noqa: E402
+
 __all__ += ["swiglu", "geglu", "reglu", "gated", "bias_act", "rational", "relu_bits", "relu6_bits",
-            "leaky_relu_bits", "hardtanh_bits", "prelu_bits", "gelu_fewbit", "silu_fewbit", "mish_fewbit"]
+            "leaky_relu_bits", "hardtanh_bits", "prelu_bits", "gelu_fewbit", "silu_fewbit", "mish_fewbit",
+            "softmax", "log_softmax", "softmin"]
 
 # torch.fx: record calls of these functions as single nodes instead of tracing into them
 for _name in __all__:

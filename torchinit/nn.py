@@ -19,6 +19,7 @@ from torch import nn
 from . import functional as F
 from .fused import functions as _fused
 from .fused.modules import GEGLU, BiasAct, Rational, ReGLU, SwiGLU
+from .softmax import LogSoftmax, Softmax, Softmin
 
 Tensor = torch.Tensor
 
@@ -366,5 +367,10 @@ ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "squared_relu": SquaredReLU, "star_relu": StarReLU,
 }
 
-__all__ = [cls.__name__ for cls in ACTIVATION_MODULES.values()] + ["ACTIVATION_MODULES", "SwiGLU", "GEGLU", "ReGLU",
-                                                                   "BiasAct", "Rational"]
+__all__ = [cls.__name__ for cls in ACTIVATION_MODULES.values()] + [
+    "ACTIVATION_MODULES", "SwiGLU", "GEGLU", "ReGLU", "BiasAct", "Rational", "Softmax", "LogSoftmax", "Softmin",
+    "get", "names",
+]
+
+# the name registry (timm / Hugging Face activation names); it imports this module, so it comes last
+from .registry import get, names  # noqa: E402

@@ -582,10 +582,25 @@ def _needs_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+_RESOLVED: dict[tuple, Resolved] = {}  # calls without tensor arguments resolve to the same formula every time
+
+
+def _resolve(name: str, arguments: dict) -> Resolved:
+    if any(isinstance(v, torch.Tensor) for v in arguments.values()):
+        return ACTIVATIONS[name].resolve(**arguments)
+    key = (name, *arguments.items())
+    resolved = _RESOLVED.get(key)
+    if resolved is None:
+        resolved = ACTIVATIONS[name].resolve(**arguments)
+        if len(_RESOLVED) < 4096:
+            _RESOLVED[key] = resolved
+    return resolved
+
+
 def run_activation(name: str, x: torch.Tensor, inplace: bool = False, **arguments) -> torch.Tensor:
     """Compute activation ``name`` of ``x`` on the path the backend chooses (see :mod:`torchinit.backend`)."""
     check_input(name, x)
-    resolved: Resolved = ACTIVATIONS[name].resolve(**arguments)
+    resolved = _resolve(name, arguments)
     formula = resolved.formula
     if not backend.use_custom_op(name, x.device):
         return formula.forward(x, *resolved.params(), inplace)

@@ -134,7 +134,8 @@ def _node_activation(node: torch.fx.Node, modules: dict[str, nn.Module]) -> tupl
             if fn is F.leaky_relu:
                 g = calculate_gain("leaky_relu", pos[0] if pos else extra.get("negative_slope", 0.01))
             elif pos or extra:
-                g = calculate_gain(functools.partial(fn, *pos, **extra))
+                # the traced call is fn(x, *pos, **extra): bind the extra arguments after the input
+                g = calculate_gain(lambda t, _f=fn, _p=tuple(pos), _k=dict(extra): _f(t, *_p, **_k))
             else:
                 g = calculate_gain(fn)
         except Exception:
