@@ -238,12 +238,12 @@ def test_torch_round_trip_and_state_dict():
     assert {x.name for x in r.left} == {"0", "2"}
 
 
-def test_report_text_and_fuse_refusal():
+def test_report_text_and_fuse_with_torch_refused():
     net = Net()
     text = str(swap_activations(net))
     assert "act: ReLU(inplace=True) -> torchinit.nn.ReLU(inplace=True) (module)" in text
-    with pytest.raises(NotImplementedError, match="bias_act"):
-        swap_activations(Net(), fuse=True)
+    with pytest.raises(SwapError, match="fuse=True"):
+        swap_activations(Net(), TORCH, fuse=True)
 
 
 def test_bad_arguments():

@@ -2,20 +2,21 @@
 
 >>> report = swap_activations(model)                        # every torch.nn activation -> torchinit.nn
 >>> report = swap_activations(model, {nn.ReLU: ti.nn.GELU()}, functional=True)
->>> swap_activations(model, TORCH)                          # back to plain torch.nn modules
+>>> report = swap_activations(model, fuse=True)             # + Linear/Conv+act -> bias_act, GLUs -> swiglu
+>>> swap_activations(model, TORCH, functional=True)         # back to plain torch.nn modules and forwards
 
 See :mod:`torchinit.swap.mapping` for what a mapping may contain, :mod:`torchinit.swap.calls` for how
-functional calls are switched, :class:`SwapReport` for what comes back.
+functional calls are switched, :mod:`torchinit.swap.fuse` for what ``fuse=True`` fuses, :class:`SwapReport`
+for what comes back.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from torch import nn
 
-from . import calls, table
+from . import calls, fuse as fusion, table
 from .mapping import Mapping, SwapError
 from .modules import commit_modules, plan_modules, walk
 from .report import Left, Replaced, SwapReport
@@ -40,24 +41,6 @@ TORCH: dict[type[nn.Module], Any] = {
 }
 TORCH[table.TI_CLASSES["swish"]] = _swish_to_torch
 
-_FUSED_OPS = ("bias_act", "swiglu")
-
-
-def _check_fuse() -> None:
-    try:
-        fused = importlib.import_module("torchinit.fused")
-    except ImportError:
-        fused = None
-    missing = [op for op in _FUSED_OPS if fused is None or not hasattr(fused, op)]
-    if missing:
-        where = "torchinit.fused does not exist" if fused is None else "torchinit.fused lacks them"
-        raise NotImplementedError(
-            f"swap_activations: fuse=True needs the fused ops {', '.join(missing)} ({where}); "
-            "call it with fuse=False")
-    raise NotImplementedError("swap_activations: fuse=True: the fused ops exist but the fusion rewrite "
-                              "(Linear/Conv + activation -> bias_act, chunk + silu + mul -> swiglu) is not written yet")
-
-
 def swap_activations(model: nn.Module, mapping: dict | None = None, functional: bool = False,
                      fuse: bool = False) -> SwapReport:
     """Replace the activations of ``model`` in place and return a :class:`SwapReport`.
@@ -73,18 +56,24 @@ def swap_activations(model: nn.Module, mapping: dict | None = None, functional: 
             ``F.gelu(x, approximate=...)``; a mapping entry for a module class covers its functional twins),
             with torch.fx where a forward traces and by run-time interception where it does not. With
             :data:`TORCH`, forwards rewritten by an earlier swap are restored.
-        fuse: fuse Linear/Conv + activation and chunk + silu + mul patterns (needs ``torchinit.fused``).
+        fuse: after the swap, rewrite forwards (torch.fx) so that an exact Linear/ConvNd with a bias followed
+            only by an activation runs as the layer without bias + ``torchinit.fused.bias_act`` (the same
+            Parameter objects), and ``act(gate) * up`` / ``chunk(2) + act + mul`` (silu, gelu, relu) runs as
+            ``swiglu`` / ``geglu`` / ``reglu``; see :mod:`torchinit.swap.fuse`. Fusions are reported as
+            ``how="fused"``, near misses in ``report.unfused``. Undo with ``swap_activations(model, TORCH,
+            functional=True)``.
 
     Raises:
         SwapError: (a ValueError) for a bad mapping (unknown value, a key matching a non-activation module,
             a replacement that is not an activation or changes the output shape), before anything changes.
-        NotImplementedError: ``fuse=True`` while the fused ops are missing.
+        SwapError: also for ``fuse=True`` with :data:`TORCH` (fusing is the opposite of going back).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"swap_activations: argument 'model' must be an nn.Module, got {type(model).__name__}")
-    if fuse:
-        _check_fuse()
     to_torch = mapping is TORCH
+    if fuse and to_torch:
+        raise SwapError("swap_activations: fuse=True cannot be combined with mapping TORCH (which undoes swaps and, "
+                        "with functional=True, fusions); call it with fuse=False")
     parsed = Mapping(mapping) if mapping is not None else None
     default = Mapping(DEFAULT)
     report = SwapReport()
@@ -146,6 +135,12 @@ def swap_activations(model: nn.Module, mapping: dict | None = None, functional: 
         fn = calls.make_intercepting_forward(owner, path, parsed)
         calls.install(owner, fn, {})
         report.intercepted.append(Left(path, type(owner).__name__, why))
+
+    # 3. fuse, on the swapped model (fusions are made only where they keep the function; none can fail)
+    if fuse:
+        done = fusion.fuse_model(model)
+        report.replaced.extend(done.fused)
+        report.unfused.extend(done.left)
     return report
 
 

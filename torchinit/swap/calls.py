@@ -35,6 +35,7 @@ from torch.overrides import TorchFunctionMode
 
 from .. import functional as tif
 from . import table
+from .fused_calls import LEAF_FUNCTIONS
 from .mapping import Built, Mapping, SwapError, build, check_activation
 
 MARK = "_torchinit_swap"  # attribute set on installed forward functions: "fx" or "intercept"
@@ -209,7 +210,7 @@ class _ShallowTracer(fx.Tracer):
     """Traces one module's own forward: every submodule is a leaf."""
 
     def __init__(self, owner: nn.Module) -> None:
-        super().__init__(autowrap_modules=(math, tif), autowrap_functions=(_write_back, _apply))
+        super().__init__(autowrap_modules=(math, tif), autowrap_functions=(_write_back, _apply) + LEAF_FUNCTIONS)
         self.owner = owner
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -305,22 +306,29 @@ def _copy_graph(g: fx.Graph) -> fx.Graph:
     return new
 
 
+def traced_graph(owner: nn.Module) -> tuple[fx.Graph | None, str | None]:
+    """A fresh copy of ``owner``'s shallow graph (its current forward), or None and why it cannot be rewritten.
+
+    Traces are cached by :func:`_config_key`, so identical instances are traced once; the copy may be edited.
+    """
+    forward = current_forward(owner)
+    why = _simple_signature(getattr(forward, "__func__", forward))
+    if why is not None:
+        return None, why
+    key = _config_key(owner, forward) if installed_kind(owner) is None else None
+    cached = _TRACED.get(key) if key is not None else None
+    if cached is None:
+        cached = _trace_both_modes(owner, forward)
+        if key is not None and len(_TRACED) < 4096:
+            _TRACED[key] = cached
+    pristine, why = cached
+    return (_copy_graph(pristine) if pristine is not None else None), why
+
+
 def plan_rewrite(owner: nn.Module, path: str, mapping: Mapping | None) -> Rewrite:
     """Trace ``owner`` shallowly, decide every functional activation call in it, edit the graph (not the module)."""
     rw = Rewrite(owner, path)
-    forward = current_forward(owner)
-    why = _simple_signature(getattr(forward, "__func__", forward))
-    graph = None
-    if why is None:
-        key = _config_key(owner, forward) if installed_kind(owner) is None else None
-        cached = _TRACED.get(key) if key is not None else None
-        if cached is None:
-            cached = _trace_both_modes(owner, forward)
-            if key is not None and len(_TRACED) < 4096:
-                _TRACED[key] = cached
-        pristine, why = cached
-        if pristine is not None:
-            graph = _copy_graph(pristine)  # edited below; the traced graph stays reusable
+    graph, why = traced_graph(owner)
     if why is not None:
         rw.why_not = why
         return rw
@@ -504,5 +512,5 @@ def attribute_sites(module: nn.Module) -> list[tuple[str, table.Spelling]]:
     return out
 
 
-__all__ = ["Action", "Rewrite", "Interceptor", "resolve", "plan_rewrite", "compile_rewrite", "install", "restore",
+__all__ = ["Action", "Rewrite", "Interceptor", "resolve", "traced_graph", "plan_rewrite", "compile_rewrite", "install", "restore",
            "make_intercepting_forward", "attribute_sites", "is_candidate_owner", "installed_kind", "MARK"]

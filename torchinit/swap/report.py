@@ -12,7 +12,7 @@ class Replaced:
     names: tuple[str, ...]  # module paths, or "owner:spelling" for a functional call
     old: str  # e.g. "ReLU(inplace=True)" or "F.relu(inplace=True)"
     new: str  # e.g. "torchinit.nn.ReLU(inplace=True)" or "torchinit.functional.relu"
-    how: str  # "module", "fx" (call rewritten with torch.fx) or "attribute" (a function-valued attribute)
+    how: str  # "module", "fx" (call rewritten with torch.fx), "attribute" (a function-valued attribute) or "fused"
     notes: list[str] = field(default_factory=list)  # carried parameters/hooks, moved devices, ...
 
 
@@ -33,13 +33,15 @@ class SwapReport:
     ``left``: activation modules and functional calls left as they were, with the reason;
     ``intercepted``: modules whose forward could not be rewritten with torch.fx, so their functional
     activation calls are switched while they run (with why tracing failed); ``restored``: modules whose
-    rewritten forward was undone (mapping ``TORCH`` with ``functional=True``).
+    rewritten forward was undone (mapping ``TORCH`` with ``functional=True``); ``unfused`` (with
+    ``fuse=True``): layer + activation and GLU patterns not fused, with the reason.
     """
 
     replaced: list[Replaced] = field(default_factory=list)
     left: list[Left] = field(default_factory=list)
     intercepted: list[Left] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
+    unfused: list[Left] = field(default_factory=list)
 
     @property
     def modules(self) -> list[Replaced]:
@@ -49,14 +51,20 @@ class SwapReport:
     @property
     def functional(self) -> list[Replaced]:
         """Functional-call replacements only (rewritten with torch.fx, or function-valued attributes)."""
-        return [r for r in self.replaced if r.how != "module"]
+        return [r for r in self.replaced if r.how in ("fx", "attribute")]
+
+    @property
+    def fused(self) -> list[Replaced]:
+        """Fusions only (``fuse=True``): layer + activation -> bias_act, GLU patterns -> swiglu/geglu/reglu."""
+        return [r for r in self.replaced if r.how == "fused"]
 
     def __len__(self) -> int:
         return len(self.replaced)
 
     def __str__(self) -> str:
         lines = [f"swap_activations: {len(self.modules)} module(s) and {len(self.functional)} functional call(s) "
-                 f"replaced, {len(self.left)} left, {len(self.intercepted)} forward(s) intercepted at run time"]
+                 f"replaced, {len(self.fused)} fused, {len(self.left)} left, {len(self.intercepted)} forward(s) "
+                 "intercepted at run time"]
         for r in self.replaced:
             where = ", ".join(r.names)
             note = f"  [{'; '.join(r.notes)}]" if r.notes else ""
@@ -67,6 +75,9 @@ class SwapReport:
         if self.intercepted:
             lines.append("intercepted (functional activations switched while these forwards run):")
             lines.extend(f"  {x.name or '<root>'}: {x.what} ({x.reason})" for x in self.intercepted)
+        if self.unfused:
+            lines.append("not fused:")
+            lines.extend(f"  {x.name}: {x.what} ({x.reason})" for x in self.unfused)
         if self.restored:
             lines.append("forwards restored: " + ", ".join(n or "<root>" for n in self.restored))
         return "\n".join(lines)
