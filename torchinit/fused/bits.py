@@ -104,24 +104,38 @@ def from_storage_flat(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return flat.reshape([like.shape[d] for d in perm]).permute(inverse)
 
 
+def _shifts(bits: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(0, 8, bits, dtype=torch.uint8, device=device)
+
+
 def _pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Pack 1-D codes (< 2**bits) ``8 // bits`` to a byte, in uint8 arithmetic (no wide temporaries)."""
+    """Pack 1-D codes (< 2**bits) ``8 // bits`` to a byte, in uint8 arithmetic (no wide temporaries).
+
+    The codes of one byte occupy disjoint bits, so shifting each into place and summing is their OR:
+    two passes over the codes whatever the width.
+    """
     per = 8 // bits
     n = codes.numel()
     c = codes.to(torch.uint8)
     if n % per:
         c = torch.nn.functional.pad(c, (0, per - n % per))
-    c = c.view(-1, per)
-    packed = c[:, 0].clone()
-    for j in range(1, per):
-        packed = packed | (c[:, j] << (j * bits))
-    return packed
+    return (c.view(-1, per) << _shifts(bits, c.device)).sum(dim=1, dtype=torch.uint8)
 
 
 def _unpack(packed: torch.Tensor, n: int, bits: int) -> torch.Tensor:
-    per = 8 // bits
     mask = (1 << bits) - 1
-    return torch.stack([(packed >> (j * bits)) & mask for j in range(per)], dim=1).reshape(-1)[:n]
+    return ((packed.unsqueeze(1) >> _shifts(bits, packed.device)) & mask).reshape(-1)[:n]
+
+
+def _pass_bit(formula: str, s: torch.Tensor, p0: float, p1: float) -> torch.Tensor | None:
+    """The bit (True: the pass-through side) straight from the saved value, for the formulas whose
+    backward is a plain comparison; written to give exactly what the table's backward decides,
+    NaN included. None where the generic rule must be used."""
+    if formula == "relu":
+        return ~(s <= 0)  # threshold_backward passes a NaN
+    if formula in ("leaky_relu", "leaky_relu_from_input") or (formula == "prelu"):
+        return s > 0
+    return None
 
 
 def torch_bits_forward(x, w, formula, p0, p1, p2):
@@ -134,8 +148,10 @@ def torch_bits_forward(x, w, formula, p0, p1, p2):
     s = y if f.saves == "output" else xd
     on, off = surrogates(formula, p0, p1)
     probe = s[:1] if s.dim() else s  # keeps the channel dim: the off-branch derivative broadcasts per channel
-    d_off = f.backward(torch.ones_like(probe), torch.full_like(probe, off), pw, p1, p2)
-    bit = f.backward(torch.ones_like(s), s, pw, p1, p2) != d_off
+    bit = _pass_bit(formula, s, p0, p1)
+    if bit is None:
+        d_off = f.backward(torch.ones_like(probe), torch.full_like(probe, off), pw, p1, p2)
+        bit = f.backward(torch.ones_like(s), s, pw, p1, p2) != d_off
     return y, _pack(storage_flat(bit), 1)
 
 
@@ -165,9 +181,8 @@ def torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
     flat = storage_flat(xd)
     b = bounds.to(device=x.device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
     xf = flat.to(b.dtype)
-    codes = torch.zeros_like(flat, dtype=torch.uint8)
-    for k in range(b.numel()):  # the number of bounds below x (NaN: none), one byte-wide pass per bound
-        codes += xf > b[k]
+    # the number of bounds strictly below x (bounds ascending; NaN: none): one binary search per element
+    codes = torch.bucketize(xf, b).to(torch.uint8).masked_fill_(xf.isnan(), 0)
     return y, _pack(codes, bits)
 
 
