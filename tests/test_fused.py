@@ -408,30 +408,18 @@ def test_modules():
     assert set(fu.TORCH_COMPOSITES) == set(fu.__all__)
 
 
-def test_dtensor_learnable_backward():
+def test_dtensor_learnable_backward(cpu_mesh):
     """The one-pass parameter-gradient op has a sharding rule: PReLU backward on a DTensor (one-process mesh)."""
-    import socket
-
-    import torch.distributed as dist
-    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Replicate, Shard, distribute_tensor
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    try:
-        mesh = init_device_mesh("cpu", (1,))
-        x, w = torch.randn(4, 3, 5), torch.rand(3)
-        dx = distribute_tensor(x, mesh, [Shard(0)]).requires_grad_()
-        dw = distribute_tensor(w, mesh, [Replicate()]).requires_grad_()
-        with ti.use_backend("triton"):
-            gx, gw = torch.autograd.grad(ti.functional.prelu(dx, dw).sum(), (dx, dw))
-        want = _grads(TF.prelu, (x, w), torch.ones_like(x))
-        torch.testing.assert_close(gx.full_tensor(), want[1])
-        torch.testing.assert_close(gw.full_tensor(), want[2])
-    finally:
-        dist.destroy_process_group()
+    x, w = torch.randn(4, 3, 5), torch.rand(3)
+    dx = distribute_tensor(x, cpu_mesh, [Shard(0)]).requires_grad_()
+    dw = distribute_tensor(w, cpu_mesh, [Replicate()]).requires_grad_()
+    with ti.use_backend("triton"):
+        gx, gw = torch.autograd.grad(ti.functional.prelu(dx, dw).sum(), (dx, dw))
+    want = _grads(TF.prelu, (x, w), torch.ones_like(x))
+    torch.testing.assert_close(gx.full_tensor(), want[1])
+    torch.testing.assert_close(gw.full_tensor(), want[2])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -186,31 +186,19 @@ def test_activation_checkpointing(backend):
         torch.testing.assert_close(a, b)
 
 
-def test_dtensor_one_process_mesh():
-    import socket
-
-    import torch.distributed as dist
-    from torch.distributed.device_mesh import init_device_mesh
+def test_dtensor_one_process_mesh(cpu_mesh):
     from torch.distributed.tensor import Replicate, Shard, distribute_tensor
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    try:
-        mesh = init_device_mesh("cpu", (1,))
-        x = torch.randn(8, 6)
-        dx = distribute_tensor(x, mesh, [Shard(0)])
-        for backend in ("torch", "triton"):
-            with ti.use_backend(backend):
-                y = F.gelu(dx)
-                yp = F.prelu(distribute_tensor(torch.randn(4, 3, 5), mesh, [Shard(0)]),
-                             distribute_tensor(torch.rand(3), mesh, [Replicate()]))
-            assert type(y).__name__ == "DTensor" and type(yp).__name__ == "DTensor"
-            torch.testing.assert_close(y.full_tensor(), TF.gelu(x))
-            assert y.placements == dx.placements
-    finally:
-        dist.destroy_process_group()
+    x = torch.randn(8, 6)
+    dx = distribute_tensor(x, cpu_mesh, [Shard(0)])
+    for backend in ("torch", "triton"):
+        with ti.use_backend(backend):
+            y = F.gelu(dx)
+            yp = F.prelu(distribute_tensor(torch.randn(4, 3, 5), cpu_mesh, [Shard(0)]),
+                         distribute_tensor(torch.rand(3), cpu_mesh, [Replicate()]))
+        assert type(y).__name__ == "DTensor" and type(yp).__name__ == "DTensor"
+        torch.testing.assert_close(y.full_tensor(), TF.gelu(x))
+        assert y.placements == dx.placements
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
