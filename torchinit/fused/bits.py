@@ -181,8 +181,10 @@ def torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
     flat = storage_flat(xd)
     b = bounds.to(device=x.device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
     xf = flat.to(b.dtype)
-    # the number of bounds strictly below x (bounds ascending; NaN: none): one binary search per element
-    codes = torch.bucketize(xf, b).to(torch.uint8).masked_fill_(xf.isnan(), 0)
+    codes = torch.zeros_like(flat, dtype=torch.uint8)
+    for k in range(b.numel()):  # the number of bounds below x (NaN: none), one byte-wide pass per bound
+        # (faster on CPU than torch.bucketize, measured: 4M elements, 15 bounds)
+        codes += xf > b[k]
     return y, _pack(codes, bits)
 
 
