@@ -118,34 +118,27 @@ def _param_args(weights, x: torch.Tensor, channel_dim: int):
     return ptrs, modes, channel_stride, channels
 
 
-def launch_unary_forward(fn, x: torch.Tensor, out: torch.Tensor, scalars, weights=(None, None), channel_dim: int = 1):
-    """Write ``fn_fwd(x)`` into ``out``; both must be dense with identical strides."""
-    n = x.numel()
+def _launch(kernel, fn, tensors: tuple, ref: torch.Tensor, out: torch.Tensor, scalars, weights, channel_dim: int):
+    """Launch ``kernel`` over the ``ref.numel()`` storage positions of the dense tensors ``tensors`` -> ``out``."""
+    n = ref.numel()
     if n == 0:
         return out
-    block, warps = _block(x.device)
-    params = param_buffer(tuple(float(v) for v in scalars), x.device, x.dtype)
-    (w0, w1), (m0, m1), cstride, channels = _param_args(weights, x, channel_dim)
-    grid = (triton.cdiv(n, block),)
-    _unary_forward_kernel[grid](
-        x, out, n, params, w0, w1, cstride, channels,
-        FN=fn, P0_MODE=m0, P1_MODE=m1, COMPUTE=compute_dtype(x.dtype), BLOCK=block, num_warps=warps,
+    block, warps = _block(ref.device)
+    params = param_buffer(tuple(float(v) for v in scalars), ref.device, ref.dtype)
+    (w0, w1), (m0, m1), cstride, channels = _param_args(weights, ref, channel_dim)
+    kernel[(triton.cdiv(n, block),)](
+        *tensors, out, n, params, w0, w1, cstride, channels,
+        FN=fn, P0_MODE=m0, P1_MODE=m1, COMPUTE=compute_dtype(ref.dtype), BLOCK=block, num_warps=warps,
     )
     return out
+
+
+def launch_unary_forward(fn, x: torch.Tensor, out: torch.Tensor, scalars, weights=(None, None), channel_dim: int = 1):
+    """Write ``fn_fwd(x)`` into ``out``; both must be dense with identical strides."""
+    return _launch(_unary_forward_kernel, fn, (x,), x, out, scalars, weights, channel_dim)
 
 
 def launch_unary_backward(fn, grad: torch.Tensor, saved: torch.Tensor, out: torch.Tensor, scalars,
                           weights=(None, None), channel_dim: int = 1):
     """Write ``fn_bwd(grad, saved)`` into ``out``; all three dense with identical strides."""
-    n = saved.numel()
-    if n == 0:
-        return out
-    block, warps = _block(saved.device)
-    params = param_buffer(tuple(float(v) for v in scalars), saved.device, saved.dtype)
-    (w0, w1), (m0, m1), cstride, channels = _param_args(weights, saved, channel_dim)
-    grid = (triton.cdiv(n, block),)
-    _unary_backward_kernel[grid](
-        grad, saved, out, n, params, w0, w1, cstride, channels,
-        FN=fn, P0_MODE=m0, P1_MODE=m1, COMPUTE=compute_dtype(saved.dtype), BLOCK=block, num_warps=warps,
-    )
-    return out
+    return _launch(_unary_backward_kernel, fn, (grad, saved), saved, out, scalars, weights, channel_dim)
