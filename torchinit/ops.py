@@ -586,8 +586,15 @@ _RESOLVED: dict[tuple, Resolved] = {}  # calls without tensor arguments resolve 
 
 
 def _resolve(name: str, arguments: dict) -> Resolved:
-    if any(isinstance(v, torch.Tensor) for v in arguments.values()):
-        return ACTIVATIONS[name].resolve(**arguments)
+    # runs on every call: the common cases (no arguments; numbers only) are dictionary look-ups
+    if not arguments:
+        resolved = _RESOLVED.get(name)
+        if resolved is None:
+            resolved = _RESOLVED[name] = ACTIVATIONS[name].resolve()
+        return resolved
+    for value in arguments.values():
+        if isinstance(value, torch.Tensor):
+            return ACTIVATIONS[name].resolve(**arguments)
     key = (name, *arguments.items())
     resolved = _RESOLVED.get(key)
     if resolved is None:
