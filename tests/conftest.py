@@ -15,6 +15,18 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture
+def captured_graphs():
+    """A torch.compile backend that records the FX graphs Dynamo hands it: ``(backend, graphs)``."""
+    graphs = []
+
+    def backend(gm, inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    return backend, graphs
+
+
+@pytest.fixture
 def cpu_mesh():
     """A one-process gloo process group and its one-device CPU mesh, torn down after the test."""
     import socket

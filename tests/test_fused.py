@@ -356,15 +356,11 @@ class _Block(torch.nn.Module):
         return self.prelu(self.rat(fu.swiglu(h)))
 
 
-def test_compile_fullgraph_emits_aten_and_keeps_kernels_when_asked():
+def test_compile_fullgraph_emits_aten_and_keeps_kernels_when_asked(captured_graphs):
     torch.manual_seed(0)
     model = _Block()
     x = torch.randn(5, 8)
-    graphs = []
-
-    def capture(gm, inputs):
-        graphs.append(gm)
-        return gm.forward
+    capture, graphs = captured_graphs
 
     torch._dynamo.reset()
     torch.compile(model, fullgraph=True, backend=capture)(x)

@@ -90,17 +90,13 @@ def _graph_breaks(fn, *args):
     return torch._dynamo.explain(fn)(*args).graph_break_count
 
 
-def test_compile_fullgraph_default_emits_aten():
+def test_compile_fullgraph_default_emits_aten(captured_graphs):
     """Under torch.compile the default hands Inductor plain aten code: no torchinit op, no graph break."""
     torch.manual_seed(0)
     model = EveryActivation()
     x = torch.randn(4, 16)
     assert _graph_breaks(model, x) == 0
-    graphs = []
-
-    def capture(gm, inputs):
-        graphs.append(gm)
-        return gm.forward
+    capture, graphs = captured_graphs
 
     torch._dynamo.reset()
     torch.compile(model, fullgraph=True, backend=capture)(x)
@@ -111,15 +107,11 @@ def test_compile_fullgraph_default_emits_aten():
     torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
 
 
-def test_compile_fullgraph_keeps_kernels_when_asked():
+def test_compile_fullgraph_keeps_kernels_when_asked(captured_graphs):
     torch.manual_seed(0)
     model = EveryActivation()
     x = torch.randn(4, 16)
-    graphs = []
-
-    def capture(gm, inputs):
-        graphs.append(gm)
-        return gm.forward
+    capture, graphs = captured_graphs
 
     with ti.use_kernels_in_compile(), ti.use_backend("triton"):
         torch._dynamo.reset()
