@@ -279,7 +279,10 @@ def gelu_tanh_bwd(g, x, p0, p1, p2):
     left_derivative = 0.5 * right
     right_derivative = left * (1.0 - t * t)
     inner_derivative = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x_sq)
-    return g * (left_derivative + right_derivative * inner_derivative)
+    # for huge finite |x| (x**2 overflows: |x| > ~1.8e19 in fp32) tanh saturates, so 1 - t*t is exactly 0 and
+    # the tail term is 0 * inf; its limit (and fp64's value) is 0, so the gradient is 1 (x > 0) or 0 (x < 0)
+    tail = tl.where((right_derivative == 0.0) & (x_sq == x_sq), 0.0, right_derivative * inner_derivative)
+    return g * (left_derivative + tail)
 
 
 # ---------------------------------------------------------------------------------------------
