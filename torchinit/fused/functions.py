@@ -30,12 +30,16 @@ Tensor = torch.Tensor
 def gated(gate: Tensor, up: Tensor | None = None, act: str = "silu", dim: int = -1, **act_kwargs) -> Tensor:
     """``act(gate) * up`` for any activation of :mod:`torchinit.functional` with number arguments.
 
-    Two tensors: ``gate`` and ``up`` of one shape, dtype and device. One tensor (``up=None``):
-    ``gate, up = input.chunk(2, dim)`` -- the gate is the *first* half (SwiGLU/GEGLU convention;
+    Two tensors: ``gate`` and ``up`` of one shape, dtype and device. One tensor (``up=None``, or an
+    int in its place, read as ``dim``): ``gate, up = input.chunk(2, dim)`` -- the gate is the *first* half (SwiGLU/GEGLU convention;
     ``torchinit.functional.glu``, like torch's, gates the *second* half instead). One pass forward,
     one pass backward, only the inputs saved.
     """
     name = "gated"
+    if isinstance(up, int) and not isinstance(up, bool):  # swiglu(x, -1): a second positional int is the dim
+        if dim != -1:
+            raise TypeError(f"torchinit.{name}: got the dim twice ({up} in place of 'up', and dim={dim})")
+        up, dim = None, up
     resolved = resolve_scalar_activation(name, act, act_kwargs)
     formula, (p0, p1, p2) = resolved.formula.name, resolved.scalars
     check_input(name, gate, "gate" if up is not None else "input")
