@@ -290,7 +290,7 @@ def test_triton_backend_without_interpreter_is_a_clear_error():
         "except RuntimeError as e: print('ERR', e)\n"
     )
     env = {**__import__("os").environ, "TRITON_INTERPRET": "0"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)  # a hang guard only: a busy CI machine is slow
     assert "ERR torchinit.gelu: backend 'triton' was requested" in out.stdout, out.stdout + out.stderr
     assert "TRITON_INTERPRET=1" in out.stdout
 
