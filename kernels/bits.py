@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .rounding import round_to, to_dtype
 from .elementwise import _param, compute_dtype, param_buffer
 
 BYTES_CUDA = 256  # bytes of codes per program (x 8 // BITS elements)
@@ -43,14 +44,14 @@ def _pack_forward_kernel(
     p1 = tl.load(params_ptr + 1).to(COMPUTE)
     p2 = tl.load(params_ptr + 2).to(COMPUTE)
     y = FWD(x, p0, p1, p2)
-    tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(y_ptr + offs, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
     if FEWBIT:
         code = tl.zeros([BYTES, PER], dtype=tl.int32)
         for k in tl.static_range(N_BOUNDS):
             code += (x > tl.load(bounds_ptr + k).to(COMPUTE)).to(tl.int32)
     else:
         if SAVES_OUTPUT:
-            s = y.to(y_ptr.dtype.element_ty).to(COMPUTE)  # the saved output is the rounded one
+            s = round_to(y, y_ptr.dtype.element_ty, COMPUTE)  # the saved output is the rounded one
         else:
             s = x
         one = tl.full([BYTES, PER], 1.0, COMPUTE)
@@ -85,7 +86,7 @@ def _unpack_backward_kernel(
         on = tl.load(surrogate_ptr).to(COMPUTE)
         off = tl.load(surrogate_ptr + 1).to(COMPUTE)
         dx = BWD(g, tl.where(code != 0, on, off), p0, p1, p2)
-    tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    tl.store(dx_ptr + offs, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
 
 
 def packed_bytes(n: int, bits: int) -> int:

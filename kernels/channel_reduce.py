@@ -24,6 +24,7 @@ import triton
 import triton.language as tl
 
 from .elementwise import compute_dtype, param_buffer
+from .rounding import round_to, to_dtype
 
 BLOCK_CUDA = 2048  # elements per tile on a GPU
 BLOCK_INTERPRETER = 8192  # the interpreter pays per program: few, large tiles
@@ -39,11 +40,11 @@ def _bias_act_forward_kernel(
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
     b = tl.load(b_ptr + (offs // inner) % C, mask=mask, other=0.0).to(COMPUTE)
-    z = (x + b).to(Z_DTYPE).to(COMPUTE)  # eager rounds x + bias to its dtype before the activation
+    z = round_to(x + b, Z_DTYPE, COMPUTE)  # eager rounds x + bias to its dtype before the activation
     p0 = tl.load(params_ptr).to(COMPUTE)
     p1 = tl.load(params_ptr + 1).to(COMPUTE)
     p2 = tl.load(params_ptr + 2).to(COMPUTE)
-    tl.store(y_ptr + offs, FN(z, p0, p1, p2).to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(y_ptr + offs, to_dtype(FN(z, p0, p1, p2), y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -84,12 +85,12 @@ def _channel_backward_kernel(
         s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
         if BIAS:
             if not SAVES_OUTPUT:
-                s = (s + bias).to(Z_DTYPE).to(COMPUTE)
+                s = round_to(s + bias, Z_DTYPE, COMPUTE)
         dx = BWD(g, s, p0, p1, p2)
         if BIAS:
-            dx = dx.to(Z_DTYPE).to(COMPUTE)  # eager's bias gradient sums the rounded gradient of x + bias
+            dx = round_to(dx, Z_DTYPE, COMPUTE)  # eager's bias gradient sums the rounded gradient of x + bias
             acc0 += tl.sum(tl.where(mask, dx, 0.0), axis=0)
-        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        tl.store(dx_ptr + offs, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
         if N_PART > 0:
             d0, d1 = PGRAD(g, s, p0, p1, p2)
             acc0 += tl.sum(tl.where(mask, d0, 0.0), axis=0)

@@ -26,6 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .rounding import to_dtype
+
 BLOCK_CUDA = 1024
 BLOCK_INTERPRETER = 8192  # the interpreter costs ~ms per program instance: few, large blocks
 PARAM_BUFFER = 0
@@ -58,7 +60,7 @@ def _unary_forward_kernel(
     p1 = _param(tl.load(params_ptr + 1).to(COMPUTE), w1_ptr, offs, channel_stride, channels, P1_MODE, COMPUTE)
     p2 = tl.load(params_ptr + 2).to(COMPUTE)
     y = FN(x, p0, p1, p2)
-    tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(y_ptr + offs, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -76,7 +78,7 @@ def _unary_backward_kernel(
     p1 = _param(tl.load(params_ptr + 1).to(COMPUTE), w1_ptr, offs, channel_stride, channels, P1_MODE, COMPUTE)
     p2 = tl.load(params_ptr + 2).to(COMPUTE)
     dx = FN(g, s, p0, p1, p2)
-    tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    tl.store(dx_ptr + offs, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .rounding import round_to, to_dtype
 from .elementwise import BLOCK_CUDA, BLOCK_INTERPRETER, compute_dtype, param_buffer
 
 
@@ -38,8 +39,8 @@ def _gated_forward_kernel(
     p2 = tl.load(params_ptr + 2).to(COMPUTE)
     act = FN(gate, p0, p1, p2)
     if ROUND_ACT:  # the eager composite act(gate) * up rounds the activation to the storage dtype first
-        act = act.to(out_ptr.dtype.element_ty).to(COMPUTE)
-    tl.store(out_ptr + offs, (up * act).to(out_ptr.dtype.element_ty), mask=mask)
+        act = round_to(act, out_ptr.dtype.element_ty, COMPUTE)
+    tl.store(out_ptr + offs, to_dtype(up * act, out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -61,14 +62,14 @@ def _gated_backward_kernel(
     act = FWD(gate, p0, p1, p2)
     act_stored = act
     if ROUND_ACT:
-        act_stored = act.to(dup_ptr.dtype.element_ty).to(COMPUTE)
+        act_stored = round_to(act, dup_ptr.dtype.element_ty, COMPUTE)
     if SAVES_OUTPUT:
         s = act
     else:
         s = gate
     d_gate = BWD(g * up, s, p0, p1, p2)
-    tl.store(dup_ptr + src, (g * act_stored).to(dup_ptr.dtype.element_ty), mask=mask)
-    tl.store(dgate_ptr + src, d_gate.to(dgate_ptr.dtype.element_ty), mask=mask)
+    tl.store(dup_ptr + src, to_dtype(g * act_stored, dup_ptr.dtype.element_ty), mask=mask)
+    tl.store(dgate_ptr + src, to_dtype(d_gate, dgate_ptr.dtype.element_ty), mask=mask)
 
 
 def _block(device: torch.device) -> int:

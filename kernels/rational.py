@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from .elementwise import compute_dtype
+from .rounding import to_dtype
 
 BLOCK_CUDA = 1024
 BLOCK_INTERPRETER = 8192
@@ -41,7 +42,7 @@ def _rational_forward_kernel(x_ptr, a_ptr, b_ptr, y_ptr, n, M: tl.constexpr, N: 
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
     p, q = _p_and_q(x, a_ptr, b_ptr, M, N, COMPUTE)
-    tl.store(y_ptr + offs, (p / q).to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(y_ptr + offs, to_dtype(p / q, y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -71,7 +72,7 @@ def _rational_backward_kernel(g_ptr, x_ptr, a_ptr, b_ptr, dx_ptr, part_ptr, n, I
         inv_q = 1.0 / q
         y = p * inv_q
         dx = g * (dp - y * sgn * dq) * inv_q
-        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        tl.store(dx_ptr + offs, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
         gq = g * inv_q
         row = part_ptr + (pid * ITERS + it) * K
         power = tl.zeros_like(x) + 1.0

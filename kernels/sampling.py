@@ -16,6 +16,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from torchinit.kernels.rounding import to_dtype
 from torchinit.init.sampling import Dist, _f32, trunc_params
 
 _KIND = {"uniform": 0, "normal": 1, "trunc_normal": 2}
@@ -61,13 +62,7 @@ def _store_word(out_ptr, v, g, k: tl.constexpr, start, n, lo_clip, hi_clip, KIND
     mask = (idx >= 0) & (idx < n)
     if KIND == 2:
         v = tl.minimum(tl.maximum(v, lo_clip), hi_clip)
-    if out_ptr.dtype.element_ty == tl.bfloat16:
-        # round to nearest even in integer ops, so the final conversion is exact on every backend
-        # (Triton's interpreter truncates fp32 -> bf16)
-        bits = v.to(tl.uint32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        v = bits.to(tl.float32, bitcast=True)
-    tl.store(out_ptr + idx, v.to(out_ptr.dtype.element_ty), mask=mask)
+    tl.store(out_ptr + idx, to_dtype(v, out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit

@@ -37,6 +37,7 @@ import triton
 import triton.language as tl
 
 from .elementwise import compute_dtype
+from .rounding import round_to, to_dtype
 
 # Tile sizes. The CUDA values are first guesses, not yet tuned on a GPU (one pass up to 32k elements:
 # 32 warps hold such a row at 32 fp32 values per thread). The interpreter costs ~ms per program
@@ -61,30 +62,9 @@ def _row_starts(r, b1, s0, s1):
 
 
 @triton.jit
-def _rtne_bf16(x):
-    # fp32 -> bf16, round to nearest even, by hand: Triton's interpreter truncates in `.to(tl.bfloat16)`
-    u = x.to(tl.uint32, bitcast=True)
-    r = u + 0x7FFF + ((u >> 16) & 1)
-    r = tl.where(x != x, u | 0x400000, r)  # a NaN stays a (quiet) NaN
-    return (r >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
-
-
-@triton.jit
-def _round(v, ty: tl.constexpr, MODE: tl.constexpr):
-    # v rounded to dtype ty the way torch converts: from fp64 by way of fp32 (c10's Half and BFloat16
-    # convert from float); MODE 0: to fp64, 1: to fp32/fp16, 2: to bf16
-    if MODE == 0:
-        return v.to(ty)
-    elif MODE == 1:
-        return v.to(tl.float32).to(ty)
-    else:
-        return _rtne_bf16(v.to(tl.float32))
-
-
-@triton.jit
 def _softmax_fwd_one_pass(
     x_ptr, y_ptr, rows, n, b1, xs0, xs1, xsn, ys0, ys1, ysn,
-    LOG: tl.constexpr, ROUND_IN: tl.constexpr, Y_MODE: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr,
+    LOG: tl.constexpr, ROUND_IN: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -95,7 +75,7 @@ def _softmax_fwd_one_pass(
     xrow = _row_starts(r, b1, xs0, xs1)
     x = tl.load(x_ptr + xrow[:, None] + cols[None, :] * xsn, mask=mask, other=float("-inf"))
     if ROUND_IN:  # torch casts to the output dtype before the reduction
-        x = _round(x, y_ptr.dtype.element_ty, Y_MODE)
+        x = to_dtype(x, y_ptr.dtype.element_ty)
     x = x.to(COMPUTE)
     m = tl.max(x, axis=1)
     z = x - m[:, None]
@@ -106,13 +86,13 @@ def _softmax_fwd_one_pass(
     else:
         y = e / d[:, None]
     yrow = _row_starts(r, b1, ys0, ys1)
-    tl.store(y_ptr + yrow[:, None] + cols[None, :] * ysn, _round(y, y_ptr.dtype.element_ty, Y_MODE), mask=mask)
+    tl.store(y_ptr + yrow[:, None] + cols[None, :] * ysn, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _softmax_fwd_online(
     x_ptr, y_ptr, rows, n, b1, xs0, xs1, xsn, ys0, ys1, ysn,
-    LOG: tl.constexpr, ROUND_IN: tl.constexpr, Y_MODE: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr,
+    LOG: tl.constexpr, ROUND_IN: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -128,7 +108,7 @@ def _softmax_fwd_online(
         mask = rmask[:, None] & (c[None, :] < n)
         x = tl.load(x_ptr + xrow[:, None] + c[None, :] * xsn, mask=mask, other=float("-inf"))
         if ROUND_IN:
-            x = _round(x, y_ptr.dtype.element_ty, Y_MODE)
+            x = to_dtype(x, y_ptr.dtype.element_ty)
         x = x.to(COMPUTE)
         m_new = tl.maximum(m, tl.max(x, axis=1))
         # while a row has seen only -inf, shift by 0 so that exp gives 0 instead of exp(-inf + inf) = NaN
@@ -142,19 +122,19 @@ def _softmax_fwd_online(
         mask = rmask[:, None] & (c[None, :] < n)
         x = tl.load(x_ptr + xrow[:, None] + c[None, :] * xsn, mask=mask, other=float("-inf"))
         if ROUND_IN:
-            x = _round(x, y_ptr.dtype.element_ty, Y_MODE)
+            x = to_dtype(x, y_ptr.dtype.element_ty)
         x = x.to(COMPUTE)
         if LOG:
             y = x - lse[:, None]
         else:
             y = tl.exp(x - m[:, None]) / d[:, None]
-        tl.store(y_ptr + yrow[:, None] + c[None, :] * ysn, _round(y, y_ptr.dtype.element_ty, Y_MODE), mask=mask)
+        tl.store(y_ptr + yrow[:, None] + c[None, :] * ysn, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _softmax_bwd_one_pass(
     g_ptr, y_ptr, dx_ptr, rows, n, b1, gs0, gs1, gsn, ys0, ys1, ysn, ds0, ds1, dsn,
-    LOG: tl.constexpr, ROUND_OUT: tl.constexpr, Y_MODE: tl.constexpr, DX_MODE: tl.constexpr, COMPUTE: tl.constexpr,
+    LOG: tl.constexpr, ROUND_OUT: tl.constexpr, COMPUTE: tl.constexpr,
     ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -173,15 +153,15 @@ def _softmax_bwd_one_pass(
         s = tl.sum(g * y, axis=1)
         dx = y * (g - s[:, None])
     if ROUND_OUT:  # the gradient exists in the output dtype before the cast back to the input dtype
-        dx = _round(dx, y_ptr.dtype.element_ty, Y_MODE).to(COMPUTE)
+        dx = round_to(dx, y_ptr.dtype.element_ty, COMPUTE)
     drow = _row_starts(r, b1, ds0, ds1)
-    tl.store(dx_ptr + drow[:, None] + cols[None, :] * dsn, _round(dx, dx_ptr.dtype.element_ty, DX_MODE), mask=mask)
+    tl.store(dx_ptr + drow[:, None] + cols[None, :] * dsn, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _softmax_bwd_online(
     g_ptr, y_ptr, dx_ptr, rows, n, b1, gs0, gs1, gsn, ys0, ys1, ysn, ds0, ds1, dsn,
-    LOG: tl.constexpr, ROUND_OUT: tl.constexpr, Y_MODE: tl.constexpr, DX_MODE: tl.constexpr, COMPUTE: tl.constexpr,
+    LOG: tl.constexpr, ROUND_OUT: tl.constexpr, COMPUTE: tl.constexpr,
     ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
@@ -211,8 +191,8 @@ def _softmax_bwd_online(
         else:
             dx = y * (g - s[:, None])
         if ROUND_OUT:
-            dx = _round(dx, y_ptr.dtype.element_ty, Y_MODE).to(COMPUTE)
-        tl.store(dx_ptr + drow[:, None] + c[None, :] * dsn, _round(dx, dx_ptr.dtype.element_ty, DX_MODE), mask=mask)
+            dx = round_to(dx, y_ptr.dtype.element_ty, COMPUTE)
+        tl.store(dx_ptr + drow[:, None] + c[None, :] * dsn, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,10 +272,6 @@ def _on_device(device: torch.device):
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def _mode(dtype: torch.dtype) -> int:
-    return 0 if dtype == torch.float64 else 2 if dtype == torch.bfloat16 else 1
-
-
 def _flat_strides(geo: RowGeometry) -> list[int]:
     return [s for triple in geo.strides for s in triple]
 
@@ -317,7 +293,7 @@ def softmax_forward(x: torch.Tensor, dim: int, out: torch.Tensor, log: bool = Fa
         with _on_device(o.device):
             kernel[grid](
                 xi, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
-                LOG=log, ROUND_IN=xi.dtype != o.dtype, Y_MODE=_mode(o.dtype), COMPUTE=compute_dtype(o.dtype),
+                LOG=log, ROUND_IN=xi.dtype != o.dtype, COMPUTE=compute_dtype(o.dtype),
                 ROWS=rows, BLOCK=block, num_warps=warps,
             )
 
@@ -346,7 +322,7 @@ def softmax_backward(grad: torch.Tensor, output: torch.Tensor, dim: int, out: to
         with _on_device(o.device):
             kernel[grid](
                 g, y, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
-                LOG=log, ROUND_OUT=y.dtype != o.dtype, Y_MODE=_mode(y.dtype), DX_MODE=_mode(o.dtype),
+                LOG=log, ROUND_OUT=y.dtype != o.dtype,
                 COMPUTE=compute_dtype(y.dtype), ROWS=rows, BLOCK=block, num_warps=warps,
             )
 
