@@ -17,7 +17,7 @@ import torchinit as ti
 import torchinit.functional as F
 import torchinit.nn as tnn
 import torchinit.ops
-from activation_cases import CASES, ids, params
+from activation_cases import CASES, INPLACE, ids, params
 from torchinit.activations import FORMULAS
 
 
@@ -292,3 +292,84 @@ def test_random_shapes_and_strides(shape, data, name):
     (gr,) = torch.autograd.grad(yr, xr, g)
     torch.testing.assert_close(y, yr)
     torch.testing.assert_close(gx, gr)
+
+
+# ---------------------------------------------------------------------------------------------
+# dtypes torchinit's kernels do not take: torch's own path, so the result (or the error) is torch's
+# ---------------------------------------------------------------------------------------------
+
+NON_FLOATING = [torch.int64, torch.int32, torch.uint8, torch.int8, torch.bool, torch.complex64]
+
+
+def _outcome(fn, x, *args, **kwargs):
+    """``fn``'s result, or the type of the exception it raises."""
+    try:
+        return fn(x, *args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the test compares which error torch raises
+        return type(exc)
+
+
+def _assert_same_outcome(got, want, what):
+    if isinstance(want, type):
+        assert got is want, f"{what}: torch raises {want.__name__}, torchinit gives {got!r}"
+    else:
+        assert isinstance(got, torch.Tensor), f"{what}: torch returns a result, torchinit raises {got.__name__}"
+        assert got.dtype == want.dtype and torch.equal(got, want), f"{what}: {got} != torch's {want}"
+
+
+def _non_floating_input(dtype):
+    return torch.arange(-3, 3).to(dtype)  # negatives, zero and positives (uint8 wraps them, for both sides)
+
+
+@pytest.mark.parametrize("dtype", NON_FLOATING, ids=str)
+@pytest.mark.parametrize("case", params(), ids=ids)
+def test_non_floating_input_gets_torchs_result_or_error(case, dtype):
+    name, kwargs = case
+    ours, reference, _ = CASES[name]
+    for inplace in ([False, True] if name in INPLACE else [False]):
+        extra = {"inplace": True} if inplace else {}
+        x_ours, x_torch = _non_floating_input(dtype), _non_floating_input(dtype)
+        if inplace and name == "squared_relu":  # torch has no squared_relu: in place is its result copied back
+            want = _outcome(lambda t: t.copy_(reference(t, **kwargs)), x_torch)
+        else:
+            want = _outcome(reference, x_torch, **kwargs, **extra)
+        got = _outcome(ours, x_ours, **kwargs, **extra)
+        _assert_same_outcome(got, want, f"{name}({dtype}, inplace={inplace})")
+        assert torch.equal(x_ours, x_torch), f"{name}: the input was changed differently"
+
+
+@pytest.mark.parametrize("dtype", NON_FLOATING, ids=str)
+@pytest.mark.parametrize("name", ["prelu", "glu", "softmax", "log_softmax", "softmin", "softmax_dtype"])
+def test_non_floating_input_of_the_other_functions_behaves_like_torch(name, dtype):
+    x = _non_floating_input(dtype)
+    if name == "prelu":
+        for weight in (torch.tensor([0.25]), torch.tensor([2]).to(dtype)):
+            _assert_same_outcome(_outcome(F.prelu, x, weight), _outcome(TF.prelu, x, weight), f"prelu({dtype})")
+        return
+    fn = name.removesuffix("_dtype")
+    kwargs = {"dtype": torch.float64} if name.endswith("_dtype") else {}
+    _assert_same_outcome(_outcome(getattr(F, fn), x, 0, **kwargs), _outcome(getattr(TF, fn), x, 0, **kwargs),
+                         f"{name}({dtype})")
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_TWINS))
+def test_modules_on_integer_input_behave_like_torch(name):
+    x = torch.arange(-2, 3)  # the issue's case: ti.nn.ReLU()(torch.arange(-2, 3))
+    _assert_same_outcome(_outcome(tnn.ACTIVATION_MODULES[name](), x), _outcome(TORCH_TWINS[name](), x),
+                         f"ti.nn module {name}")
+
+
+def test_non_floating_error_names_the_op():
+    with pytest.raises(NotImplementedError, match=r"torchinit\.elu: .*Long"):
+        F.elu(torch.arange(3))
+
+
+@pytest.mark.parametrize("name, act", [("swiglu", TF.silu), ("reglu", TF.relu), ("geglu", TF.gelu)])
+@pytest.mark.parametrize("dim", [-1, 1])
+def test_gated_second_positional_int_is_the_dim(name, act, dim):
+    # README writes ti.functional.swiglu(x, -1): the one-tensor form, gate = first half along dim
+    x = torch.randn(2, 6, 4, dtype=torch.float64)
+    gate, up = x.chunk(2, dim)
+    torch.testing.assert_close(getattr(F, name)(x, dim), act(gate) * up, rtol=0, atol=0)
+    with pytest.raises(TypeError, match=f"torchinit.{name}: got the dim twice"):
+        getattr(F, name)(x, dim, dim=0)

@@ -567,10 +567,15 @@ class GluFunction(torch.autograd.Function):
 # ---------------------------------------------------------------------------------------------
 
 
-def check_input(op: str, x, arg: str = "input") -> None:
-    """Raise a clear error unless ``x`` is a floating-point tensor torchinit supports."""
+def check_tensor(op: str, x, arg: str = "input") -> None:
+    """Raise a clear error unless ``x`` is a tensor."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"torchinit.{op}: argument '{arg}' must be a torch.Tensor, got {type(x).__name__}")
+
+
+def check_input(op: str, x, arg: str = "input") -> None:
+    """Raise a clear error unless ``x`` is a floating-point tensor torchinit supports."""
+    check_tensor(op, x, arg)
     if x.dtype not in _FLOATING:
         raise TypeError(
             f"torchinit.{op}: argument '{arg}' must be a floating-point tensor "
@@ -604,9 +609,42 @@ def _resolve(name: str, arguments: dict) -> Resolved:
     return resolved
 
 
+def _torch_errors_named(op: str, call, *args, **kwargs):
+    """``call(*args, **kwargs)``; an error torch raises is re-raised, same type, with the op's name in front."""
+    try:
+        return call(*args, **kwargs)
+    except (RuntimeError, TypeError, NotImplementedError) as exc:
+        try:
+            named = type(exc)(f"torchinit.{op}: {exc} (torch's own path, taken for a {args[0].dtype} input)")
+        except Exception:  # an exception type that does not take one message
+            raise exc from None
+        raise named from exc
+
+
+def torch_twin(name: str, x: torch.Tensor, inplace: bool, arguments: dict) -> torch.Tensor:
+    """Activation ``name`` computed by torch's own function, for the dtypes torchinit's kernels do not take.
+
+    Integer, bool and complex inputs get exactly what torch gives them (a result where torch accepts
+    the dtype, torch's error where it does not); the activations torch has no twin for (swish,
+    squared_relu, star_relu) run their torch form, made of torch ops, with the same effect.
+    """
+    activation = ACTIVATIONS[name]
+    if activation.torch_name is None:
+        resolved = ACTIVATIONS[name].resolve(**arguments)
+        return _torch_errors_named(name, resolved.formula.forward, x, *resolved.params(), inplace)
+    kwargs = dict(arguments, inplace=inplace) if activation.inplace else arguments
+    return _torch_errors_named(name, getattr(torch.nn.functional, activation.torch_name), x, **kwargs)
+
+
 def run_activation(name: str, x: torch.Tensor, inplace: bool = False, **arguments) -> torch.Tensor:
-    """Compute activation ``name`` of ``x`` on the path the backend chooses (see :mod:`torchinit.backend`)."""
-    check_input(name, x)
+    """Compute activation ``name`` of ``x`` on the path the backend chooses (see :mod:`torchinit.backend`).
+
+    Floating-point inputs (fp16, bf16, fp32, fp64) take torchinit's path; any other dtype takes
+    torch's (:func:`torch_twin`), so torchinit accepts exactly the dtypes torch accepts.
+    """
+    check_tensor(name, x)
+    if x.dtype not in _FLOATING:
+        return torch_twin(name, x, inplace, arguments)
     resolved = _resolve(name, arguments)
     formula = resolved.formula
     if not backend.use_custom_op(name, x.device):
@@ -626,8 +664,13 @@ def run_activation(name: str, x: torch.Tensor, inplace: bool = False, **argument
 
 
 def run_glu(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """``glu`` on the path the backend chooses: first half times sigmoid of the second half along ``dim``."""
-    check_input("glu", x)
+    """``glu`` on the path the backend chooses: first half times sigmoid of the second half along ``dim``.
+
+    Non-floating inputs take torch's own ``glu`` (its result or its error), as in :func:`run_activation`.
+    """
+    check_tensor("glu", x)
+    if x.dtype not in _FLOATING:
+        return _torch_errors_named("glu", torch.nn.functional.glu, x, dim)
     if x.dim() == 0:
         raise ValueError("torchinit.glu: argument 'input' must have at least one dimension, got a 0-d tensor")
     if not -x.dim() <= dim < x.dim():
@@ -644,4 +687,5 @@ def run_glu(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return GluFunction.apply(x, dim)
 
 
-__all__ = ["ActivationFunction", "GluFunction", "check_input", "run_activation", "run_glu", "channel_view"]
+__all__ = ["ActivationFunction", "GluFunction", "check_input", "check_tensor", "run_activation", "torch_twin",
+           "run_glu", "channel_view"]

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from . import backend
-from .ops import _FLOATING, _needs_grad, _to_front, check_input
+from .ops import _FLOATING, _needs_grad, _to_front, _torch_errors_named
 
 Tensor = torch.Tensor
 
@@ -212,8 +212,9 @@ def _run(name: str, input: Tensor, dim: int | None, stacklevel: int, dtype: torc
                             f"got {dtype}")
         if not input.is_floating_point():  # integers: cast first, as torch does
             input, dtype = input.to(dtype), None
-    check_input(name, input)
     op = "log_softmax" if name == "log_softmax" else "softmax"
+    if input.dtype not in _FLOATING:  # torch's own path (its result or its error), as for every activation
+        return _torch_errors_named(name, getattr(torch, op), input, dim)
     if not backend.use_custom_op(name, input.device):
         return getattr(torch, op)(input, dim, dtype=dtype)
     dim = _canonical_dim(name, dim, input.dim())
