@@ -6,6 +6,9 @@ from __future__ import annotations
 import copy
 import inspect
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -373,3 +376,70 @@ def test_gated_second_positional_int_is_the_dim(name, act, dim):
     torch.testing.assert_close(getattr(F, name)(x, dim), act(gate) * up, rtol=0, atol=0)
     with pytest.raises(TypeError, match=f"torchinit.{name}: got the dim twice"):
         getattr(F, name)(x, dim, dim=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# import: torch.distributed.tensor only when the user imports it; TORCHINIT_BACKEND errors
+# ---------------------------------------------------------------------------------------------
+
+_DTENSOR_AFTER_IMPORT = """
+import socket, sys
+import torch
+import torchinit as ti
+import torchinit.functional as F
+print("dtensor imported by torchinit:", "torch.distributed.tensor" in sys.modules)
+import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import Shard, distribute_tensor
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+mesh = init_device_mesh("cpu", (1,))
+x = torch.randn(4, 6)
+with ti.use_backend("triton"):  # the torchinit operator itself, which needs its sharding rule
+    y = F.gelu(distribute_tensor(x, mesh, [Shard(1)]))
+    print("placements", y.placements, "equal", torch.equal(y.full_tensor(), F.gelu(x)))
+dist.destroy_process_group()
+"""
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "TRITON_INTERPRET": "1", **env}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env,
+                          timeout=900)  # a hang guard only
+
+
+def test_import_leaves_dtensor_alone_and_registers_sharding_when_it_is_imported():
+    out = _python(_DTENSOR_AFTER_IMPORT)
+    assert out.returncode == 0, out.stderr
+    assert "dtensor imported by torchinit: False" in out.stdout
+    assert "placements (Shard(dim=1),) equal True" in out.stdout, out.stdout
+
+
+def test_sharding_registration_runs_at_once_when_dtensor_is_already_imported():
+    import torch.distributed.tensor  # noqa: F401
+
+    called = []
+    torchinit.ops.on_dtensor_import(lambda: called.append(True))
+    assert called == [True]
+    assert torchinit.ops._HOOK not in sys.meta_path  # the one-shot hook is gone once DTensor is imported
+
+
+def test_backend_environment_variable_error_names_it_and_the_closest_value():
+    out = _python("import torchinit", TORCHINIT_BACKEND="cuda")
+    assert out.returncode != 0
+    assert ("ValueError: environment variable TORCHINIT_BACKEND='cuda': expected one of ['auto', 'triton', 'torch']"
+            in out.stderr), out.stderr
+
+
+def test_backend_name_typos_suggest_the_closest(monkeypatch):
+    monkeypatch.setenv("TORCHINIT_BACKEND", "tritn")
+    with pytest.raises(ValueError, match=r"TORCHINIT_BACKEND='tritn'.*did you mean 'triton'"):
+        ti.backend.set_default_backend()
+    monkeypatch.delenv("TORCHINIT_BACKEND")
+    ti.backend.set_default_backend()
+    with pytest.raises(ValueError, match=r"torchinit\.use_backend: .*'troch'; did you mean 'torch'"):
+        with ti.use_backend("troch"):
+            pass
+    assert ti.get_backend() == "auto"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import difflib
 import os
 from typing import Iterator, Literal
 
@@ -36,14 +37,27 @@ _kernels_in_compile: contextvars.ContextVar[bool | None] = contextvars.ContextVa
 )
 
 
-def _check_backend_name(name: str) -> str:
+def _closest(name: object) -> str:
+    """``"; did you mean 'x'?"`` for the valid backend closest to ``name``, else ``""``."""
+    close = difflib.get_close_matches(str(name).strip().lower(), BACKENDS, n=1, cutoff=0.4)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_backend_name(name: str, where: str = "torchinit backend") -> str:
     if name not in BACKENDS:
-        raise ValueError(f"torchinit backend: expected one of {list(BACKENDS)}, got {name!r}")
+        raise ValueError(f"{where}: expected one of {list(BACKENDS)}, got {name!r}{_closest(name)}")
     return name
 
 
 def _backend_from_env() -> str:
-    return _check_backend_name(os.environ.get("TORCHINIT_BACKEND", "auto").strip().lower() or "auto")
+    raw = os.environ.get("TORCHINIT_BACKEND", "auto")
+    name = raw.strip().lower() or "auto"
+    if name not in BACKENDS:
+        hint = (" (the device is not a backend: \"auto\" runs the Triton kernels on CUDA tensors)"
+                if name in ("cuda", "gpu", "cpu") else "")
+        raise ValueError(f"environment variable TORCHINIT_BACKEND={raw!r}: expected one of {list(BACKENDS)}"
+                         f"{_closest(name)}{hint}")
+    return name
 
 
 # the process-wide default: TORCHINIT_BACKEND as it was when torchinit was imported (reading the
@@ -54,7 +68,8 @@ _default_backend: str = _backend_from_env()
 def set_default_backend(name: BackendName | None = None) -> None:
     """Set the process-wide default backend; ``None`` re-reads ``TORCHINIT_BACKEND`` from the environment."""
     global _default_backend
-    _default_backend = _backend_from_env() if name is None else _check_backend_name(name)
+    _default_backend = (_backend_from_env() if name is None
+                        else _check_backend_name(name, "torchinit.set_default_backend"))
 
 
 def get_backend() -> str:
@@ -67,7 +82,7 @@ def get_backend() -> str:
 @contextlib.contextmanager
 def use_backend(name: BackendName) -> Iterator[None]:
     """Run the enclosed block with backend ``name`` ("auto", "triton" or "torch")."""
-    token = _backend_override.set(_check_backend_name(name))
+    token = _backend_override.set(_check_backend_name(name, "torchinit.use_backend"))
     try:
         yield
     finally:

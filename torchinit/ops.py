@@ -26,6 +26,9 @@ does not, up to at least torch 2.14). Double backward is not supported.
 from __future__ import annotations
 
 import functools
+import importlib.abc
+import sys
+import warnings
 
 import torch
 
@@ -245,9 +248,71 @@ def _register_operator_autograd(formula: Formula):
 # ---------------------------------------------------------------------------------------------
 # DTensor: element-wise ops keep any sharding that does not split a per-channel weight's channels
 # ---------------------------------------------------------------------------------------------
+#
+# Importing torch.distributed.tensor costs about 1.5 s, more than the rest of torchinit: the rules are
+# registered when it is imported (at once if it already is; else by a one-shot import hook), since no
+# DTensor can reach an operator before that.
+
+_DTENSOR_MODULE = "torch.distributed.tensor"
+_on_dtensor: list = []  # registrations waiting for torch.distributed.tensor
 
 
-def _register_sharding(op, n_tensor_args: int):
+def _run_dtensor_registrations() -> None:
+    while _on_dtensor:
+        register = _on_dtensor.pop(0)
+        try:
+            register()
+        except Exception as exc:  # pragma: no cover - a torch whose DTensor API moved
+            warnings.warn(f"torchinit: a DTensor sharding rule could not be registered ({exc}); DTensor inputs "
+                          "to that operator will fail", RuntimeWarning, stacklevel=2)
+
+
+class _DTensorImportHook(importlib.abc.MetaPathFinder):
+    """Runs the waiting registrations right after ``torch.distributed.tensor`` has been imported."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != _DTENSOR_MODULE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):  # pragma: no cover - an unusual importer
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            _run_dtensor_registrations()
+
+        loader.exec_module = exec_then_register  # this spec's own loader instance
+        return spec
+
+
+_HOOK = _DTensorImportHook()
+
+
+def on_dtensor_import(register) -> None:
+    """Call ``register()`` once ``torch.distributed.tensor`` is imported: now if it is, else right after."""
+    _on_dtensor.append(register)
+    if _DTENSOR_MODULE in sys.modules:
+        _run_dtensor_registrations()
+    elif _HOOK not in sys.meta_path:
+        sys.meta_path.insert(0, _HOOK)
+
+
+def _register_sharding(op, n_tensor_args: int) -> None:
+    on_dtensor_import(functools.partial(_register_sharding_now, op, n_tensor_args))
+
+
+def _register_sharding_now(op, n_tensor_args: int) -> None:
     try:
         from torch.distributed.tensor import Replicate, Shard
         from torch.distributed.tensor.experimental import register_sharding
@@ -371,6 +436,10 @@ def _vmap_backward_params(op_name):
 
 
 def _register_param_sharding(op) -> None:
+    on_dtensor_import(functools.partial(_register_param_sharding_now, op))
+
+
+def _register_param_sharding_now(op) -> None:
     try:
         from torch.distributed.tensor import Partial, Replicate, Shard
         from torch.distributed.tensor.experimental import register_sharding
