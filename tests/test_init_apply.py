@@ -91,8 +91,13 @@ def test_strict_and_unmatched_rule_warning():
     with pytest.raises(ti.InitError, match="cls_token"):
         ti.apply_init(m, "kaiming_normal", seed=0, strict=True)
     assert same(before, snapshot(m))
-    with pytest.warns(UserWarning, match="matches no parameter"):
-        ti.apply_init(m, [ti.Rule(scheme="zeros"), ti.Rule(layers=nn.LSTM, scheme="orthogonal")], seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rep = ti.apply_init(m, [ti.Rule(scheme="zeros"), ti.Rule(layers=nn.LSTM, scheme="orthogonal"),
+                                ti.Rule(layers=nn.GRU, scheme="orthogonal")], seed=0)
+    unmatched = [w for w in caught if "matched no parameter" in str(w.message)]
+    assert len(unmatched) == 1 and "#1 LSTM" in str(unmatched[0].message) and "#2 GRU" in str(unmatched[0].message)
+    assert rep.unmatched == ["#1 LSTM", "#2 GRU"] and "rules matching nothing (2)" in str(rep)
 
 
 def test_validation_happens_before_any_change():
@@ -278,12 +283,12 @@ def test_gpt2_preset():
 def test_zero_init_residual_and_fixup_on_resnet():
     torchvision = pytest.importorskip("torchvision")
     net = torchvision.models.resnet18(weights=None)
-    rules = ["kaiming_normal", *ti.zero_init_residual(net)]
+    rules = ["kaiming_normal", ti.zero_init_residual]
     ti.apply_init(net, rules, generator=torch.Generator().manual_seed(0))
     for layer in (net.layer1, net.layer4):
         for blk in layer:
             assert (blk.bn2.weight == 0).all() and (blk.bn1.weight == 1).all()
-    rep = ti.apply_init(net, ti.fixup(net), generator=torch.Generator().manual_seed(0))
+    rep = ti.apply_init(net, ti.fixup(), generator=torch.Generator().manual_seed(0))
     assert (net.layer2[0].conv2.weight == 0).all() and (net.fc.weight == 0).all()
     scale = 8 ** (-1 / 2)  # L = 8 branches, m = 2 layers each
     assert rep["layer2.0.conv1.weight"].gain == pytest.approx(math.sqrt(2) * scale)

@@ -4,7 +4,8 @@ counter-based reproducible sampling, presets and data-dependent inits.
 Modules, each with one job: ``fans`` (fans and roles per layer type) -> ``gain`` (torch's table and
 Gauss-Hermite gains) and ``autogain`` (which activation acts on a layer) -> ``philox``/``sampling``
 (counter-based RNG, torch and Triton) -> ``schemes`` (the registry) -> ``fill`` (write an action) ->
-``rules`` (matching) -> ``apply`` (plan, validate, sample, commit) -> ``report``; ``functions`` (the
+``rules`` (matching) -> ``apply`` (plan, validate, sample, commit) -> ``report``; ``roles`` (residual
+projections, norms and their reset, residual blocks, across libraries), ``functions`` (the
 torch.nn.init-style API), ``presets``, ``data`` (LSUV, ZCA, data init).
 """
 
@@ -17,8 +18,12 @@ from .functions import (
     xavier_normal_, xavier_uniform_, zeros_,
 )
 from .gain import calculate_gain, variance_preserving_gain
-from .presets import fixup, gpt2, timm, vit_jax, zero_init_residual
+from .presets import Preset, PresetError, fixup, gpt2, timm, vit_jax, zero_init_residual
 from .report import InitReport
+from .roles import (
+    RESIDUAL_PROJECTIONS, is_norm_layer, norm_identity_weight, register_residual_projection,
+    residual_projection_patterns,
+)
 from .rules import Rule
 from .schemes import Scheme, scheme_names
 
@@ -29,6 +34,8 @@ __all__ = [
     "glorot_uniform_", "glorot_normal_", "kaiming_uniform_", "kaiming_normal_", "he_uniform_", "he_normal_",
     "lecun_uniform_", "lecun_normal_", "variance_scaling_", "orthogonal_", "delta_orthogonal_", "dirac_", "eye_",
     "identity_", "sparse_", "torch_default_", "prior_prob_", "prior_prob",
-    "gpt2", "vit_jax", "timm", "zero_init_residual", "fixup",
+    "gpt2", "vit_jax", "timm", "zero_init_residual", "fixup", "Preset", "PresetError",
+    "RESIDUAL_PROJECTIONS", "register_residual_projection", "residual_projection_patterns", "is_norm_layer",
+    "norm_identity_weight",
     "lsuv", "LSUVReport", "zca_", "data_init", "DataInitReport",
 ]

@@ -13,8 +13,12 @@ plain fp32 uniform/normal, one fp32 tensor the size of the parameter, so what is
 interrupt or running out of memory mid-way.
 
 With ``seed=`` sampling is counter-based (``value = f(seed, parameter name, element index)``), so it
-does not depend on module order, device or sharding. With ``generator=`` (or neither) parameters are
-drawn from torch's RNG in module order, as a loop of torch.nn.init calls would.
+does not depend on module order, device or sharding. The name is the parameter's name as a checkpoint of
+the unwrapped model stores it: wrappers' segments (``torch.compile``'s ``_orig_mod``, DDP's ``module``,
+``checkpoint_wrapper``'s ``_checkpoint_wrapped_module``, FSDP1's ``_fsdp_wrapped_module``) are left out,
+so wrapping or compiling a model never changes its init; rules match these names too. A parameter shared
+by several modules (tied embeddings) is one parameter, under its first name. With ``generator=`` (or
+neither) parameters are drawn from torch's RNG in module order, as a loop of torch.nn.init calls would.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from .autogain import LayerGains, find_gains
 from .fans import Block, ParamInfo, param_info
 from . import philox
 from .fill import Stream, fill_into_, materialize, writes_in_place
+from .presets import PresetError
 from .report import InitReport, ReportRow
 from .rules import Resolved, Rule, normalize_rules
 from .sampling import Dist, derive_key, sample_into_, use_triton_for
-from .schemes import Action, Ctx, plan_action
+from .schemes import Action, Ctx, DATA_SCHEMES, data_scheme_name, did_you_mean, plan_action
 
 __all__ = ["apply_init", "InitError"]
 
@@ -45,10 +50,12 @@ class InitError(ValueError):
 
 @dataclass
 class _Entry:
-    info: ParamInfo
+    info: ParamInfo  # the occurrence (module, name) the winning rule selected
     param: torch.Tensor
     rule_index: int
     resolved: Resolved
+    name: str = ""  # the parameter's checkpoint name (its first occurrence): the seed key and report name
+    tied: tuple[str, ...] = ()  # its other names (tied/shared parameters)
     actions: list[tuple[Block | None, Action]] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -61,22 +68,53 @@ def _is_dtensor(t: torch.Tensor) -> bool:
     return isinstance(t, DTensor)
 
 
-def _collect(model: nn.Module, fn: str) -> list[tuple[ParamInfo, torch.Tensor]]:
-    seen: set[int] = set()
-    out = []
+#: child attributes through which a wrapper holds the wrapped model: left out of parameter names
+_WRAPPED_ATTRS = ("_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module")
+_DDP_TYPES = ("DistributedDataParallel", "DataParallel")
+
+
+def _walk_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(checkpoint name, module) for every path to every module, pre-order as ``named_modules``, wrapper
+    segments left out, shared modules listed once per path."""
+    out: list[tuple[str, nn.Module]] = []
+
+    def rec(prefix: str, m: nn.Module, on_path: frozenset[int]) -> None:
+        out.append((prefix, m))
+        for cname, child in m._modules.items():
+            if child is None or id(child) in on_path:
+                continue
+            wrapped = cname in _WRAPPED_ATTRS or (cname == "module" and type(m).__name__ in _DDP_TYPES)
+            rec(prefix if wrapped else (f"{prefix}.{cname}" if prefix else cname), child, on_path | {id(child)})
+
+    rec("", model, frozenset({id(model)}))
+    return out
+
+
+def _collect(model: nn.Module, fn: str) -> list[tuple[list[ParamInfo], torch.Tensor]]:
+    """Each parameter once: (its occurrences, first = checkpoint name, the tensor)."""
+    groups: dict[int, tuple[list[ParamInfo], torch.Tensor]] = {}
     lazy = []
-    for mname, m in model.named_modules():
-        for pname, p in m.named_parameters(recurse=False):
-            if p is None or id(p) in seen:
+    seen_names: set[str] = set()
+    for mname, m in _walk_modules(model):
+        for pname, p in m._parameters.items():
+            if p is None:
                 continue
-            seen.add(id(p))
+            full = f"{mname}.{pname}" if mname else pname
             if isinstance(p, nn.parameter.UninitializedParameter):
-                lazy.append(f"{mname}.{pname}" if mname else pname)
+                if full not in lazy:
+                    lazy.append(full)
                 continue
-            out.append((param_info(m, mname, pname, p), p))
+            if full in seen_names:
+                continue
+            seen_names.add(full)
+            info = param_info(m, mname, pname, p)
+            if id(p) in groups:
+                groups[id(p)][0].append(info)
+            else:
+                groups[id(p)] = ([info], p)
     if lazy:
         raise InitError(f"{fn}: {', '.join(lazy)} uninitialised (a lazy module): run a forward pass first")
-    return out
+    return list(groups.values())
 
 
 def _plan_entry(e: _Entry, gains: dict[str, LayerGains] | None, fn: str) -> None:
@@ -95,9 +133,49 @@ def _plan_entry(e: _Entry, gains: dict[str, LayerGains] | None, fn: str) -> None
         else:
             bshape = (b.rows.stop - b.rows.start,) + shape[1:]
             fi, fo = b.fan_in, b.fan_out
-        ctx = Ctx(f"{fn}: {info.name} ({e.resolved.scheme.name})", bshape, fi, fo, auto, info.groups)
-        e.actions.append((b, plan_action(e.resolved.scheme, e.resolved.kwargs, ctx)))
+        ctx = Ctx(f"{fn}: {e.name} ({e.resolved.scheme.name})", bshape, fi, fo, auto, info.groups,
+                  role=info.role, module=info.module)
+        if e.param.numel() == 0:
+            e.actions = [(None, Action("empty"))]
+            e.notes = {"empty": True}
+            return
+        action = plan_action(e.resolved.scheme, e.resolved.kwargs, ctx)
+        if action.random and not (e.param.is_floating_point() or e.param.is_complex()):
+            raise TypeError(f"{fn}: {e.name} has dtype {e.param.dtype}; {e.resolved.scheme.name} draws random values "
+                            "and needs a floating-point parameter (torch.nn.init raises too)")
+        e.actions.append((b, action))
         e.notes = ctx.notes
+
+
+def _call_function(e: _Entry, seed: int | None, generator: torch.Generator | None) -> torch.Tensor:
+    """Run a torch.nn.init-style function scheme on a fresh tensor shaped like the parameter (user code runs
+    before any write); seeded per parameter name with ``seed``."""
+    import inspect
+
+    action = e.actions[0][1]
+    assert action.fn is not None
+    p = e.param
+    out = torch.empty(p.shape, dtype=p.dtype, device=p.device)
+    kwargs = dict(action.fn_kwargs)
+    try:
+        takes_generator = "generator" in inspect.signature(action.fn).parameters
+    except (TypeError, ValueError):
+        takes_generator = False
+    devices = [p.device] if p.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        if seed is not None:
+            torch.manual_seed(derive_key(seed, e.name, "function"))
+        elif generator is not None and (not takes_generator or generator.device != p.device):
+            torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator, device=generator.device)))
+        elif generator is not None:
+            kwargs["generator"] = generator
+        try:
+            result = action.fn(out, **kwargs)
+        except Exception as exc:
+            raise InitError(f"apply_init: {e.name}: {e.resolved.scheme.name} raised {type(exc).__name__}: {exc}") from exc
+    value = result if isinstance(result, torch.Tensor) and result.shape == out.shape else out
+    e.notes["measured_std"] = float(value.detach().double().std()) if value.numel() > 1 else None
+    return value
 
 
 def _stream(seed: int | None, generator: torch.Generator | None, name: str) -> Stream:
@@ -154,7 +232,7 @@ def _global_index(gshape: tuple[int, ...], lshape: tuple[int, ...], offset: tupl
 
 def _sample_full(e: _Entry, device: torch.device, dtype: torch.dtype, shape: tuple[int, ...], seed: int | None,
                  generator: torch.Generator | None) -> torch.Tensor:
-    base = _stream(seed, generator, e.info.name)
+    base = _stream(seed, generator, e.name)
     row = math.prod(shape[1:]) if len(shape) > 1 else 1
     if len(e.actions) == 1 and e.actions[0][0] is None:
         return materialize(e.actions[0][1], shape, dtype, device, base)
@@ -170,7 +248,7 @@ def _sample_full(e: _Entry, device: torch.device, dtype: torch.dtype, shape: tup
 def _sample_dtensor(e: _Entry, seed: int | None) -> torch.Tensor:
     p = e.param
     if seed is None:
-        raise InitError(f"apply_init: {e.info.name} is a DTensor: pass seed= so every rank draws the same tensor")
+        raise InitError(f"apply_init: {e.name} is a DTensor: pass seed= so every rank draws the same tensor")
     local, lshape, offset = _local_region(p)
     gshape = tuple(p.shape)
     actions = {a for _, a in e.actions}
@@ -181,7 +259,7 @@ def _sample_dtensor(e: _Entry, seed: int | None) -> torch.Tensor:
             return torch.full(lshape, action.value, dtype=torch.float32, device=local.device).to(local.dtype)
         from .sampling import sample
 
-        return sample(action.dist, lshape, local.dtype, local.device, derive_key(seed, e.info.name), None,
+        return sample(action.dist, lshape, local.dtype, local.device, derive_key(seed, e.name), None,
                       start=start or 0, index=index)
     full = _sample_full(e, local.device, local.dtype, gshape, seed, None)
     region = tuple(slice(o, o + n) for o, n in zip(offset, lshape))
@@ -207,9 +285,9 @@ def _block_targets(e: _Entry, base: Stream) -> list[tuple[torch.Tensor, Any, Str
 def _in_place_targets(e: _Entry, seed: int | None, generator: torch.Generator | None) -> list | None:
     """The in-place writes of an entry, or None when its value must be staged."""
     p = e.param
-    if _is_dtensor(p) or not p.is_contiguous() or any(a.kind == "torch_default" for _, a in e.actions):
+    if _is_dtensor(p) or not p.is_contiguous() or any(a.kind in ("torch_default", "function") for _, a in e.actions):
         return None
-    targets = _block_targets(e, _stream(seed, generator, e.info.name))
+    targets = _block_targets(e, _stream(seed, generator, e.name))
     if all(writes_in_place(a, view, s) for view, a, s in targets):
         return targets
     return None
@@ -242,28 +320,119 @@ def _staged_value(e: _Entry, seed: int | None, generator: torch.Generator | None
         return _sample_dtensor(e, seed)
     if e.actions[0][1].kind == "torch_default":
         return _torch_default(e, seed, generator)
+    if e.actions[0][1].kind == "function":
+        if _is_dtensor(p):
+            raise InitError(f"apply_init: {e.name} is a DTensor: init functions run on whole tensors; use a named scheme")
+        return _call_function(e, seed, generator)
     return _sample_full(e, p.device, p.dtype, tuple(p.shape), seed, generator)
 
 
+def _validate_action(action: Action, fn: str, name: str) -> None:
+    """Checks that planning cannot do from the arguments alone (a truncation interval with no mass)."""
+    if action.kind == "dist" and action.dist is not None and action.dist.kind == "trunc_normal":
+        from .sampling import trunc_params
+
+        try:
+            trunc_params(action.dist)
+        except ValueError as exc:
+            raise ValueError(f"{fn}: {name}: {exc}") from None
+
+
+def _plan_all(entries: list[_Entry], losers: list[_Entry], gains: dict[str, LayerGains] | None, fn: str) -> list[str]:
+    """Plan (and so validate) every parameter under its winning rule and under every rule it overrides."""
+    errors: list[str] = []
+    loser_ids = {id(e) for e in losers}
+    for e in entries + losers:
+        try:
+            _plan_entry(e, gains, fn)
+            for _, a in e.actions:
+                _validate_action(a, fn, e.name)
+        except (ValueError, TypeError) as exc:
+            msg = str(exc)
+            if id(e) in loser_ids:
+                msg += f" (rule {e.rule_index}, overridden by a later rule, is still invalid)"
+            if msg not in errors:
+                errors.append(msg)
+    return errors
+
+
+def _unmatched_summary(rules: list[Rule], used: list[bool], fn: str) -> list[str]:
+    """Labels of the rules that matched nothing; one warning for those the user wrote (not a preset's)."""
+    unmatched = [rules[i].label(i) for i, u in enumerate(used) if not u]
+    mine = [rules[i].label(i) for i, u in enumerate(used) if not u and rules[i].origin is None]
+    if mine:
+        warnings.warn(f"{fn}: {len(mine)} rule(s) matched no parameter: {'; '.join(mine)}", UserWarning, stacklevel=3)
+    return unmatched
+
+
+def _data_scheme(model: nn.Module, name: str, data: Any, seed: int | None, generator: torch.Generator | None,
+                 kwargs: dict[str, Any], fn: str) -> InitReport:
+    """Run a data-dependent scheme (``lsuv``, ``data_init``) and report it like any scheme."""
+    import inspect
+
+    from . import data as data_mod
+
+    runner = {"lsuv": data_mod.lsuv, "data_init": data_mod.data_init}[name]
+    if data is None:
+        raise InitError(f"{fn}: {name!r} is data-dependent: pass a batch, apply_init(model, {name!r}, data=batch)")
+    accepted = [p for p in inspect.signature(runner).parameters if p not in ("model", "batch", "seed", "generator")]
+    for k in kwargs:
+        if k not in accepted:
+            raise InitError(f"{fn}: {name!r} got unexpected argument {k!r}{did_you_mean(k, accepted, n=1)} "
+                            f"(it accepts: {', '.join(accepted)})")
+    if name == "lsuv":
+        sub = runner(model, data, seed=seed, generator=generator, **kwargs)
+    else:
+        sub = runner(model, data, **kwargs)
+    names = {n: p for n, p in model.named_parameters()}
+
+    def owner(n: str) -> str:
+        return type(model.get_submodule(n.rsplit(".", 1)[0])).__name__ if "." in n else type(model).__name__
+
+    done = {}
+    for layer in sub.layers:
+        for local in ("weight", "bias"):
+            full = f"{layer.name}.{local}" if layer.name else local
+            if full in names:
+                done[full] = layer
+    rows = [ReportRow(name=n, shape=tuple(names[n].shape), layer=owner(n), rule=f"#0 {name}", scheme=name, fan_in=None,
+                      fan_out=None, gain=None, activation=None, std=float(names[n].detach().double().std())
+                      if names[n].numel() > 1 else None, sampled=True) for n in done]
+    untouched = [(n, tuple(p.shape), owner(n)) for n, p in names.items() if n not in done]
+    notes = [f"{name}: " + line for line in str(sub).splitlines()[:1]]
+    notes += [f"{name}: skipped {n} ({why})" for n, why in getattr(sub, "skipped", [])]
+    report = InitReport(rows, untouched, seed=seed, notes=notes)
+    report.data_report = sub
+    return report
+
+
 def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
-               generator: torch.Generator | None = None, strict: bool = False, **scheme_kwargs: Any) -> InitReport:
-    """Initialise ``model``'s parameters by a scheme or a list of :class:`Rule` (later rules win).
+               generator: torch.Generator | None = None, strict: bool = False, data: Any = None,
+               **scheme_kwargs: Any) -> InitReport:
+    """Initialise ``model``'s parameters by a scheme, a list of :class:`Rule`, or a preset (later rules win).
 
     Args:
         model: the module to initialise (also a model on the meta device: the plan is recorded, nothing is
             sampled; after ``to_empty()`` call again).
-        scheme_or_rules: a scheme name (``"kaiming_normal"``, ``"auto"``, ...), a :class:`Scheme`, a
-            :class:`Rule`, or a list of these (presets return such lists).
+        scheme_or_rules: a scheme name (``"kaiming_normal"``, ``"he"``, ``"auto"``, ..., any case, trailing
+            ``_`` allowed), a :class:`Scheme`, an init function (``torch.nn.init.orthogonal_``: called on each
+            weight; biases get zeros, norms their reset), a :class:`Rule`, a preset (``ti.init.gpt2`` or
+            ``ti.init.gpt2(std=0.01)``), a data-dependent scheme (``"lsuv"``, ``"data_init"``: with ``data=``),
+            or a list of these.
         seed: counter-based sampling: each element is a function of (seed, parameter name, index).
         generator: torch-style sampling from this generator in module order (ignored when ``seed`` is set).
         strict: raise if any parameter is covered by no rule.
+        data: the batch a data-dependent scheme runs the model on (a tensor, a tuple of positional or a dict
+            of keyword arguments).
         **scheme_kwargs: arguments of a single scheme given by name (e.g. ``mode="fan_out"``).
 
     Returns:
-        An :class:`InitReport`; ``print(report)`` shows a table of every parameter.
+        An :class:`InitReport`; ``print(report)`` shows a table of every parameter, the rules that matched
+        nothing and the presets' notes (e.g. the blocks ``zero_init_residual`` skipped and why).
 
     Raises:
-        InitError (a ValueError) listing every invalid rule/parameter, before anything is changed.
+        InitError (a ValueError) listing every invalid rule/parameter, before anything is changed;
+        PresetError (a ValueError) for a preset given a model it does not cover.
     """
     fn = "apply_init"
     if not isinstance(model, nn.Module):
@@ -272,7 +441,18 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
         raise TypeError(f"{fn}: seed must be an int, got {seed!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{fn}: generator must be a torch.Generator, got {type(generator).__name__}")
-    rules = normalize_rules(scheme_or_rules, scheme_kwargs, fn)
+    data_name = data_scheme_name(scheme_or_rules)
+    if data_name is not None:
+        return _data_scheme(model, data_name, data, seed, generator, scheme_kwargs, fn)
+    if data is not None:
+        raise InitError(f"{fn}: data= is for data-dependent schemes ({', '.join(DATA_SCHEMES)}); "
+                        f"{scheme_or_rules!r} does not use it")
+    try:
+        rules, notes = normalize_rules(scheme_or_rules, scheme_kwargs, fn, model)
+    except PresetError:
+        raise
+    except ValueError as exc:
+        raise InitError(str(exc)) from None
     errors: list[str] = []
     validated: list[Any] = []
     for r in rules:
@@ -286,39 +466,47 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
 
     params = _collect(model, fn)
     entries: list[_Entry] = []
+    losers: list[_Entry] = []
     untouched: list[tuple[ParamInfo, torch.Tensor]] = []
     used = [False] * len(rules)
-    for info, p in params:
-        chosen = None
+    for occurrences, p in params:
+        canonical = occurrences[0]
+        covering = []
         for i, (r, v) in enumerate(zip(rules, validated)):
-            res = r.resolve(info, *v)
-            if res is not None:
-                chosen = (i, res)
-                used[i] = True
-        if chosen is None:
-            untouched.append((info, p))
-        else:
-            entries.append(_Entry(info, p, chosen[0], chosen[1]))
+            for occ in occurrences:
+                try:
+                    res = r.resolve(occ, *v)
+                except ValueError as exc:
+                    errors.append(f"{fn}: {exc}")
+                    res = None
+                if res is not None:
+                    covering.append((i, res, occ))
+                    used[i] = True
+                    break
+        if not covering:
+            untouched.append((canonical, p))
+            continue
+        aliases = tuple(o.name for o in occurrences[1:])
+        i, res, occ = covering[-1]
+        entries.append(_Entry(occ, p, i, res, name=canonical.name, tied=aliases))
+        losers.extend(_Entry(o, p, j, rr, name=canonical.name) for j, rr, o in covering[:-1])
+    if errors:
+        raise InitError("\n".join(dict.fromkeys(errors)))
 
     needs_auto = any(
-        e.resolved.kwargs.get("gain") == "auto" or e.resolved.scheme.name == "auto" for e in entries)
+        e.resolved.kwargs.get("gain") == "auto" or e.resolved.scheme.name == "auto" for e in entries + losers)
     gains = find_gains(model) if needs_auto else None
-    for e in entries:
-        try:
-            _plan_entry(e, gains, fn)
-        except (ValueError, TypeError) as exc:
-            errors.append(str(exc))
+    errors.extend(_plan_all(entries, losers, gains, fn))
     if strict and untouched:
         errors.append(f"{fn}: strict=True and no rule covers: {', '.join(i.name for i, _ in untouched)}")
     if errors:
         raise InitError("\n".join(errors))
-    for i, u in enumerate(used):
-        if not u:
-            warnings.warn(f"{fn}: rule {rules[i]!r} matches no parameter", UserWarning, stacklevel=2)
+    unmatched = _unmatched_summary(rules, used, fn)
 
     # stage what cannot be written in place (nothing is written yet), prove the in-place paths, then write
     live = [e for e in entries
-            if not (e.param.device.type == "meta" or (_is_dtensor(e.param) and e.param.to_local().device.type == "meta"))]
+            if e.actions[0][1].kind != "empty"
+            and not (e.param.device.type == "meta" or (_is_dtensor(e.param) and e.param.to_local().device.type == "meta"))]
     targets = {id(e): _in_place_targets(e, seed, generator) for e in live}
     if seed is None and any(t is None for t in targets.values()):
         targets = dict.fromkeys(targets)  # torch-style draws keep module order: stage every parameter
@@ -338,6 +526,11 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
     sampled = {id(e) for e in live}
 
     rows = []
+    empty = [e.name for e in entries if e.actions[0][1].kind == "empty"]
+    if empty:
+        warnings.warn(f"{fn}: Initializing zero-element tensors is a no-op ({', '.join(empty)})", UserWarning,
+                      stacklevel=2)
+        notes.append(f"{fn}: zero-element parameters left as they are: {', '.join(empty)}")
     for e in entries:
         action = e.actions[0][1]
         b = e.actions[0][0]
@@ -347,8 +540,12 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
             scheme = "orthogonal (per gate)"
         elif len(e.actions) > 1:
             scheme += f" (x{len(e.actions)} blocks)"
+        elif action.kind == "constant" and scheme == "norm_reset":
+            scheme = f"norm_reset ({action.value:g})"
+        std = e.notes.get("measured_std") if action.kind == "function" else action.report_std(shape)
         rows.append(ReportRow(
-            name=e.info.name, shape=tuple(e.param.shape), layer=e.info.layer, rule=rules[e.rule_index].label(e.rule_index),
+            name=e.name, shape=tuple(e.param.shape), layer=e.info.layer, rule=rules[e.rule_index].label(e.rule_index),
             scheme=scheme, fan_in=e.info.fan_in, fan_out=e.info.fan_out, gain=e.notes.get("gain"),
-            activation=e.notes.get("activation"), std=action.report_std(shape), sampled=id(e) in sampled))
-    return InitReport(rows, [(u.name, tuple(t.shape), u.layer) for u, t in untouched], seed=seed)
+            activation=e.notes.get("activation"), std=std, sampled=id(e) in sampled, tied=e.tied))
+    return InitReport(rows, [(u.name, tuple(t.shape), u.layer) for u, t in untouched], seed=seed, notes=notes,
+                      unmatched=unmatched)

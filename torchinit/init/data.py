@@ -15,12 +15,15 @@ from torch import nn
 import torch.nn.functional as F
 
 from .fill import Stream, materialize
+from .roles import is_conv1d_hf
 from .sampling import derive_key
 from .schemes import Action
 
 __all__ = ["lsuv", "LSUVReport", "LSUVLayer", "zca_", "data_init", "DataInitReport"]
 
-_DEFAULT_LAYERS: tuple[type, ...] = (nn.Linear, nn.modules.conv._ConvNd)
+#: LSUV's default layers: Linear, convolutions and Hugging Face's ``Conv1D`` (GPT-2; matched by class name,
+#: no import of transformers). The rescaling is by a scalar, so Conv1D's (in, out) layout needs nothing else.
+_DEFAULT_LAYERS: tuple[type | str, ...] = (nn.Linear, nn.modules.conv._ConvNd, "Conv1D")
 
 
 class _Stop(Exception):
@@ -77,14 +80,45 @@ class _Capture:
         return seen
 
 
-def _layers(model: nn.Module, types: Sequence[type]) -> dict[str, nn.Module]:
+def _matches(m: nn.Module, types: Sequence[type | str]) -> bool:
+    for t in types:
+        if isinstance(t, str):
+            if t == "Conv1D" and is_conv1d_hf(m) or any(c.__name__ == t for c in type(m).__mro__):
+                return True
+        elif isinstance(m, t):
+            return True
+    return False
+
+
+def _layer_names(types: Sequence[type | str]) -> list[str]:
+    return [t if isinstance(t, str) else t.__name__ for t in types]
+
+
+def _layers(model: nn.Module, types: Sequence[type | str]) -> tuple[dict[str, nn.Module], list[tuple[str, str]]]:
+    """The selected layers (name -> module, each weight once) and those skipped with the reason: a weight
+    tied to a module of another kind (GPT-2's ``lm_head`` and ``wte``) is left alone, since rescaling it
+    would rescale that module too (the input embedding)."""
+    owners: dict[int, list[tuple[str, nn.Module]]] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        for pname, p in m.named_parameters(recurse=False):
+            if pname == "weight" and p is not None:
+                owners.setdefault(id(p), []).append((name, m))
     out: dict[str, nn.Module] = {}
-    ids: set[int] = set()
+    skipped: list[tuple[str, str]] = []
+    weights: set[int] = set()
     for name, m in model.named_modules():
-        if isinstance(m, tuple(types)) and id(m) not in ids and getattr(m, "weight", None) is not None:
-            out[name] = m
-            ids.add(id(m))
-    return out
+        w = getattr(m, "weight", None)
+        if not _matches(m, types) or not isinstance(w, torch.Tensor):
+            continue
+        if id(w) in weights:
+            continue  # a weight shared by several selected layers: processed once, at its first layer
+        others = [(n, o) for n, o in owners.get(id(w), []) if o is not m and not _matches(o, types)]
+        if others:
+            skipped.append((name, f"weight tied to {others[0][0]} ({type(others[0][1]).__name__}): not rescaled"))
+            continue
+        out[name] = m
+        weights.add(id(w))
+    return out, skipped
 
 
 def _ordered(cap: _Capture, layers: dict[str, nn.Module]) -> list[str]:
@@ -126,11 +160,13 @@ class LSUVLayer:
 
 
 class LSUVReport:
-    """Per-layer variances before and after LSUV (``report.layers``), printable as a table."""
+    """Per-layer variances before and after LSUV (``report.layers``), the layers left alone and why
+    (``report.skipped``: name, reason), printable as a table."""
 
-    def __init__(self, layers: list[LSUVLayer], tol: float) -> None:
+    def __init__(self, layers: list[LSUVLayer], tol: float, skipped: list[tuple[str, str]] | None = None) -> None:
         self.layers = layers
         self.tol = tol
+        self.skipped = list(skipped or [])
 
     @property
     def converged(self) -> bool:
@@ -143,6 +179,7 @@ class LSUVReport:
         for lay in self.layers:
             lines.append(f"{lay.name.ljust(w)}  {lay.var_before:10.4g}  {lay.var_after:9.4g}  {lay.iterations:5d}"
                          + ("" if lay.converged else "  (not converged)"))
+        lines += [f"skipped {name}: {why}" for name, why in self.skipped]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -154,7 +191,7 @@ def _param_stream(seed: int | None, generator: torch.Generator | None, name: str
 
 
 def lsuv(model: nn.Module, batch: Any, tol: float = 0.1, max_iter: int = 10, orthonormal: bool = True,
-         layers: Sequence[type] = _DEFAULT_LAYERS, seed: int | None = None, generator: torch.Generator | None = None,
+         layers: Sequence[type | str] = _DEFAULT_LAYERS, seed: int | None = None, generator: torch.Generator | None = None,
          forward: Callable[[nn.Module, Any], Any] | None = None) -> LSUVReport:
     """Layer-sequential unit-variance init (Mishkin & Matas 2016, "All you need is a good init").
 
@@ -169,19 +206,23 @@ def lsuv(model: nn.Module, batch: Any, tol: float = 0.1, max_iter: int = 10, ort
             ``forward(model, batch)`` takes.
         tol: tolerance on the output variance.
         max_iter: the most rescalings per layer.
-        layers: the layer types to process.
+        layers: the layer types (or class names) to process; by default Linear, convolutions and HF
+            ``Conv1D``. A weight tied to a module of another kind (an output head tied to the input
+            embedding) is skipped and reported; a weight shared by several layers is processed once.
         seed / generator: randomness of the orthonormal pre-init (counter-based with ``seed``).
 
     Returns:
-        an :class:`LSUVReport` of per-layer variances before (when LSUV reached the layer) and after.
+        an :class:`LSUVReport` of per-layer variances before (when LSUV reached the layer) and after, and
+        the skipped layers.
     """
     if not (isinstance(tol, (int, float)) and tol > 0):
         raise ValueError(f"lsuv: tol must be a positive number, got {tol!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"lsuv: max_iter must be a positive int, got {max_iter!r}")
-    selected = _layers(model, layers)
+    selected, skipped = _layers(model, layers)
     if not selected:
-        raise ValueError(f"lsuv: the model has no layers of types {[t.__name__ for t in layers]}")
+        raise ValueError(f"lsuv: the model has no layers of types {_layer_names(layers)}"
+                         + (f" that can be rescaled ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
     cap = _Capture(model, batch, forward)
     rows = []
     with torch.no_grad(), _EvalMode(model):
@@ -216,7 +257,8 @@ def lsuv(model: nn.Module, batch: Any, tol: float = 0.1, max_iter: int = 10, ort
             var_after = float(final[name].float().var())
             first, it, _ = before[name]
             rows.append(LSUVLayer(name, first, var_after, it, abs(var_after - 1.0) < tol))
-    return LSUVReport(rows, tol)
+    unreached = [(n, "not reached by the forward pass on batch") for n in selected if n not in order]
+    return LSUVReport(rows, tol, skipped + unreached)
 
 
 def _patches(layer: nn.Module, data: torch.Tensor) -> torch.Tensor:
@@ -306,10 +348,10 @@ def _unit_dim(m: nn.Module) -> int:
 
 
 def _weight_out_dim(m: nn.Module) -> int:
-    return 1 if isinstance(m, nn.modules.conv._ConvNd) and m.transposed else 0
+    return 1 if (isinstance(m, nn.modules.conv._ConvNd) and m.transposed) or is_conv1d_hf(m) else 0
 
 
-def data_init(model: nn.Module, batch: Any, init_scale: float = 1.0, layers: Sequence[type] = _DEFAULT_LAYERS,
+def data_init(model: nn.Module, batch: Any, init_scale: float = 1.0, layers: Sequence[type | str] = _DEFAULT_LAYERS,
               eps: float = 1e-8, forward: Callable[[nn.Module, Any], Any] | None = None) -> DataInitReport:
     """Data-dependent init of weight normalisation (Salimans & Kingma 2016, section 3): layer by layer in
     forward order, rescale each output unit so its pre-activation on ``batch`` has standard deviation
@@ -320,9 +362,9 @@ def data_init(model: nn.Module, batch: Any, init_scale: float = 1.0, layers: Seq
     """
     if not init_scale > 0:
         raise ValueError(f"data_init: init_scale must be positive, got {init_scale!r}")
-    selected = _layers(model, layers)
+    selected, _ = _layers(model, layers)
     if not selected:
-        raise ValueError(f"data_init: the model has no layers of types {[t.__name__ for t in layers]}")
+        raise ValueError(f"data_init: the model has no layers of types {_layer_names(layers)}")
     cap = _Capture(model, batch, forward)
     rows = []
     with torch.no_grad(), _EvalMode(model):

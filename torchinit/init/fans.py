@@ -12,6 +12,7 @@ Linear                  (out, in)            in                                 
 Bilinear                (out, in1, in2)      in1 * in2                             out * in2 (gradient to x1)
 ConvNd (groups g)       (out, in/g, *k)      in/g * prod(k)                        out/g * prod(k) (torch: out*prod(k))
 ConvTransposeNd         (in, out/g, *k)      in/g * prod(k) (torch: out/g*prod(k)) out/g * prod(k) (torch: in*prod(k))
+HF Conv1D (GPT-2)       (in, out)            in                                    out
 Embedding(Bag)          (num, dim)           1 (a lookup: one weight per output)   1
 MultiheadAttention      in_proj (3E, E)      E, for each of q, k, v                E
 RNN / LSTM / GRU        (gates*H, in or H)   in or H, per gate block               H, per gate block
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from .roles import is_conv1d_hf, is_norm_layer
 
 __all__ = ["Block", "ParamInfo", "param_info", "tensor_fans", "is_norm_layer", "is_weight_layer"]
 
@@ -83,18 +86,10 @@ def tensor_fans(shape: tuple[int, ...] | torch.Size, fn: str = "tensor_fans") ->
     return shape[1] * r, shape[0] * r
 
 
-def is_norm_layer(m: nn.Module) -> bool:
-    """BatchNorm/InstanceNorm/LayerNorm/GroupNorm/RMSNorm and any class whose name contains ``Norm``."""
-    norm_types: tuple[type, ...] = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-    if hasattr(nn, "RMSNorm"):
-        norm_types += (nn.RMSNorm,)
-    return isinstance(m, norm_types) or "Norm" in type(m).__name__
-
-
 def is_weight_layer(m: nn.Module) -> bool:
-    """Layers whose weights scale the signal: Linear, Bilinear, convolutions, embeddings, RNNs, attention."""
+    """Layers whose weights scale the signal: Linear, HF Conv1D, Bilinear, convolutions, embeddings, RNNs, attention."""
     return isinstance(m, (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag,
-                          nn.RNNBase, nn.MultiheadAttention))
+                          nn.RNNBase, nn.MultiheadAttention)) or is_conv1d_hf(m)
 
 
 def _whole(shape: torch.Size, fan_in: int, fan_out: int, recurrent: bool = False) -> tuple[Block, ...]:
@@ -145,6 +140,8 @@ def param_info(module: nn.Module, module_name: str, local_name: str, tensor: tor
         return make("bias" if is_bias else "other", known=is_bias)
     if isinstance(module, nn.Linear) and local_name == "weight":
         return make("weight", _whole(shape, shape[1], shape[0]))
+    if local_name == "weight" and is_conv1d_hf(module):
+        return make("weight", _whole(shape, shape[0], shape[1]))
     if isinstance(module, nn.Bilinear) and local_name == "weight":
         return make("weight", _whole(shape, shape[1] * shape[2], shape[0] * shape[2]))
     if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and local_name == "weight":

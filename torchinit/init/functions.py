@@ -8,7 +8,8 @@ each layer type. Values are drawn in fp32 from ``generator`` (or torch's global 
 from __future__ import annotations
 
 import math
-from typing import Any
+import warnings
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -25,18 +26,28 @@ __all__ = [
 ]
 
 
+class InitDtypeError(NotImplementedError, TypeError):
+    """A random scheme on a tensor that is not floating point (torch.nn.init raises NotImplementedError)."""
+
+
 def _apply(tensor: torch.Tensor, name: str, kwargs: dict[str, Any], generator: torch.Generator | None,
            fans: tuple[int, int] | None = None) -> torch.Tensor:
     fn = f"torchinit.init.{name}_"
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{fn}: tensor must be a torch.Tensor, got {type(tensor).__name__}")
     sdef, kw = resolve_scheme(name, kwargs, fn)
+    if tensor.numel() == 0:  # as torch.nn.init: nothing to write (torch warns for the kaiming ones)
+        warnings.warn(f"{fn}: Initializing zero-element tensors is a no-op", UserWarning, stacklevel=3)
+        return tensor
     shape = tuple(tensor.shape)
     if fans is None and tensor.dim() >= 2:
         fans = tensor_fans(shape)
     fi, fo = fans if fans is not None else (None, None)
     groups = kwargs.get("groups") or 1
     action = plan_action(sdef, kw, Ctx(fn, shape, fi, fo, None, groups if isinstance(groups, int) else 1))
+    if action.random and not (tensor.is_floating_point() or tensor.is_complex()):
+        raise InitDtypeError(f"{fn}: tensor has dtype {tensor.dtype}; {name} draws random values and needs a "
+                             "floating-point tensor")
     if tensor.device.type == "meta":
         return tensor
     value = materialize(action, shape, tensor.dtype, tensor.device, Stream(None, generator))
@@ -211,3 +222,16 @@ def torch_default_(module: nn.Module, generator: torch.Generator | None = None) 
         torch.manual_seed(seed)
         reset()
     return module
+
+
+def _tag(f: Callable[..., Any], scheme_name: str) -> None:
+    f._torchinit_scheme = scheme_name  # type: ignore[attr-defined]  # apply_init(model, f) uses the scheme
+
+
+for _f, _name in [(zeros_, "zeros"), (ones_, "ones"), (constant_, "constant"), (normal_, "normal"), (uniform_, "uniform"),
+                  (trunc_normal_, "trunc_normal"), (xavier_uniform_, "xavier_uniform"), (xavier_normal_, "xavier_normal"),
+                  (kaiming_uniform_, "kaiming_uniform"), (kaiming_normal_, "kaiming_normal"),
+                  (lecun_uniform_, "lecun_uniform"), (lecun_normal_, "lecun_normal"), (orthogonal_, "orthogonal"),
+                  (delta_orthogonal_, "delta_orthogonal"), (dirac_, "dirac"), (eye_, "eye"), (identity_, "identity"),
+                  (sparse_, "sparse"), (prior_prob_, "prior_prob")]:
+    _tag(_f, _name)

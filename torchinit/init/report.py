@@ -1,9 +1,10 @@
-"""The report apply_init returns: one row per initialised parameter, and the parameters left untouched."""
+"""The report apply_init returns: one row per initialised parameter (a tied parameter once, with its other
+names), the parameters left untouched, the rules that matched nothing and the presets' notes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 __all__ = ["ReportRow", "InitReport"]
 
@@ -23,6 +24,7 @@ class ReportRow:
     activation: str | None
     std: float | None
     sampled: bool  # False for meta tensors: planned, not written
+    tied: tuple[str, ...] = ()  # the parameter's other names (tied/shared): initialised once, under ``name``
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:
@@ -32,12 +34,18 @@ def _fmt(v: float | None, digits: int = 4) -> str:
 
 
 class InitReport:
-    """Rows (``report.rows``), untouched parameters (``report.untouched``: name, shape, layer) and a table."""
+    """Rows (``report.rows``), untouched parameters (``report.untouched``: name, shape, layer), the labels of
+    rules that matched nothing (``report.unmatched``), notes (``report.notes``: what presets skipped and
+    why) and a table. After a data-dependent scheme, ``report.data_report`` is that scheme's own report."""
 
-    def __init__(self, rows: list[ReportRow], untouched: list[tuple[str, tuple[int, ...], str]], seed: int | None = None):
+    def __init__(self, rows: list[ReportRow], untouched: list[tuple[str, tuple[int, ...], str]], seed: int | None = None,
+                 notes: list[str] | None = None, unmatched: list[str] | None = None):
         self.rows = rows
         self.untouched = untouched
         self.seed = seed
+        self.notes = list(notes or [])
+        self.unmatched = list(unmatched or [])
+        self.data_report: Any = None
 
     def __iter__(self) -> Iterator[ReportRow]:
         return iter(self.rows)
@@ -47,7 +55,7 @@ class InitReport:
 
     def __getitem__(self, name: str) -> ReportRow:
         for r in self.rows:
-            if r.name == name:
+            if r.name == name or name in r.tied:
                 return r
         raise KeyError(f"InitReport: no initialised parameter named {name!r}")
 
@@ -67,7 +75,8 @@ class InitReport:
             gain = _fmt(r.gain)
             if r.activation and r.gain is not None:
                 gain += f" ({r.activation})"
-            body.append((r.name + ("" if r.sampled else " [planned]"), "x".join(map(str, r.shape)), r.rule, r.scheme,
+            tied = f" (= {', '.join(r.tied)})" if r.tied else ""
+            body.append((r.name + tied + ("" if r.sampled else " [planned]"), "x".join(map(str, r.shape)), r.rule, r.scheme,
                          _fmt(r.fan_in, 8), _fmt(r.fan_out, 8), gain, _fmt(r.std)))
         widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
         line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
@@ -80,6 +89,9 @@ class InitReport:
             out += [f"  {n}  {'x'.join(map(str, s))}  ({layer})" for n, s, layer in self.untouched]
         else:
             out.append("untouched: none")
+        if self.unmatched:
+            out.append(f"rules matching nothing ({len(self.unmatched)}): " + "; ".join(self.unmatched))
+        out += [f"note: {n}" for n in self.notes]
         return "\n".join(out)
 
     def __repr__(self) -> str:

@@ -1,7 +1,7 @@
 """Rules: which parameters a scheme applies to.
 
-A :class:`Rule` selects parameters by the owning module's type (``isinstance``, or a class name), by a
-dotted-name pattern (glob, or regex with a ``re:`` prefix or a compiled pattern) matched against the
+A :class:`Rule` selects parameters by the owning module's type (``isinstance``, a class name, or a
+predicate ``fn(module) -> bool`` such as :func:`~torchinit.init.is_norm_layer`), by a dotted-name pattern (glob, or regex with a ``re:`` prefix or a compiled pattern) matched against the
 module's qualified name *and* the parameter's qualified name, and by the parameter's own name
 (``params="weight_hh*"``). Rules apply in order; for each parameter the last rule that covers it wins.
 
@@ -12,22 +12,35 @@ What a rule does to what it selects
 * Selected through its module (``layers=``, ``names`` matching the module, or a rule with no filters):
   weights get the scheme (recurrent weights of RNN/LSTM/GRU: orthogonal per gate for random-matrix
   schemes); biases get ``bias`` (default ``"zeros"``; ``bias=None`` leaves them to other rules);
-  normalisation weights get 1 for matrix schemes and for rules without filters, else the scheme (so
+  normalisation weights get their reset (``norm_reset``: 1, or 0 for norms that scale by ``1 + weight``
+  such as Gemma's RMSNorm) for matrix schemes and for rules without filters, else the scheme (so
   ``Rule(layers=nn.BatchNorm2d, scheme="zeros")`` zeroes them); parameters of unknown roles (a ViT's
   ``cls_token``, a layer-scale ``gamma``) are not covered: name them explicitly.
+* A bias-only scheme (``prior_prob``) selected through a module applies to its biases only; given a
+  weight explicitly it is an error.
+
+A parameter shared by several modules (tied embeddings: GPT-2's ``wte`` and ``lm_head``) is one parameter:
+a rule selecting it through any of its names covers it, and it is initialised and reported once.
+
+A Rule's keyword arguments other than its own (``layers``, ``names``, ``params``, ``scheme``, ``bias``,
+``label``) go to the scheme; a misspelt Rule keyword (``layer=``, ``schem=``) is an error naming it.
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from torch import nn
 
 from .fans import ParamInfo
-from .schemes import Scheme, SchemeDef, resolve_scheme
+from .schemes import Scheme, SchemeDef, resolve_scheme, scheme_def
+
+_RULE_KEYWORDS = ("layers", "names", "params", "scheme", "bias", "label")
+_LABEL_WIDTH = 36
 
 __all__ = ["Rule", "Resolved", "normalize_rules"]
 
@@ -49,21 +62,50 @@ class Resolved:
     how: str  # "explicit", "weight", "bias", "norm", "recurrent"
 
 
+def _check_keywords(scheme: Any, kwargs: dict[str, Any]) -> None:
+    """A keyword the scheme does not take, close to one of Rule's own, is a misspelt Rule keyword."""
+    try:
+        accepted = set(scheme_def(scheme, "Rule").params)
+    except (ValueError, TypeError):
+        accepted = set()  # an unknown scheme is reported by apply_init with the others
+    if isinstance(scheme, Scheme):
+        accepted |= set(scheme.kwargs)
+    for k in kwargs:
+        if k in accepted:
+            continue
+        close = difflib.get_close_matches(k, _RULE_KEYWORDS, n=1, cutoff=0.6)
+        if close:
+            raise TypeError(f"Rule: unexpected keyword argument {k!r}; did you mean {close[0]!r}? (Rule's keywords: "
+                            f"{', '.join(_RULE_KEYWORDS)}; others go to the scheme)")
+
+
+def _short(text: str, width: int = _LABEL_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 class Rule:
-    """Apply ``scheme`` (a name, alias or :class:`Scheme`) with ``kwargs`` to the parameters selected by
-    ``layers`` (types or class names, ``isinstance``), ``names`` (glob or ``re:`` regex over module and
-    parameter qualified names) and ``params`` (glob over the parameter's own name). All given filters must
-    match. ``bias`` is the scheme for biases of modules selected as a whole.
+    """Apply ``scheme`` (a name, alias, :class:`Scheme` or init function ``f(tensor, ...)``) with ``kwargs``
+    to the parameters selected by ``layers`` (types, class names or predicates ``fn(module) -> bool``),
+    ``names`` (glob or ``re:`` regex over module and parameter qualified names) and ``params`` (glob over
+    the parameter's own name). All given filters must match. ``bias`` is the scheme for biases of modules
+    selected as a whole; ``label`` names the rule in reports (default: its filters, shortened).
     """
 
-    def __init__(self, layers: type | str | Sequence[type | str] | None = None,
+    def __init__(self, layers: type | str | Callable[[nn.Module], bool] | Sequence[Any] | None = None,
                  names: str | re.Pattern[str] | Sequence[str | re.Pattern[str]] | None = None,
-                 params: str | Sequence[str] | None = None, scheme: str | Scheme = "auto",
-                 bias: str | Scheme | None = "zeros", **kwargs: Any) -> None:
+                 params: str | Sequence[str] | None = None, scheme: Any = "auto",
+                 bias: str | Scheme | None = "zeros", label: str | None = None, **kwargs: Any) -> None:
+        _check_keywords(scheme, kwargs)
+        if label is not None and not isinstance(label, str):
+            raise TypeError(f"Rule: label must be a string, got {label!r}")
+        self.description = label
+        self.origin: str | None = None  # the preset that made this rule, if any
         self.layers = tuple(_as_list(layers))
         for t in self.layers:
-            if not (isinstance(t, str) or (isinstance(t, type) and issubclass(t, nn.Module))):
-                raise TypeError(f"Rule: layers must be nn.Module subclasses or class names, got {t!r}")
+            if not (isinstance(t, str) or (isinstance(t, type) and issubclass(t, nn.Module))
+                    or (callable(t) and not isinstance(t, type))):
+                raise TypeError(f"Rule: layers must be nn.Module subclasses, class names or predicates fn(module) -> "
+                                f"bool, got {t!r}")
         self.names = tuple(_as_list(names))
         self._patterns = []
         for n in self.names:
@@ -86,10 +128,16 @@ class Rule:
         self.bias = bias
         self.kwargs = dict(kwargs)
 
+    @staticmethod
+    def _layer_name(t: Any) -> str:
+        return t if isinstance(t, str) else getattr(t, "__name__", repr(t))
+
     def __repr__(self) -> str:
+        if self.description is not None:
+            return f"Rule({self.description!r})"
         parts = []
         if self.layers:
-            parts.append("layers=" + ",".join(t if isinstance(t, str) else t.__name__ for t in self.layers))
+            parts.append("layers=" + ",".join(self._layer_name(t) for t in self.layers))
         if self.names:
             parts.append("names=" + ",".join(n.pattern if isinstance(n, re.Pattern) else n for n in self.names))
         if self.params:
@@ -99,15 +147,18 @@ class Rule:
         return "Rule(" + ", ".join(parts) + ")"
 
     def label(self, index: int) -> str:
-        """A short label for reports: ``#index`` and the filters."""
+        """A short label for reports: ``#index`` and the rule's label or filters (at most ~40 characters)."""
+        if self.description is not None:
+            return f"#{index} " + _short(self.description)
         filt = []
         if self.layers:
-            filt.append(",".join(t if isinstance(t, str) else t.__name__ for t in self.layers))
+            filt.append(",".join(self._layer_name(t) for t in self.layers))
         if self.names:
-            filt.append(",".join(n.pattern if isinstance(n, re.Pattern) else n for n in self.names))
+            shown = [n.pattern if isinstance(n, re.Pattern) else n for n in self.names]
+            filt.append(shown[0] + (f" +{len(shown) - 1}" if len(shown) > 1 else ""))
         if self.params:
             filt.append("." + ",".join(self.params))
-        return f"#{index}" + (" " + " ".join(filt) if filt else " all")
+        return f"#{index}" + (" " + _short(" ".join(filt)) if filt else " all")
 
     # -- validation ---------------------------------------------------------------------------
     def validate(self, fn: str = "apply_init") -> tuple[SchemeDef, dict[str, Any], tuple[SchemeDef, dict[str, Any]] | None]:
@@ -126,7 +177,10 @@ class Rule:
             if isinstance(t, str):
                 if any(c.__name__ == t for c in type(m).__mro__):
                     return True
-            elif isinstance(m, t):
+            elif isinstance(t, type):
+                if isinstance(m, t):
+                    return True
+            elif t(m):
                 return True
         return False
 
@@ -161,9 +215,17 @@ class Rule:
         how = self.select(info)
         if how is None:
             return None
+        role = info.role
+        if sdef.bias_only and role not in ("bias", "norm_bias"):
+            if how == "explicit" and role in ("weight", "norm_weight"):
+                raise ValueError(f"{self!r}: {sdef.name} is a bias-only scheme and {info.name} is a weight; select the "
+                                 f"biases, e.g. Rule(..., params='bias', scheme={sdef.name}(...))")
+            if how != "explicit":
+                return None  # a bias-only scheme through its module: the biases only
+        if sdef.bias_only and how != "explicit":
+            return Resolved(sdef, kw, "bias")
         if how == "explicit":
             return Resolved(sdef, kw, "explicit")
-        role = info.role
         if sdef.name == "torch_default" and role != "other":
             return Resolved(sdef, kw, "weight")  # the layer's own reset covers its biases and norms too
         if role == "weight":
@@ -175,32 +237,58 @@ class Rule:
             return Resolved(bias[0], bias[1], "bias") if bias is not None else None
         if role == "norm_weight":
             if sdef.fan_based or not (self.layers or self.names):
-                ones, okw = resolve_scheme("ones", {}, "apply_init")
-                return Resolved(ones, okw, "norm")
+                reset, rkw = resolve_scheme("norm_reset", {}, "apply_init")
+                return Resolved(reset, rkw, "norm")
             return Resolved(sdef, kw, "norm")
         return None
 
 
-def normalize_rules(scheme_or_rules: Any, scheme_kwargs: dict[str, Any], fn: str = "apply_init") -> list[Rule]:
-    """Turn apply_init's second argument into a list of rules (a name/Scheme becomes one rule for all)."""
-    if isinstance(scheme_or_rules, (str, Scheme)):
-        return [Rule(scheme=scheme_or_rules, **scheme_kwargs)]
-    if isinstance(scheme_or_rules, Rule):
+def _is_scheme_like(obj: Any) -> bool:
+    """A scheme name, a Scheme, or an init function (not a Rule, list, preset or class)."""
+    from .presets import Preset, is_preset_function
+
+    if isinstance(obj, (str, Scheme)):
+        return True
+    return callable(obj) and not isinstance(obj, (type, Rule, Preset)) and not is_preset_function(obj)
+
+
+def normalize_rules(scheme_or_rules: Any, scheme_kwargs: dict[str, Any], fn: str = "apply_init",
+                    model: nn.Module | None = None) -> tuple[list[Rule], list[str]]:
+    """Turn apply_init's second argument into (rules, notes): a name, Scheme or init function becomes one rule
+    for all; presets (called or not) are planned for ``model`` and spliced in, their notes collected."""
+    from .presets import Preset, is_preset_function
+
+    if _is_scheme_like(scheme_or_rules):
+        resolve_scheme(scheme_or_rules, scheme_kwargs, fn)  # unknown keywords: named here, with the closest
+        return [Rule(scheme=scheme_or_rules, **scheme_kwargs)], []
+    if isinstance(scheme_or_rules, (Rule, Preset)) or is_preset_function(scheme_or_rules):
         items: Iterable[Any] = [scheme_or_rules]
     elif isinstance(scheme_or_rules, (list, tuple)):
         items = scheme_or_rules
     else:
-        raise TypeError(f"{fn}: expected a scheme name, a Scheme, a Rule or a list of them, got {type(scheme_or_rules).__name__}")
+        raise TypeError(f"{fn}: expected a scheme name, a Scheme, an init function, a Rule, a preset or a list of them, "
+                        f"got {type(scheme_or_rules).__name__}")
     if scheme_kwargs:
         raise ValueError(f"{fn}: scheme keyword arguments {sorted(scheme_kwargs)} apply to a single scheme; put them in each Rule")
-    rules = []
+    rules: list[Rule] = []
+    notes: list[str] = []
     for r in items:
-        if isinstance(r, (list, tuple)):  # a preset returns a list: splice it in
-            rules.extend(normalize_rules(r, {}, fn))
+        if is_preset_function(r):
+            r = r()
+        if isinstance(r, Preset):
+            if model is None:
+                raise TypeError(f"{fn}: preset {r!r} needs the model")
+            plan = r.plan(model)
+            rules.extend(plan.rules)
+            notes.extend(plan.notes)
+        elif isinstance(r, (list, tuple)):
+            more, more_notes = normalize_rules(r, {}, fn, model)
+            rules.extend(more)
+            notes.extend(more_notes)
         elif isinstance(r, Rule):
             rules.append(r)
-        elif isinstance(r, (str, Scheme)):
+        elif _is_scheme_like(r):
             rules.append(Rule(scheme=r))
         else:
-            raise TypeError(f"{fn}: rule {r!r} is not a Rule, a scheme name or a Scheme")
-    return rules
+            raise TypeError(f"{fn}: rule {r!r} is not a Rule, a scheme name, a Scheme, an init function or a preset")
+    return rules, notes

@@ -10,15 +10,18 @@ Aliases (``glorot_*``, ``he_*``) resolve to one implementation. ``lecun_normal``
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .gain import calculate_gain
+from .roles import norm_identity_weight
 from .sampling import Dist
 
-__all__ = ["Action", "Ctx", "SchemeDef", "Scheme", "SCHEMES", "ALIASES", "resolve_scheme", "scheme_names",
-           "TRUNC_NORMAL_STD_CORRECTION"]
+__all__ = ["Action", "Ctx", "SchemeDef", "Scheme", "SCHEMES", "ALIASES", "DATA_SCHEMES", "resolve_scheme",
+           "scheme_names", "canonical_name", "data_scheme_name", "did_you_mean", "TRUNC_NORMAL_STD_CORRECTION"]
 
 # std of a standard normal truncated to [-2, 2]: Keras/Flax divide by it so the variance is as asked
 TRUNC_NORMAL_STD_CORRECTION = 0.87962566103423978
@@ -28,13 +31,21 @@ TRUNC_NORMAL_STD_CORRECTION = 0.87962566103423978
 class Action:
     """What to write into one block of a parameter."""
 
-    kind: str  # "dist", "constant", "orthogonal", "delta_orthogonal", "dirac", "eye", "sparse", "torch_default"
+    kind: str  # "dist", "constant", "orthogonal", "delta_orthogonal", "dirac", "eye", "sparse", "torch_default",
+    #            "function" (a torch.nn.init-style function called on the tensor), "empty" (zero elements: no-op)
     dist: Dist | None = None
     value: float = 0.0
     gain: float = 1.0
     sparsity: float = 0.0
     std: float = 0.0
     groups: int = 1
+    fn: Callable[..., Any] | None = field(default=None, compare=False)
+    fn_kwargs: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def random(self) -> bool:
+        """Whether the action draws random numbers (needs a floating-point tensor)."""
+        return self.kind in ("dist", "orthogonal", "delta_orthogonal", "sparse", "function")
 
     @property
     def elementwise(self) -> bool:
@@ -70,6 +81,8 @@ class Ctx:
     auto_gain: Callable[[str], tuple[float, str | None]] | None = None  # mode -> (gain, activation)
     groups: int = 1
     notes: dict[str, Any] = field(default_factory=dict)  # the planner records gain / activation here
+    role: str = "weight"  # the parameter's role (fans.ParamInfo.role)
+    module: Any = None  # the owning module, where known (norm_reset reads it)
 
     def fans(self) -> tuple[int, int]:
         if self.fan_in is None or self.fan_out is None:
@@ -247,6 +260,17 @@ def _p_torch_default(ctx: Ctx) -> Action:
     return Action("torch_default")
 
 
+def _p_norm_reset(ctx: Ctx) -> Action:
+    if ctx.role == "norm_weight":
+        value = norm_identity_weight(ctx.module) if ctx.module is not None else 1.0
+        ctx.notes["norm_identity"] = value
+        return Action("constant", value=value)
+    if ctx.role in ("norm_bias", "bias"):
+        return Action("constant", value=0.0)
+    raise ValueError(f"{ctx.fn}: norm_reset applies to the weight and bias of normalisation layers, got a parameter "
+                     f"of role {ctx.role!r}")
+
+
 def _p_prior_prob(ctx: Ctx, prob: float) -> Action:
     p = _num(ctx.fn, "prob", prob)
     if not 0 < p < 1:
@@ -266,7 +290,8 @@ class SchemeDef:
     """A registered scheme: its planner, accepted keyword arguments (with defaults) and category.
 
     ``fan_based`` schemes describe weight matrices: on a bias they give way to the rule's ``bias`` and on
-    a normalisation weight to 1; ``random_matrix`` ones become per-gate orthogonal on recurrent weights.
+    a normalisation weight to the norm's reset; ``random_matrix`` ones become per-gate orthogonal on
+    recurrent weights; ``bias_only`` ones (prior_prob) refuse weights.
     """
 
     name: str
@@ -274,11 +299,12 @@ class SchemeDef:
     params: dict[str, Any]
     fan_based: bool = False
     random_matrix: bool = False
+    bias_only: bool = False
 
 
 def _reg(name: str, plan: Callable[..., Action], fan_based: bool = False, random_matrix: bool = False,
-         **params: Any) -> SchemeDef:
-    return SchemeDef(name, plan, params, fan_based, random_matrix)
+         bias_only: bool = False, **params: Any) -> SchemeDef:
+    return SchemeDef(name, plan, params, fan_based, random_matrix, bias_only)
 
 
 _REQUIRED = object()
@@ -304,20 +330,86 @@ SCHEMES: dict[str, SchemeDef] = {s.name: s for s in [
     _reg("identity", _p_identity, True, False),
     _reg("sparse", _p_sparse, True, True, sparsity=_REQUIRED, std=0.01),
     _reg("torch_default", _p_torch_default, True, False),
-    _reg("prior_prob", _p_prior_prob, prob=0.01),
+    _reg("prior_prob", _p_prior_prob, bias_only=True, prob=0.01),
+    _reg("norm_reset", _p_norm_reset),
     _reg("auto", _p_auto, True, True, mode="fan_in", distribution="normal"),
 ]}
 
+#: Aliases, looked up case-insensitively and with or without a trailing underscore (``"Kaiming_Normal_"``).
+#: The short names pick the distribution their paper (or Keras' default) uses: ``he``/``kaiming`` ->
+#: ``kaiming_normal``, ``xavier``/``glorot`` -> ``xavier_uniform``, ``lecun`` -> ``lecun_normal``.
 ALIASES: dict[str, str] = {
     "glorot_uniform": "xavier_uniform", "glorot_normal": "xavier_normal",
     "he_uniform": "kaiming_uniform", "he_normal": "kaiming_normal",
+    "he": "kaiming_normal", "kaiming": "kaiming_normal", "xavier": "xavier_uniform", "glorot": "xavier_uniform",
+    "lecun": "lecun_normal",
     "zero": "zeros", "one": "ones", "truncated_normal": "trunc_normal", "default": "torch_default",
 }
 
+#: Data-dependent schemes: they run the model on a batch (``apply_init(model, "lsuv", data=batch)``) and so
+#: apply to the whole model, not inside a Rule. Name -> what runs them (see ``data.py``).
+DATA_SCHEMES: dict[str, str] = {"lsuv": "torchinit.init.lsuv", "data_init": "torchinit.init.data_init"}
+
 
 def scheme_names() -> list[str]:
-    """All scheme names and aliases, sorted."""
-    return sorted(set(SCHEMES) | set(ALIASES))
+    """All scheme names and aliases (data-dependent ones included), sorted."""
+    return sorted(set(SCHEMES) | set(ALIASES) | set(DATA_SCHEMES))
+
+
+def did_you_mean(name: str, choices: Any, n: int = 3) -> str:
+    """``"; did you mean 'a' or 'b'?"`` for the closest ``choices`` to ``name`` (difflib), or ``""``."""
+    close = difflib.get_close_matches(str(name).lower(), [str(c) for c in choices], n=n, cutoff=0.6)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def _normalise(name: str) -> str:
+    n = name.strip().lower().replace("-", "_")
+    return n[:-1] if n.endswith("_") and len(n) > 1 else n
+
+
+def canonical_name(name: str) -> str | None:
+    """The registered scheme ``name`` refers to (aliases, case and a trailing underscore resolved), or None."""
+    n = _normalise(name)
+    n = ALIASES.get(n, n)
+    return n if n in SCHEMES else None
+
+
+def data_scheme_name(obj: Any) -> str | None:
+    """The data-dependent scheme ``obj`` names (``"lsuv"``, ``"LSUV"``), or None."""
+    if isinstance(obj, str):
+        n = _normalise(obj)
+        return n if n in DATA_SCHEMES else None
+    return None
+
+
+def _function_params(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword arguments an init function takes after the tensor (``generator`` excluded)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return {}
+    params = list(sig.parameters.values())[1:]
+    return {p.name: (p.default if p.default is not inspect.Parameter.empty else _REQUIRED)
+            for p in params if p.name != "generator" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def _function_name(fn: Callable[..., Any]) -> str:
+    mod = getattr(fn, "__module__", "") or ""
+    qual = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    return f"{mod}.{qual}" if mod and not mod.startswith("builtins") else qual
+
+
+def _function_scheme(fn: Callable[..., Any]) -> SchemeDef:
+    params = _function_params(fn)
+
+    def plan(ctx: Ctx, **kwargs: Any) -> Action:
+        if len(ctx.shape) < 1:
+            raise ValueError(f"{ctx.fn}: an init function needs a tensor with at least 1 dimension, got shape {ctx.shape}")
+        return Action("function", fn=fn, fn_kwargs=tuple(kwargs.items()))
+
+    return SchemeDef(_function_name(fn), plan, params, fan_based=True, random_matrix=False)
 
 
 @dataclass(frozen=True)
@@ -339,24 +431,45 @@ class Scheme:
         return hash((self.name, tuple(sorted((k, repr(v)) for k, v in self.kwargs.items()))))
 
 
-def resolve_scheme(scheme: str | Scheme, kwargs: dict[str, Any], fn: str) -> tuple[SchemeDef, dict[str, Any]]:
-    """Look ``scheme`` up (aliases included) and merge ``kwargs`` over its defaults, checking names.
+def scheme_def(scheme: Any, fn: str) -> SchemeDef:
+    """The :class:`SchemeDef` of a scheme name (aliases, any case, trailing ``_``), a :class:`Scheme`, or an
+    init function (``torch.nn.init.kaiming_normal_``, ``ti.init.orthogonal_``, any ``f(tensor, ...)``).
 
-    Raises ValueError naming the valid schemes or arguments.
+    Raises ValueError with the closest names for an unknown name, TypeError for anything else."""
+    if isinstance(scheme, Scheme):
+        scheme = scheme.name
+    if isinstance(scheme, str):
+        canonical = canonical_name(scheme)
+        if canonical is not None:
+            return SCHEMES[canonical]
+        if data_scheme_name(scheme) is not None:
+            raise ValueError(f"{fn}: {scheme!r} is data-dependent and runs on the whole model: "
+                             f"apply_init(model, {data_scheme_name(scheme)!r}, data=batch), not inside a Rule")
+        raise ValueError(f"{fn}: unknown scheme {scheme!r}{did_you_mean(_normalise(scheme), scheme_names())} "
+                         f"(valid schemes: {', '.join(scheme_names())})")
+    own = getattr(scheme, "_torchinit_scheme", None)
+    if isinstance(own, str) and own in SCHEMES:
+        return SCHEMES[own]
+    if callable(scheme) and not isinstance(scheme, type):
+        return _function_scheme(scheme)
+    raise TypeError(f"{fn}: scheme must be a name, a torchinit.init.Scheme or an init function f(tensor, ...), "
+                    f"got {type(scheme).__name__}")
+
+
+def resolve_scheme(scheme: Any, kwargs: dict[str, Any], fn: str) -> tuple[SchemeDef, dict[str, Any]]:
+    """Look ``scheme`` up (see :func:`scheme_def`) and merge ``kwargs`` over its defaults, checking names.
+
+    Raises ValueError naming the closest valid scheme or argument.
     """
     if isinstance(scheme, Scheme):
         kwargs = {**scheme.kwargs, **kwargs}
-        scheme = scheme.name
-    if not isinstance(scheme, str):
-        raise TypeError(f"{fn}: scheme must be a name or a torchinit.init.Scheme, got {type(scheme).__name__}")
-    canonical = ALIASES.get(scheme, scheme)
-    if canonical not in SCHEMES:
-        raise ValueError(f"{fn}: unknown scheme {scheme!r}; valid schemes: {', '.join(scheme_names())}")
-    sdef = SCHEMES[canonical]
+    sdef = scheme_def(scheme, fn)
+    canonical = sdef.name
     unknown = sorted(set(kwargs) - set(sdef.params))
     if unknown:
         valid = ", ".join(sdef.params) or "none"
-        raise ValueError(f"{fn}: scheme {canonical!r} got unexpected argument(s) {unknown}; it accepts: {valid}")
+        hint = did_you_mean(unknown[0], sdef.params, n=1)
+        raise ValueError(f"{fn}: scheme {canonical!r} got unexpected argument(s) {unknown}{hint} (it accepts: {valid})")
     merged = {**sdef.params, **kwargs}
     missing = [k for k, v in merged.items() if v is _REQUIRED]
     if missing:
