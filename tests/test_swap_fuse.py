@@ -32,8 +32,10 @@ def _graph_targets(module: nn.Module) -> set:
     return {v for v in fn.__globals__.values() if callable(v)} & {layer_bias_act, gated_product, gated_halves}
 
 
-def _check_fused_model(model: nn.Module, x: torch.Tensor, be: str, n_fused: int, fused_ops: set) -> None:
-    """Fuse ``model`` in place; check outputs, gradients, parameters, state_dict, report and undo."""
+def _check_fused_model(model: nn.Module, x: torch.Tensor, be: str, n_fused: int, fused_ops: set,
+                       torch_after_undo: bool = True) -> None:
+    """Fuse ``model`` in place; check outputs, gradients, parameters, state_dict, report and undo (after which
+    every activation is a torch.nn one again, unless ``torch_after_undo`` is False)."""
     ref_model = copy.deepcopy(model)
     params = [id(p) for p in model.parameters()]
     keys = list(model.state_dict())
@@ -66,7 +68,7 @@ def _check_fused_model(model: nn.Module, x: torch.Tensor, be: str, n_fused: int,
         torch.testing.assert_close(model(x), ref_model(x))
     undo = swap_activations(model, TORCH, functional=True)
     assert "" in undo.restored and calls.installed_kind(model) is None
-    assert not any(type(m).__module__.startswith("torchinit") for m in model.modules())
+    assert not torch_after_undo or not any(type(m).__module__.startswith("torchinit") for m in model.modules())
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref_model(x))
 
@@ -278,3 +280,81 @@ def test_autocast_keeps_the_unfused_dtype():
     # the fused path rounds the matmul to bf16 before adding the bias (the layer adds it inside the matmul):
     # measured at most one bf16 step apart here (0.0039), so bf16 resolution in absolute terms too
     torch.testing.assert_close(got, want, rtol=1.6e-2, atol=1e-2)
+
+
+# ---------------------------------------------------------------------------------------------
+# activations and layers recognised by what they compute
+# ---------------------------------------------------------------------------------------------
+
+
+def test_torchinit_subclasses_are_recognised():
+    """``ti.nn.get("gelu_new")`` is a subclass of ti.nn.GELU (approximate='tanh'): it fuses as that GELU; a subclass
+    with a forward of its own (ClippedGELU) computes something else and is reported, not fused."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(8, 16), ti.nn.get("gelu_new")(), nn.Linear(16, 8))
+    assert type(mlp[1]) is not ti.nn.GELU
+    report = swap_activations(copy.deepcopy(mlp), fuse=True)
+    assert [r.new for r in report.fused] == ["Linear without bias + torchinit.fused.bias_act(act='gelu', dim=-1, "
+                                             "approximate='tanh')"], str(report)
+    # (mapping TORCH maps exact torchinit classes back: the registry's GELUTanh subclass stays)
+    _check_fused_model(mlp, torch.randn(3, 8), "auto", 1, {layer_bias_act}, torch_after_undo=False)
+
+    clipped = nn.Sequential(nn.Linear(8, 16), ti.nn.get("gelu_10")())
+    report = swap_activations(clipped, fuse=True)
+    assert not report.fused
+    assert [u.reason for u in report.unfused] == ["ClippedGELU computes no single torchinit activation (no fused "
+                                                  "kernel for it)"], str(report)
+
+
+class Conv1D(nn.Module):
+    """Shaped like Hugging Face's GPT-2 Conv1D ((in, out) weight, ``nf`` outputs); ``lies`` makes it compute x W - b."""
+
+    def __init__(self, nf: int, nx: int, lies: bool = False) -> None:
+        super().__init__()
+        self.nf, self.lies = nf, lies
+        self.weight = nn.Parameter(torch.randn(nx, nf) / nx ** 0.5)
+        self.bias = nn.Parameter(torch.randn(nf))
+
+    def forward(self, x):
+        b = -self.bias if self.lies else self.bias
+        return torch.addmm(b, x.view(-1, x.size(-1)), self.weight).view(*x.shape[:-1], self.nf)
+
+
+class FancyLinear(nn.Linear):
+    def forward(self, x):
+        return super().forward(x) * 2
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+def test_addmm_conv1d_becomes_bias_act(be):
+    _needs(be)
+    torch.manual_seed(0)
+    mlp = nn.Sequential(Conv1D(12, 8), nn.SiLU(), Conv1D(8, 12))
+    report = swap_activations(copy.deepcopy(mlp), fuse=True)
+    assert [r.new for r in report.fused] == ["Conv1D without bias + torchinit.fused.bias_act(act='silu', dim=-1)"]
+    _check_fused_model(mlp, torch.randn(2, 3, 8), be, 1, {layer_bias_act})
+
+
+def test_layers_that_compute_something_else_are_reported():
+    torch.manual_seed(0)
+    net = nn.Sequential(Conv1D(6, 4, lies=True), nn.ReLU(), FancyLinear(6, 6), nn.ReLU())
+    x = torch.randn(2, 4)
+    ref = net(x)
+    report = swap_activations(net, fuse=True)
+    assert not report.fused
+    assert {u.name: u.reason for u in report.unfused} == {
+        ":0 -> 1 (ReLU)": "Conv1D looks like Hugging Face's Conv1D but does not compute x @ weight + bias",
+        ":2 -> 3 (ReLU)": "FancyLinear is not a layer fuse can split from its bias (nn.Linear, nn.ConvNd or "
+                          "Hugging Face's Conv1D, with their own forward)",
+    }, str(report)
+    torch.testing.assert_close(net(x), ref)
+
+
+def test_bias_act_on_channels_first_input_says_pass_dim_1():
+    x, bias = torch.randn(2, 3, 4, 5), torch.randn(3)
+    with pytest.raises(ValueError, match=r"x.shape\[3\] = 5 elements \(dim=-1\), got shape \(3,\); the bias matches "
+                                         r"x.shape\[1\] \(channels-first .*\): pass dim=1"):
+        ti.bias_act(x, bias, "relu")
+    torch.testing.assert_close(ti.bias_act(x, bias, "relu", dim=1), F.relu(x + bias.view(1, 3, 1, 1)))
+    with pytest.raises(ValueError, match=r"got shape \(7,\)$"):  # no dim fits: no hint
+        ti.bias_act(x, torch.randn(7), "relu")

@@ -92,6 +92,18 @@ def _named(name: str, gate, up, act: str, dim: int, **act_kwargs) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
+def _dim_hint(x: Tensor, bias: Tensor, d: int) -> str:
+    """'; for ... pass dim=1' when a 1-D bias fits another dim of ``x`` (channels-first input, default dim=-1)."""
+    if bias.dim() != 1:
+        return ""
+    fits = [k for k in range(x.dim()) if k != d and x.shape[k] == bias.numel()]
+    if not fits:
+        return ""
+    k = 1 if 1 in fits else fits[0]
+    what = " (channels-first input such as NCHW after a convolution)" if k == 1 and x.dim() >= 3 else ""
+    return f"; the bias matches x.shape[{k}]{what}: pass dim={k}"
+
+
 def bias_act(x: Tensor, bias: Tensor, act: str, dim: int = -1, **act_kwargs) -> Tensor:
     """``act(x + bias)`` with the 1-D ``bias`` broadcast along ``dim`` (-1 after a Linear, 1 for NCHW).
 
@@ -106,7 +118,7 @@ def bias_act(x: Tensor, bias: Tensor, act: str, dim: int = -1, **act_kwargs) -> 
     d = canonical_dim("bias_act", dim, x.dim())
     if bias.dim() != 1 or bias.numel() != x.shape[d]:
         raise ValueError(f"torchinit.bias_act: argument 'bias' must be 1-D with x.shape[{d}] = {x.shape[d]} "
-                         f"elements, got shape {tuple(bias.shape)}")
+                         f"elements (dim={dim}), got shape {tuple(bias.shape)}{_dim_hint(x, bias, d)}")
     if bias.device != x.device:
         raise ValueError(f"torchinit.bias_act: 'x' and 'bias' must be on one device, got {x.device} and {bias.device}")
     formula, (p0, p1, p2) = resolved.formula.name, resolved.scalars

@@ -2,26 +2,48 @@
 
 Patterns, found in each module's shallow torch.fx graph (:func:`torchinit.swap.calls.traced_graph`, the
 same tracing and installation as the functional rewrite; a fused forward is an ``"fx"`` forward, so
-``swap_activations(model, TORCH, functional=True)`` restores the unfused one):
+``swap_activations(model, TORCH, functional=True)`` restores the unfused one). Tracing one module at a
+time (its submodules stay leaves) is what makes this work on whole Hugging Face and timm models, whose
+top-level forwards do not trace: the MLP modules do.
 
-* GLU: ``act(gate) * up`` (either operand order; ``act`` silu, gelu or relu as a module, a torch or
-  torchinit function or a Tensor method) -> ``swiglu`` / ``geglu`` / ``reglu``; when ``gate, up`` are
-  the two halves of one ``x.chunk(2, dim)``, the one-tensor form ``swiglu(x, dim=dim)``.
-* Layer + activation: an exact ``nn.Linear`` / ``nn.Conv1d/2d/3d`` with a bias whose output goes only to
-  an activation with number arguments -> the layer without bias, then ``bias_act`` with the layer's bias
-  (:func:`torchinit.swap.fused_calls.layer_bias_act`).
+* GLU: ``act(gate) * up`` (either operand order) -> ``swiglu`` / ``geglu`` / ``reglu`` for silu, gelu
+  (erf or tanh) and relu gates, ``torchinit.fused.gated(act=...)`` for any other activation with number
+  arguments; when ``gate, up`` are the two halves of one ``x.chunk(2, dim)``, the one-tensor form
+  ``swiglu(x, dim=dim)``. This covers ``down(act(gate(x)) * up(x))`` (Llama, Mistral, Qwen2/3, Gemma,
+  timm's ``SwiGLU``), a packed ``gate_up_proj`` + chunk (Phi-3, timm's ``GluMlp``) and T5's
+  ``act(wi_0(x)) * wi_1(x)``. silu/gelu/relu gates fuse whatever the other operand is (a broadcasting
+  one falls back to the composite at run time); other gates only when both operands are projections
+  (outputs of a layer, or the two chunk halves), which is what makes a product a GLU.
+* Layer + activation: a layer with a bias (:func:`torchinit.swap.fused_calls.layer_form`: ``nn.Linear``,
+  ``nn.Conv1d/2d/3d`` or a subclass keeping their forward, Hugging Face's ``Conv1D`` as in GPT-2) whose
+  output goes only to an activation with number arguments -> the layer without bias, then ``bias_act``
+  with the layer's bias (:func:`torchinit.swap.fused_calls.layer_bias_act`).
+
+Activations are recognised by what they compute (:func:`module_activation`): torch.nn and torchinit
+classes, their subclasses that keep the base's forward (``ti.nn.get("gelu_new")``), and other libraries'
+classes that the swap step recognises (:func:`torchinit.swap.table.kind_of_module`: Hugging Face's and
+timm's, known by qualified name and checked on a probe). A module that looks like an activation and
+computes no single torchinit activation is reported.
 
 GLU patterns are matched first (a gate Linear with a bias joins the GLU, not a ``bias_act``). Nothing is
 fused when it would change what the forward computes; each such near miss is reported with the reason
 (the activation's output has other users, the layer's output is used elsewhere, the layer has no bias
-or has hooks, the forward could not be traced, ...). Global module hooks
-(``torch.nn.modules.module.register_module_forward_hook``) are not run for a fused layer.
+or has hooks, the activation is not recognised, the forward could not be traced, ...). Global module
+hooks (``torch.nn.modules.module.register_module_forward_hook``) are not run for a fused layer.
+
+A forward that reads one of its parameters in Python without computing with it (T5's
+``if isinstance(self.wo.weight, torch.Tensor) and hidden_states.dtype != self.wo.weight.dtype``) has
+that branch frozen by the trace; its fused forward runs only while every floating tensor argument has
+that parameter's dtype and device (where such checks cast nothing) and calls the original forward
+otherwise (:func:`guarded_forward`); the report notes it.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.fx as fx
@@ -30,13 +52,64 @@ from torch import nn
 from ..activations import ACTIVATIONS
 from ..fused._common import resolve_scalar_activation
 from . import calls, table
-from .fused_calls import GLU_FUNCTIONS, LAYERS, gated_halves, gated_product, layer_bias_act
+from .fused_calls import BIAS_DIM, GLU_FUNCTIONS, gated_halves, gated_product, glu_name, layer_bias_act, layer_form
+from .fused_calls import layer_without_bias
 from .modules import walk
 from .report import Left, Replaced
 
 # hooks that run when a module is called: a module carrying any of them is not bypassed
 _CALL_HOOKS = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
 _MULS = (operator.mul, torch.mul)
+GUARD = "_torchinit_fuse_guard"  # attribute of a guarded fused forward: the parameter paths it checks
+
+
+# ---------------------------------------------------------------------------------------------
+# recognising activations by what they compute
+# ---------------------------------------------------------------------------------------------
+
+def _inherited_kind(cls: type) -> str | None:
+    """The kind of a torch.nn/torchinit activation class ``cls`` is, or derives from without a new forward."""
+    for base in cls.__mro__:
+        kind = table.kind_of_class(base)
+        if kind is not None:
+            return kind if cls.forward is base.forward else None
+    return None
+
+
+def looks_like_activation(module: nn.Module) -> bool:
+    """A known activation class (nn.Identity aside), or a parameter-free leaf the swap step says looks like one."""
+    if table.is_known_activation_class(type(module)):
+        return type(module) is not nn.Identity
+    foreign = getattr(table, "foreign", None)  # the swap step's table of other libraries' classes
+    return foreign is not None and foreign.looks_like_activation(module)
+
+
+def module_activation(module: nn.Module) -> tuple[str, dict] | str | None:
+    """What activation module ``module`` computes: ``(kind, arguments)``, a reason string when it looks like
+    an activation but computes no single torchinit activation, or None when it does not look like one.
+
+    torch.nn and torchinit classes, and their subclasses that keep the base's forward, are read from their
+    attributes (``ti.nn.get("gelu_new")()`` is gelu with approximate='tanh'); other libraries' classes
+    (Hugging Face, timm) through the swap step's recognition (:func:`torchinit.swap.table.kind_of_module`:
+    known by qualified name, verified on a probe).
+    """
+    kind = _inherited_kind(type(module))
+    if kind is not None:
+        defaults = ACTIVATIONS[kind].defaults if kind in ACTIVATIONS else {}
+        return kind, {k: getattr(module, k) for k in defaults if hasattr(module, k)}
+    recognise = getattr(table, "kind_of_module", None)
+    found = recognise(module) if recognise is not None else None
+    if found is not None:
+        kind, args = found
+        return kind, {k: v for k, v in args.items() if k != "inplace"}
+    if looks_like_activation(module):
+        return f"{type(module).__qualname__} computes no single torchinit activation (no fused kernel for it)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# activation calls in a graph
+# ---------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -75,12 +148,13 @@ def _check(act: _Act) -> _Act:
 
 
 def _from_module(node: fx.Node, module: nn.Module, inp, name: str, extra: list) -> _Act | None:
-    kind = table.kind_of_class(type(module))
-    if kind is None:
+    found = module_activation(module)
+    if found is None:
         return None
-    defaults = ACTIVATIONS[kind].defaults if kind in ACTIVATIONS else {}
-    params = {k: getattr(module, k) for k in defaults if hasattr(module, k)}
     label = f"{name} ({type(module).__name__})"
+    if isinstance(found, str):
+        return _Act(node, inp, "", {}, False, label, why_not=found, extra=extra)
+    kind, params = found
     act = _Act(node, inp, kind, params, bool(getattr(module, "inplace", False)), label, extra=extra)
     if _has_hooks(module):
         act.why_not = f"the activation module {name} has hooks"
@@ -131,6 +205,15 @@ def _erase_if_unused(graph: fx.Graph, *nodes) -> None:
             graph.erase_node(n)
 
 
+def _layer_of(node, owner: nn.Module) -> nn.Module | None:
+    """The layer (:func:`layer_form`) a ``call_module`` node calls, else None."""
+    if isinstance(node, fx.Node) and node.op == "call_module":
+        m = owner.get_submodule(node.target)
+        if layer_form(m) is not None:
+            return m
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # GLU: act(gate) * up
 # ---------------------------------------------------------------------------------------------
@@ -144,28 +227,51 @@ def _mul_operands(node: fx.Node) -> tuple | None:
     return None
 
 
-def _halves(gate, up) -> tuple | None:
-    """``(x, dim)`` when ``gate, up`` are items 0 and 1 of one ``x.chunk(2, dim)``, else None."""
-    if not (isinstance(gate, fx.Node) and isinstance(up, fx.Node)):
+def _chunk_of(node) -> tuple | None:
+    """``(x, dim, index)`` when ``node`` is item 0 or 1 of ``x.chunk(2, dim)`` (an int dim), else None."""
+    if not (isinstance(node, fx.Node) and node.op == "call_function" and node.target is operator.getitem):
         return None
-    if not (gate.op == up.op == "call_function" and gate.target is operator.getitem is up.target):
-        return None
-    chunk, idx = gate.args
-    if chunk is not up.args[0] or idx != 0 or up.args[1] != 1:
+    chunk, idx = node.args
+    if not isinstance(chunk, fx.Node) or idx not in (0, 1):
         return None
     is_chunk = (chunk.op == "call_method" and chunk.target == "chunk") or \
         (chunk.op == "call_function" and chunk.target is torch.chunk)
     if not is_chunk:
         return None
-    names = ("input", "chunks", "dim")
-    bound = dict(zip(names, chunk.args))
+    bound = dict(zip(("input", "chunks", "dim"), chunk.args))
     bound.update({("input" if k == "self" else k): v for k, v in chunk.kwargs.items()})
     dim = bound.get("dim", 0)
     if bound.get("chunks") != 2 or not isinstance(dim, int) or isinstance(dim, bool):
         return None
+    return bound["input"], dim, idx
+
+
+def _halves(gate, up) -> tuple | None:
+    """``(x, dim)`` when ``gate, up`` are items 0 and 1 of one ``x.chunk(2, dim)``, else None."""
+    g, u = _chunk_of(gate), _chunk_of(up)
+    if g is None or u is None or g[2] != 0 or u[2] != 1 or gate.args[0] is not up.args[0]:
+        return None
+    chunk = gate.args[0]
     if any(u.op != "call_function" or u.target is not operator.getitem for u in chunk.users):
         return None
-    return bound["input"], dim
+    return g[0], g[1]
+
+
+def _is_projection(node, owner: nn.Module) -> bool:
+    """The output of a layer, or one half of a chunked tensor (a packed ``gate_up_proj``)."""
+    return _layer_of(node, owner) is not None or _chunk_of(node) is not None
+
+
+def _glu_candidate(act_node, up, owner: nn.Module) -> _Act | None:
+    """The activation of a GLU candidate ``act(gate) * up``, else None (see the module docstring)."""
+    if not isinstance(act_node, fx.Node) or not isinstance(up, fx.Node):
+        return None
+    act = activation_of(act_node, owner)
+    if act is None:
+        return None
+    if act.kind in GLU_FUNCTIONS:
+        return act
+    return act if _is_projection(act.input, owner) and _is_projection(up, owner) else None
 
 
 def _fuse_glu(graph: fx.Graph, owner: nn.Module, path: str, fused: list, left: list) -> None:
@@ -174,10 +280,8 @@ def _fuse_glu(graph: fx.Graph, owner: nn.Module, path: str, fused: list, left: l
         if operands is None:
             continue
         for act_node, up in (operands, operands[::-1]):
-            if not isinstance(act_node, fx.Node) or not isinstance(up, fx.Node):
-                continue
-            act = activation_of(act_node, owner)
-            if act is None or act.kind not in GLU_FUNCTIONS:
+            act = _glu_candidate(act_node, up, owner)
+            if act is None:
                 continue
             where = f"{path}:{act.label} * {getattr(up, 'name', up)}"
             if act.why_not:
@@ -190,16 +294,18 @@ def _fuse_glu(graph: fx.Graph, owner: nn.Module, path: str, fused: list, left: l
             if act.inplace and (len(act.input.users) != 1 or halves is not None):
                 left.append(Left(where, "GLU", "the in-place activation's input is used elsewhere"))
                 break
-            fn = GLU_FUNCTIONS[act.kind]
+            name = glu_name(act.kind)
+            shown = _describe_params(act.params) if name != "gated" else f", act={act.kind!r}" + \
+                _describe_params(act.params)
             with graph.inserting_before(node):
                 if halves is not None:
                     x, dim = halves
                     new = graph.call_function(gated_halves, (x, dim, act.kind), act.params)
-                    what = f"torchinit.fused.{fn.__name__}(x, dim={dim}{_describe_params(act.params)})"
+                    what = f"torchinit.fused.{name}(x, dim={dim}{shown})"
                     old = f"chunk(2, dim={dim}) + {act.label} * up"
                 else:
                     new = graph.call_function(gated_product, (act.input, up, act.kind), act.params)
-                    what = f"torchinit.fused.{fn.__name__}(gate, up{_describe_params(act.params)})"
+                    what = f"torchinit.fused.{name}(gate, up{shown})"
                     old = f"{act.label} * up"
             node.replace_all_uses_with(new)
             graph.erase_node(node)
@@ -218,6 +324,19 @@ def _fuse_glu(graph: fx.Graph, owner: nn.Module, path: str, fused: list, left: l
 # ---------------------------------------------------------------------------------------------
 
 
+def _computes_addmm(layer: nn.Module) -> bool:
+    """Whether a ``Conv1D``-shaped layer computes ``x @ weight + bias`` (checked on one probe row)."""
+    w = layer.weight
+    if w.device.type == "meta":
+        return True  # nothing to run on: the structure (is_addmm_conv1d) is all there is to check
+    x = torch.linspace(-1.0, 1.0, w.shape[0], dtype=w.dtype, device=w.device).reshape(1, 1, -1)
+    with torch.no_grad():
+        got = layer(x)
+        want = layer_without_bias(layer, x, "addmm") + layer.bias
+    return isinstance(got, torch.Tensor) and got.shape == want.shape and bool(
+        torch.isclose(got, want, rtol=1e-3, atol=1e-5 * math.sqrt(w.shape[0])).all())
+
+
 def _layer_why_not(layer: nn.Module, layer_node: fx.Node) -> str:
     if layer.bias is None:
         return "the layer has no bias (nothing to fuse)"
@@ -229,17 +348,28 @@ def _layer_why_not(layer: nn.Module, layer_node: fx.Node) -> str:
         return "the layer is called with extra arguments"
     if len(layer_node.users) != 1:
         return "the layer's output is used elsewhere"
+    if layer_form(layer) == "addmm" and not _computes_addmm(layer):
+        return f"{type(layer).__qualname__} looks like Hugging Face's Conv1D but does not compute x @ weight + bias"
     return ""
 
 
-def _note_norm_between(owner: nn.Module, path: str, act: _Act, norm: nn.Module, left: list) -> None:
-    """Report ``layer -> BatchNorm -> activation`` (the common near miss: nothing to fuse while training)."""
-    if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or len(act.input.args) != 1:
+def _note_other_layer(owner: nn.Module, path: str, act: _Act, module: nn.Module, left: list) -> None:
+    """Report the near misses between a module and an activation: ``layer -> BatchNorm -> activation`` (nothing
+    to fuse while training), and a layer with a bias whose forward is not one fuse can split from its bias."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if len(act.input.args) != 1:
+            return
+        src = act.input.args[0]
+        if _layer_of(src, owner) is not None:
+            left.append(Left(f"{path}:{src.target} -> {act.input.target} -> {act.label}", type(module).__name__,
+                             "a BatchNorm sits between the layer and the activation"))
         return
-    src = act.input.args[0]
-    if isinstance(src, fx.Node) and src.op == "call_module" and type(owner.get_submodule(src.target)) in LAYERS:
-        left.append(Left(f"{path}:{src.target} -> {act.input.target} -> {act.label}", type(norm).__name__,
-                         "a BatchNorm sits between the layer and the activation"))
+    bias, weight = getattr(module, "bias", None), getattr(module, "weight", None)
+    if not act.why_not and isinstance(bias, torch.Tensor) and isinstance(weight, torch.Tensor) and \
+            bias.dim() == 1 and not module._modules:
+        left.append(Left(f"{path}:{act.input.target} -> {act.label}", type(module).__name__,
+                         f"{type(module).__qualname__} is not a layer fuse can split from its bias (nn.Linear, "
+                         "nn.ConvNd or Hugging Face's Conv1D, with their own forward)"))
 
 
 def _fuse_layers(graph: fx.Graph, owner: nn.Module, path: str, fused: list, left: list) -> None:
@@ -249,8 +379,9 @@ def _fuse_layers(graph: fx.Graph, owner: nn.Module, path: str, fused: list, left
             continue
         layer_node = act.input
         layer = owner.get_submodule(layer_node.target)
-        if type(layer) not in LAYERS:
-            _note_norm_between(owner, path, act, layer, left)
+        form = layer_form(layer)
+        if form is None:
+            _note_other_layer(owner, path, act, layer, left)
             continue
         where = f"{path}:{layer_node.target} -> {act.label}"
         what = type(layer).__name__
@@ -258,10 +389,10 @@ def _fuse_layers(graph: fx.Graph, owner: nn.Module, path: str, fused: list, left
         if why:
             left.append(Left(where, what, why))
             continue
-        dim = LAYERS[type(layer)][1]
+        dim = BIAS_DIM[form]
         with graph.inserting_before(node):
             getter = graph.get_attr(layer_node.target)
-            new = graph.call_function(layer_bias_act, (getter, layer_node.args[0], act.kind, dim), act.params)
+            new = graph.call_function(layer_bias_act, (getter, layer_node.args[0], form, act.kind, dim), act.params)
         node.replace_all_uses_with(new)
         graph.erase_node(node)
         graph.erase_node(layer_node)
@@ -272,20 +403,62 @@ def _fuse_layers(graph: fx.Graph, owner: nn.Module, path: str, fused: list, left
 
 
 # ---------------------------------------------------------------------------------------------
+# parameters read in Python: a guarded fused forward
+# ---------------------------------------------------------------------------------------------
+
+
+def _inspected_tensors(graph: fx.Graph, owner: nn.Module) -> list[str]:
+    """Parameters/buffers the forward reads without computing with them (a trace proxy went into Python code)."""
+    out = []
+    for n in graph.nodes:
+        if n.op == "get_attr" and not n.users and isinstance(calls._resolve_attr(owner, n.target, {}), torch.Tensor):
+            out.append(n.target)
+    return out
+
+
+def _tensor_at(owner: nn.Module, path: str) -> torch.Tensor:
+    obj = owner
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def guarded_forward(fused: Callable, original: Callable, inspected: tuple[str, ...]) -> Callable:
+    """A forward running ``fused`` while every floating tensor argument has the dtype and device of each
+    tensor at the paths ``inspected``, else ``original`` (both unbound functions of the module)."""
+
+    def forward(self, *args):
+        for p in inspected:
+            ref = _tensor_at(self, p)
+            for a in args:
+                if isinstance(a, torch.Tensor) and a.is_floating_point() and (a.dtype != ref.dtype or
+                                                                               a.device != ref.device):
+                    return original(self, *args)
+        return fused(self, *args)
+
+    setattr(forward, calls.MARK, "fx")
+    setattr(forward, GUARD, inspected)
+    return forward
+
+
+# ---------------------------------------------------------------------------------------------
 # the pass over a model
 # ---------------------------------------------------------------------------------------------
 
 
 def _may_hold_patterns(owner: nn.Module) -> tuple[bool, bool]:
-    """(worth tracing, has a Linear/Conv child): a cheap filter before tracing ``owner``."""
-    if table.is_known_activation_class(type(owner)) or type(owner) in LAYERS:
+    """(worth tracing, worth reporting when it cannot be traced): a cheap filter before tracing ``owner``."""
+    if table.is_known_activation_class(type(owner)) or layer_form(owner) is not None:
         return False, False
     own_code = calls.installed_kind(owner) is not None or type(owner) is nn.Sequential or \
         not (type(owner).forward.__module__ or "").startswith("torch.")
     if not own_code:
         return False, False
-    has_layer = any(type(m) in LAYERS for m in owner._modules.values())
-    return has_layer or calls.mentions_activation(owner), has_layer
+    children = list(owner._modules.values())
+    has_layer = any(m is not None and layer_form(m) is not None for m in children)
+    mentions = calls.mentions_activation(owner)
+    has_act = mentions or any(m is not None and looks_like_activation(m) for m in children)
+    return has_layer or mentions, has_layer and has_act
 
 
 @dataclass
@@ -301,18 +474,21 @@ def fuse_model(model: nn.Module) -> FusePlan:
     out = FusePlan()
     places, first_path = walk(model)
     for owner in [model] + [p.module for p in places]:
-        worth, has_layer = _may_hold_patterns(owner)
+        forward = owner.__dict__.get("forward")
+        if getattr(getattr(forward, "__func__", forward), GUARD, None) is not None:
+            continue  # fused by an earlier call (a guarded forward)
+        worth, report_failure = _may_hold_patterns(owner)
         if not worth:
             continue
         path = first_path[id(owner)]
         if calls.installed_kind(owner) == "intercept":
-            if has_layer:
+            if report_failure:
                 out.left.append(Left(path or "<root>", type(owner).__name__,
                                      "its forward could not be traced (it is intercepted at run time)"))
             continue
         graph, why = calls.traced_graph(owner)
         if graph is None:
-            if has_layer:
+            if report_failure:
                 out.left.append(Left(path or "<root>", type(owner).__name__, f"not fused: {why}"))
             continue
         fused: list[Replaced] = []
@@ -321,10 +497,19 @@ def fuse_model(model: nn.Module) -> FusePlan:
         if not fused:
             continue
         graph.lint()
-        rw = calls.Rewrite(owner, path, graph)
-        calls.install(owner, calls.compile_rewrite(rw), {})
+        fn = calls.compile_rewrite(calls.Rewrite(owner, path, graph))
+        inspected = tuple(_inspected_tensors(graph, owner))
+        if inspected:
+            current = calls.current_forward(owner)
+            fn = guarded_forward(fn, getattr(current, "__func__", current), inspected)
+            note = (f"the forward reads {', '.join(inspected)} in Python (a dtype check, say): the fused path runs "
+                    "while the inputs have its dtype and device, the original forward otherwise")
+            for r in fused:
+                r.notes.append(note)
+        calls.install(owner, fn, {})
         out.fused.extend(fused)
     return out
 
 
-__all__ = ["fuse_model", "FusePlan", "activation_of"]
+__all__ = ["fuse_model", "FusePlan", "activation_of", "module_activation", "looks_like_activation",
+           "guarded_forward"]

@@ -5,6 +5,11 @@ parameters from the layer at call time (the same Parameter objects: ``state_dict
 later re-initialisation all keep working). Where a call's tensors do not fit the fused op (an ``up``
 that only broadcasts against the gate, an odd-sized halving), it falls back to the unfused composite,
 so a rewrite never changes what a forward computes.
+
+Layers are recognised by what their forward computes (:func:`layer_form`): ``nn.Linear`` and
+``nn.Conv1d/2d/3d`` and subclasses that keep their forward, and Hugging Face's ``Conv1D`` (GPT-2's
+projections: ``addmm(bias, x, weight)`` with an ``(in, out)`` weight), found by its structure with no
+import of ``transformers``.
 """
 
 from __future__ import annotations
@@ -14,54 +19,104 @@ import torch.nn.functional as TF
 from torch import nn
 
 from .. import functional as tif
-from ..fused import bias_act, geglu, reglu, swiglu
+from ..fused import bias_act, gated, geglu, reglu, swiglu
 
 Tensor = torch.Tensor
 
-#: exact layer type -> (functional form, the dim its bias lies along, counted from the end)
-LAYERS: dict[type[nn.Module], tuple] = {
-    nn.Linear: (TF.linear, -1),
-    nn.Conv1d: (TF.conv1d, -2),
-    nn.Conv2d: (TF.conv2d, -3),
-    nn.Conv3d: (TF.conv3d, -4),
-}
+#: layer form -> the dim its bias lies along in the layer's output, counted from the end
+BIAS_DIM: dict[str, int] = {"linear": -1, "conv1d": -2, "conv2d": -3, "conv3d": -4, "addmm": -1}
 
-#: gate activation kind -> the fused GLU function
+_TORCH_LAYERS: dict[type[nn.Module], str] = {
+    nn.Linear: "linear", nn.Conv1d: "conv1d", nn.Conv2d: "conv2d", nn.Conv3d: "conv3d",
+}
+_CONV_FUNCTIONS = {"conv1d": TF.conv1d, "conv2d": TF.conv2d, "conv3d": TF.conv3d}
+
+#: gate activation kind -> the named fused GLU function (other kinds run as ``torchinit.fused.gated``)
 GLU_FUNCTIONS = {"silu": swiglu, "gelu": geglu, "relu": reglu}
 
 
-def layer_bias_act(layer: nn.Module, x: Tensor, act: str, dim: int, **act_kwargs) -> Tensor:
-    """``act(layer(x))`` for an exact ``nn.Linear``/``nn.ConvNd`` with a bias: the layer without its bias,
-    then :func:`torchinit.fused.bias_act` with the layer's own bias along ``dim`` (-1 after a Linear, the
-    channel dim after a convolution, counted from the end so unbatched inputs work too).
+def _torch_form(cls: type) -> str | None:
+    """The form of a torch.nn Linear/ConvNd class or of a subclass that keeps its forward, else None."""
+    for base, form in _TORCH_LAYERS.items():
+        if issubclass(cls, base):
+            same = cls.forward is base.forward and getattr(cls, "_conv_forward", None) is getattr(base, "_conv_forward", None)
+            return form if same else None
+    return None
+
+
+def is_addmm_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's ``Conv1D`` by structure: class ``Conv1D``, ``nf`` outputs, an ``(nx, nf)`` weight, a 1-D bias.
+
+    Its forward is ``addmm(bias, x.view(-1, nx), weight).view(..., nf)``; :func:`torchinit.swap.fuse`
+    checks that on a probe before fusing, so a class of that name computing something else is reported.
+    """
+    if type(module).__name__ != "Conv1D" or module._modules:
+        return False
+    w, b = module._parameters.get("weight"), module._parameters.get("bias")
+    nf = module.__dict__.get("nf")
+    return (isinstance(w, Tensor) and w.dim() == 2 and isinstance(nf, int) and w.shape[1] == nf
+            and (b is None or (isinstance(b, Tensor) and b.dim() == 1 and b.numel() == nf)))
+
+
+def layer_form(module: nn.Module) -> str | None:
+    """How ``module`` computes ``y = x W (+ b)``: a key of :data:`BIAS_DIM`, or None for any other module."""
+    form = _torch_form(type(module))
+    if form is not None:
+        return None if isinstance(module.weight, nn.parameter.UninitializedParameter) else form
+    return "addmm" if is_addmm_conv1d(module) else None
+
+
+def layer_without_bias(layer: nn.Module, x: Tensor, form: str) -> Tensor:
+    """What ``layer(x)`` computes, without adding its bias (``form`` from :func:`layer_form`)."""
+    if form == "linear":
+        return TF.linear(x, layer.weight, None)
+    if form == "addmm":
+        w = layer.weight
+        return x.reshape(-1, x.shape[-1]).mm(w).view(*x.shape[:-1], w.shape[1])
+    return _CONV_FUNCTIONS[form](x, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+
+def layer_bias_act(layer: nn.Module, x: Tensor, form: str, act: str, dim: int, **act_kwargs) -> Tensor:
+    """``act(layer(x))`` for a layer with a bias: the layer without its bias, then
+    :func:`torchinit.fused.bias_act` with the layer's own bias along ``dim`` (-1 after a Linear or
+    ``Conv1D``, the channel dim after a convolution, counted from the end so unbatched inputs work too).
 
     The bias is cast to the layer output's dtype, as the layer itself does under autocast.
     """
-    fn, _ = LAYERS[type(layer)]
-    if type(layer) is nn.Linear:
-        h = fn(x, layer.weight, None)
-    else:
-        h = fn(x, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+    h = layer_without_bias(layer, x, form)
     bias = layer.bias
     if bias.dtype != h.dtype:
         bias = bias.to(h.dtype)
     return bias_act(h, bias, act, dim, **act_kwargs)
 
 
+def glu_name(act: str) -> str:
+    """The fused function a GLU with gate activation ``act`` runs: swiglu/geglu/reglu, else ``gated``."""
+    fn = GLU_FUNCTIONS.get(act)
+    return fn.__name__ if fn is not None else "gated"
+
+
+def _glu(act: str, *args, **act_kwargs) -> Tensor:
+    fn = GLU_FUNCTIONS.get(act)
+    if fn is not None:
+        return fn(*args, **act_kwargs)
+    return gated(*args, act=act, **act_kwargs)
+
+
 def gated_product(gate: Tensor, up: Tensor, act: str, **act_kwargs) -> Tensor:
-    """``act(gate) * up`` through :data:`GLU_FUNCTIONS` when both are tensors of one shape, dtype and device;
-    otherwise (broadcasting, a number) the composite with torchinit's activation."""
+    """``act(gate) * up`` through the fused GLU (:func:`glu_name`) when both are tensors of one shape, dtype
+    and device; otherwise (broadcasting, a number) the composite with torchinit's activation."""
     if (isinstance(up, Tensor) and up.shape == gate.shape and up.dtype == gate.dtype and up.device == gate.device
             and gate.dim() > 0):
-        return GLU_FUNCTIONS[act](gate, up, **act_kwargs)
+        return _glu(act, gate, up, **act_kwargs)
     return getattr(tif, act)(gate, **act_kwargs) * up
 
 
 def gated_halves(x: Tensor, dim: int, act: str, **act_kwargs) -> Tensor:
-    """``a, b = x.chunk(2, dim); act(a) * b`` through the one-tensor form of :data:`GLU_FUNCTIONS` (the gate
-    is the first half) when ``x.shape[dim]`` is even; otherwise the composite, which fails as the original did."""
+    """``a, b = x.chunk(2, dim); act(a) * b`` through the one-tensor form of the fused GLU (the gate is the
+    first half) when ``x.shape[dim]`` is even; otherwise the composite, which fails as the original did."""
     if x.dim() > 0 and -x.dim() <= dim < x.dim() and x.shape[dim] % 2 == 0 and x.shape[dim] > 0:
-        return GLU_FUNCTIONS[act](x, dim=dim, **act_kwargs)
+        return _glu(act, x, dim=dim, **act_kwargs)
     a, b = x.chunk(2, dim)
     return getattr(tif, act)(a, **act_kwargs) * b
 
@@ -69,4 +124,5 @@ def gated_halves(x: Tensor, dim: int, act: str, **act_kwargs) -> Tensor:
 #: functions a shallow trace keeps as single calls (a re-traced fused forward stays fused)
 LEAF_FUNCTIONS = (layer_bias_act, gated_product, gated_halves)
 
-__all__ = ["LAYERS", "GLU_FUNCTIONS", "layer_bias_act", "gated_product", "gated_halves", "LEAF_FUNCTIONS"]
+__all__ = ["BIAS_DIM", "GLU_FUNCTIONS", "layer_form", "is_addmm_conv1d", "layer_without_bias", "layer_bias_act",
+           "glu_name", "gated_product", "gated_halves", "LEAF_FUNCTIONS"]
