@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Rule(layers=nn.Conv2d, scheme=Scheme("auto", mode="fan_out")),
         Rule(layers=nn.BatchNorm2d, scheme="ones"),
         Rule(layers=nn.Linear, scheme=Scheme("normal", std=0.01)),
-        *zero_init_residual(model),
+        zero_init_residual,  # a preset: it reads the model when apply_init runs
     ]
     init_report = apply_init(model, rules, seed=ns.seed)
     for row in list(init_report)[:6]:  # the full table: print(init_report)

@@ -1,7 +1,7 @@
 """A small decoder-only transformer with a SwiGLU feed-forward, initialised by the gpt2 preset.
 
 The model (token + position embeddings, pre-norm blocks of causal attention and a SwiGLU MLP, a tied-free
-head) is built twice: with torch's default init and with ``torchinit.init.gpt2(n_layers)`` (N(0, 0.02^2)
+head) is built twice: with torch's default init and with ``torchinit.init.gpt2(n_layers=n_layers)`` (N(0, 0.02^2)
 everywhere, the residual output projections ``out_proj`` and ``down_proj`` scaled by 1/sqrt(2 n_layers),
 LayerNorm 1/0). ``torchinit.compare_inits`` probes both on a batch of random tokens under the next-token
 loss and overlays them (``transformer_inits.png``); then the gpt2-initialised model takes a few AdamW
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.manual_seed(ns.seed)
         return TinyGPT(vocab=vocab, n_layers=n_layers, context=context)
 
-    reports = compare_inits(build, {"torch default": None, f"gpt2({n_layers})": gpt2(n_layers)}, x, loss_fn,
+    reports = compare_inits(build, {"torch default": None, f"gpt2({n_layers})": gpt2(n_layers=n_layers)}, x, loss_fn,
                             path=Path(ns.out) / "transformer_inits.png", seed=ns.seed,
                             title=f"TinyGPT, {n_layers} SwiGLU blocks: torch default vs the gpt2 preset")
     for rep in reports.values():
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"first layer ({first.name}) weight-gradient norm {first.weight_grad_norm:.3e}")
 
     model = build()
-    report = apply_init(model, gpt2(n_layers), seed=ns.seed)
+    report = apply_init(model, gpt2(n_layers=n_layers), seed=ns.seed)
     down = report[f"blocks.{n_layers - 1}.mlp.down_proj.weight"]
     print(f"gpt2 preset: {len(report)} parameters; down_proj std {down.std:.5f} (0.02 / sqrt(2 x {n_layers}))")
     # a learnable sequence: every row repeats the same 8-token pattern
