@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +67,17 @@ def test_diagnose_compares_several_schemes(tiny, capsys):
     data = json.loads((tiny / "all.json").read_text())
     assert list(data) == ["zeros", "xavier_normal", "lsuv"]
     assert data["zeros"]["verdict"] == "vanishing" and data["xavier_normal"]["verdict"] == "ok"
-    assert (tiny / "diagnose-build.png").is_file()
+    # the default plot name says the schemes (a second run with others does not overwrite it)
+    assert (tiny / "diagnose-build-zeros-xavier_normal-lsuv.png").is_file()
+
+
+def test_plot_names_and_titles_say_the_scheme_and_activation():
+    assert cli.plot_file_name("resnet18", ["kaiming_normal"], "gelu") == "diagnose-resnet18-kaiming_normal-gelu.png"
+    assert cli.plot_file_name("resnet18", [], None) == "diagnose-resnet18.png"
+    assert cli.plot_file_name("m", ["a", "b"], None) != cli.plot_file_name("m", ["a"], None)
+    title = cli.plot_title("resnet18", ["kaiming_normal"], "gelu")
+    assert "init: kaiming_normal" in title and "activation: gelu" in title
+    assert "init: the model's own" in cli.plot_title("resnet18", [], None)
 
 
 def test_diagnose_torchvision_model_with_swapped_activation(tiny, capsys):
@@ -80,7 +92,7 @@ def test_diagnose_torchvision_model_with_swapped_activation(tiny, capsys):
     (["diagnose", "tiny_models:nothing"], "has no attribute 'nothing'"),
     (["diagnose", "no_such_module_xyz:f"], "cannot import module 'no_such_module_xyz'"),
     (["diagnose", "tiny_models:not_a_model"], "is not callable"),
-    (["diagnose", "tiny_models:build", "--scheme", "kaiming"], "unknown scheme 'kaiming'"),
+    (["diagnose", "tiny_models:build", "--scheme", "kaiming_nromal"], "unknown scheme 'kaiming_nromal'; did you mean"),
     (["diagnose", "tiny_models:build", "--device", "blah"], "unknown device 'blah'"),
     (["diagnose", "tiny_models:build", "--device", "cuda:7"], "cuda:7"),
     (["diagnose", "tiny_models:build", "--act", "nosuch", "--input-shape", "2,16"], "--act 'nosuch'"),
@@ -129,3 +141,46 @@ def test_bench_and_demo_forward_their_arguments(tmp_path, monkeypatch):
     assert sys.modules["benchmarks.helper"].SEEN == [(["--ops", "gelu", "--help-me"], "torchinit bench")]
     assert cli.main(["demo", "--quick"]) == 0
     assert sys.modules["digits_init_story"].CALLS == [["--quick"]]
+
+
+# the command line is parsed before torch is imported: help, version and argument errors come back at once
+_RUN_COMMAND = """
+import sys
+sys.argv = ["torchinit"] + sys.argv[1:]
+import _torchinit_cli
+try:
+    status = _torchinit_cli.main()
+except SystemExit as exc:
+    status = exc.code
+print("status", status, "torch imported", "torch" in sys.modules)
+"""
+
+
+def _command(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _RUN_COMMAND, *argv], capture_output=True, text=True,
+                          timeout=900)  # a hang guard only
+
+
+@pytest.mark.parametrize("argv, status, shown", [
+    (["--help"], 0, "{bench,diagnose,demo}"),
+    (["--version"], 0, "torchinit "),
+    (["diagnose", "--help"], 0, "--scheme"),
+    (["diagnose"], 2, "the following arguments are required: MODEL"),
+    (["diagnose", "resnet18", "--factor", "big"], 2, "invalid float value: 'big'"),
+    (["diagnose", "resnet18", "--functional"], 2, "--functional needs --act"),
+    (["diagnose", "resnet18", "--input-shape", "2,0"], 2, "--input-shape"),
+    (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+])
+def test_help_version_and_argument_errors_do_not_import_torch(argv, status, shown):
+    out = _command(*argv)
+    assert f"status {status} torch imported False" in out.stdout, out.stdout + out.stderr
+    assert shown in out.stdout + out.stderr
+
+
+def test_installed_command_reports_the_package_version():
+    import torchinit
+
+    script = Path(sys.executable).with_name("torchinit")
+    assert script.is_file(), f"{script}: the console script is missing (pip install -e . installs it)"
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0 and out.stdout.strip() == f"torchinit {torchinit.__version__}", out.stdout + out.stderr

@@ -1,5 +1,9 @@
 """The ``torchinit`` command: ``bench``, ``diagnose`` and ``demo``.
 
+This module imports only the standard library at module level (torch and the rest of torchinit are
+imported inside the commands), so that the command's entry point (``_torchinit_cli``) can load it
+without the package: ``torchinit --help``, ``--version`` and argument errors return at once.
+
 ``bench`` and ``demo`` run code that lives in the source tree, not in the installed package
 (``benchmarks/run.py`` and ``examples/digits_init_story.py``): they are looked for in the current
 directory and its parents, then next to the package (an editable install), and a missing file is
@@ -28,12 +32,23 @@ class CLIError(Exception):
 
 # ------------------------------------------------------------------------------------------- parser
 
+def version() -> str:
+    """The installed torchinit's version, read from its package metadata (without importing torch)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torchinit")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``torchinit`` command (subcommands bench, diagnose, demo)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="torchinit: weight initialisation and fast, exact activations for PyTorch.",
         epilog="Run 'torchinit <command> --help' for the options of one command.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="{bench,diagnose,demo}")
 
     sub.add_parser(
@@ -71,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="growth or shrink over depth beyond which the verdict is exploding or vanishing")
     d.add_argument("--seed", type=int, default=0, help="seed for the input batch, the init and the cotangent")
     d.add_argument("--plot", default=None, metavar="PATH",
-                   help="where to write the plot; default: diagnose-<model>.png in the current directory")
+                   help="where to write the plot; default: diagnose-<model>[-<scheme>...][-<act>].png in the "
+                        "current directory")
     d.add_argument("--no-plot", action="store_true", help="do not write a plot")
     d.add_argument("--json", default=None, metavar="PATH", help="also write the report(s) as JSON")
 
@@ -164,6 +180,11 @@ def _load_function(path: Path, module_name: str, func: str, command: str) -> Cal
 # ------------------------------------------------------------------------------------------ diagnose
 
 def _diagnose(ns: argparse.Namespace) -> int:
+    # the checks that need no torch first, so that these errors come back at once
+    if ns.functional and ns.act is None:
+        raise CLIError("--functional needs --act")
+    shape = _parse_shape(ns.input_shape)
+
     import torch
 
     from .diagnose import compare_inits, diagnose, plot_reports
@@ -174,13 +195,10 @@ def _diagnose(ns: argparse.Namespace) -> int:
     if ns.scheme and "list" in ns.scheme:
         print("\n".join(_scheme_names()))
         return 0
-    if ns.functional and ns.act is None:
-        raise CLIError("--functional needs --act")
     device = _parse_device(ns.device)
     schemes = ns.scheme or []
     for s in schemes:
         _check_scheme(s)
-    shape = _parse_shape(ns.input_shape)
 
     def build() -> tuple[torch.nn.Module, Any]:
         torch.manual_seed(ns.seed)
@@ -218,8 +236,8 @@ def _diagnose(ns: argparse.Namespace) -> int:
     except (ValueError, TypeError, RuntimeError) as exc:
         raise CLIError(f"probing {ns.model!r} failed: {exc}") from exc
     if not ns.no_plot:
-        path = Path(ns.plot) if ns.plot else Path(f"diagnose-{_slug(label)}.png")
-        plot_reports(reports, path, f"{ns.model}: signal propagation")
+        path = Path(ns.plot) if ns.plot else Path(plot_file_name(label, schemes, ns.act))
+        plot_reports(reports, path, plot_title(ns.model, schemes, ns.act))
         print(f"plot written to {path}")
     if ns.json:
         Path(ns.json).write_text(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=1))
@@ -347,6 +365,19 @@ def _to_device(obj: Any, device: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_device(v, device) for v in obj)
     return obj
+
+
+def plot_file_name(model: str, schemes: Sequence[str], act: str | None) -> str:
+    """``diagnose-<model>[-<scheme>...][-<act>].png``: runs with another init or activation do not overwrite it."""
+    parts = [model, *schemes] + ([act] if act else [])
+    return "diagnose-" + "-".join(_slug(p) for p in parts) + ".png"
+
+
+def plot_title(model: str, schemes: Sequence[str], act: str | None) -> str:
+    """The plot's title: the model, its init(s) and its activation."""
+    init = ", ".join(schemes) if schemes else "the model's own"
+    activation = act if act else "the model's own"
+    return f"{model}: signal propagation (init: {init}; activation: {activation})"
 
 
 def _slug(text: str) -> str:
