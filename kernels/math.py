@@ -10,8 +10,9 @@ Conventions shared by every pair (the generic kernels in ``elementwise.py`` and 
 * The formulas follow the order of operations of torch's own kernels, so that special values (inf,
   NaN, -0.0, overflow points) give what torch gives.
 
-No libdevice function is used (Triton's CPU interpreter cannot run them); ``tanh``, ``log1p`` and
-``expm1`` are written with accurate compensated forms below.
+``exp``, ``expm1``, ``log1p`` and ``tanh`` are libdevice's on the compiled path (accurate to 1-2 ulp, and
+cheaper than forms built on ``tl.exp``); under Triton's interpreter, which cannot run libdevice, ``libm``
+supplies numpy stand-ins, so the formulas here are written once for both.
 """
 
 from __future__ import annotations
@@ -19,45 +20,16 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from . import libm
+
 # ---------------------------------------------------------------------------------------------
-# accurate building blocks (no libdevice)
+# building blocks: the transcendental primitives come from ``libm`` (libdevice when compiled)
 # ---------------------------------------------------------------------------------------------
-
-
-@triton.jit
-def _log1p(x):
-    # Goldberg's trick: exact to a few ulps for tiny x, and log(1+x) elsewhere.
-    u = 1.0 + x
-    d = u - 1.0
-    r = tl.where(d == 0.0, x, tl.log(u) * (x / tl.where(d == 0.0, 1.0, d)))
-    return tl.where(u == float("inf"), u, r)
-
-
-@triton.jit
-def _expm1(x):
-    # Kahan's trick: exp(x)-1 without cancellation for tiny x.
-    u = tl.exp(x)
-    um1 = u - 1.0
-    lu = tl.log(u)
-    ratio = tl.where(lu == 0.0, 1.0, lu)
-    r = tl.where(um1 == -1.0, -1.0, um1 * (x / ratio))
-    r = tl.where(u == 1.0, x, r)
-    return tl.where(u == float("inf"), float("inf"), r)
-
-
-@triton.jit
-def _tanh(x):
-    # tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)), odd; accurate near 0, exactly +-1 far out.
-    a = tl.abs(x)
-    e = _expm1(-2.0 * a)
-    t = -e / (2.0 + e)
-    t = tl.where(x < 0, -t, t)
-    return tl.where(x != x, x, t)
 
 
 @triton.jit
 def _sigmoid(x):
-    return 1.0 / (1.0 + tl.exp(-x))
+    return 1.0 / (1.0 + libm.exp(-x))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +116,7 @@ def star_relu_bwd(g, x, p0, p1, p2):
 @triton.jit
 def elu_fwd(x, p0, p1, p2):
     # p0 = alpha, p1 = scale, p2 = input_scale (elu: 1, 1; selu: fixed constants; celu: 1, 1/alpha)
-    return tl.where(x <= 0, _expm1(x * p2) * (p0 * p1), x * p1)
+    return tl.where(x <= 0, libm.expm1(x * p2) * (p0 * p1), x * p1)
 
 
 @triton.jit
@@ -158,27 +130,27 @@ elu_from_input_fwd = elu_fwd  # same forward; backward from the input, for alpha
 
 @triton.jit
 def elu_from_input_bwd(g, x, p0, p1, p2):
-    return tl.where(x > 0, g * p1, g * p2 * (p0 * p1) * tl.exp(x * p2))
+    return tl.where(x > 0, g * p1, g * p2 * (p0 * p1) * libm.exp(x * p2))
 
 
 @triton.jit
 def softplus_fwd(x, p0, p1, p2):
     # p0 = beta, p1 = threshold
     xb = x * p0
-    return tl.where(xb > p1, x, _log1p(tl.exp(xb)) / p0)
+    return tl.where(xb > p1, x, libm.log1p(libm.exp(xb)) / p0)
 
 
 @triton.jit
 def softplus_bwd(g, x, p0, p1, p2):
     xb = x * p0
-    z = tl.exp(xb)
+    z = libm.exp(xb)
     return tl.where(xb > p1, g, g * z / (z + 1.0))
 
 
 @triton.jit
 def logsigmoid_fwd(x, p0, p1, p2):
     m = tl.where(x < 0, x, 0.0)
-    return m - _log1p(tl.exp(-tl.abs(x)))
+    return m - libm.log1p(libm.exp(-tl.abs(x)))
 
 
 @triton.jit
@@ -186,7 +158,7 @@ def logsigmoid_bwd(g, x, p0, p1, p2):
     neg = x < 0
     max_deriv = tl.where(neg, 1.0, 0.0)
     sign = tl.where(neg, 1.0, -1.0)
-    z = tl.exp(-tl.abs(x))
+    z = libm.exp(-tl.abs(x))
     return g * (max_deriv - sign * (z / (1.0 + z)))
 
 
@@ -207,7 +179,7 @@ def sigmoid_bwd(g, y, p0, p1, p2):
 
 @triton.jit
 def tanh_fwd(x, p0, p1, p2):
-    return _tanh(x)
+    return libm.tanh(x)
 
 
 @triton.jit
@@ -217,7 +189,7 @@ def tanh_bwd(g, y, p0, p1, p2):
 
 @triton.jit
 def silu_fwd(x, p0, p1, p2):
-    return x / (1.0 + tl.exp(-x))
+    return x / (1.0 + libm.exp(-x))
 
 
 @triton.jit
@@ -239,15 +211,33 @@ def swish_bwd(g, x, p0, p1, p2):
 
 
 @triton.jit
+def _mish_tanh_softplus(x):
+    # tanh(softplus(x)) = n / (n + 2) with n = e * (e + 2), e = exp(x): one exp and one division instead of
+    # tanh(log1p(exp(x))). Past x = 20 (fp32; 40 in fp64) it is 1 to the dtype's precision and e * e would
+    # soon overflow, so x is clamped there (the callers select the large-x limits themselves).
+    if x.dtype == tl.float64:
+        limit = 40.0
+    else:
+        limit = 20.0
+    e = libm.exp(tl.minimum(x, limit))
+    n = e * (e + 2.0)
+    return n / (n + 2.0), e, n, limit
+
+
+@triton.jit
 def mish_fwd(x, p0, p1, p2):
-    return x * _tanh(_log1p(tl.exp(x)))
+    t, e, n, limit = _mish_tanh_softplus(x)
+    return tl.where(x > limit, x, x * t)
 
 
 @triton.jit
 def mish_bwd(g, x, p0, p1, p2):
-    s = _sigmoid(x)
-    t = _tanh(_log1p(tl.exp(x)))
-    return g * (t + x * s * (1.0 - t * t))
+    # d/dx x tanh(sp(x)) = t + x sigmoid(x) (1 - t^2), with 1 - t^2 = 4 (n + 1) / (n + 2)^2 (no cancellation)
+    t, e, n, limit = _mish_tanh_softplus(x)
+    d = n + 2.0
+    s = e / (1.0 + e)
+    # past the limit the gradient is 1; x * 0 keeps torch's NaN at x = +inf (its tail term is inf * 0 there)
+    return tl.where(x > limit, g * (1.0 + x * 0.0), g * (t + x * s * (4.0 * (n + 1.0) / (d * d))))
 
 
 @triton.jit
@@ -258,14 +248,14 @@ def gelu_fwd(x, p0, p1, p2):
 @triton.jit
 def gelu_bwd(g, x, p0, p1, p2):
     cdf = 0.5 * (1.0 + tl.erf(x * 0.7071067811865476))
-    pdf = tl.exp(-0.5 * x * x) * 0.3989422804014327
+    pdf = libm.exp(-0.5 * x * x) * 0.3989422804014327
     return g * (cdf + x * pdf)
 
 
 @triton.jit
 def gelu_tanh_fwd(x, p0, p1, p2):
     inner = 0.7978845608028654 * (x + 0.044715 * (x * x * x))
-    return 0.5 * x * (1.0 + _tanh(inner))
+    return 0.5 * x * (1.0 + libm.tanh(inner))
 
 
 @triton.jit
@@ -273,7 +263,7 @@ def gelu_tanh_bwd(g, x, p0, p1, p2):
     x_sq = x * x
     x_cube = x_sq * x
     inner = 0.7978845608028654 * (x + 0.044715 * x_cube)
-    t = _tanh(inner)
+    t = libm.tanh(inner)
     left = 0.5 * x
     right = 1.0 + t
     left_derivative = 0.5 * right
@@ -332,12 +322,12 @@ def softsign_bwd(g, x, p0, p1, p2):
 
 @triton.jit
 def tanhshrink_fwd(x, p0, p1, p2):
-    return x - _tanh(x)
+    return x - libm.tanh(x)
 
 
 @triton.jit
 def tanhshrink_bwd(g, x, p0, p1, p2):
-    t = _tanh(x)
+    t = libm.tanh(x)
     return g + (-g) * (1.0 - t * t)
 
 
