@@ -308,37 +308,11 @@ def on_dtensor_import(register) -> None:
         sys.meta_path.insert(0, _HOOK)
 
 
-def _register_sharding(op, n_tensor_args: int) -> None:
-    on_dtensor_import(functools.partial(_register_sharding_now, op, n_tensor_args))
+def _register_sharding(op, elementwise: int, params: int = 2, outputs: tuple[str, ...] = ("elementwise",)) -> None:
+    """The DTensor rule of an element-wise operator (see :mod:`torchinit.sharding`), once DTensor is imported."""
+    from . import sharding
 
-
-def _register_sharding_now(op, n_tensor_args: int) -> None:
-    try:
-        from torch.distributed.tensor import Replicate, Shard
-        from torch.distributed.tensor.experimental import register_sharding
-    except Exception:  # pragma: no cover - torch built without distributed
-        return
-
-    def strategy(x, *rest):
-        tensors = rest[: n_tensor_args - 1]
-        nones = [None] * (len(rest) - len(tensors))
-        weight_places = [Replicate() if t is not None else None for t in tensors]
-        options = [([Replicate()], [Replicate()] + weight_places + nones)]
-        per_channel = any(t is not None and getattr(t, "shape", (1,)) != () and _numel(t) > 1 for t in tensors)
-        for d in range(x.ndim):
-            if per_channel and d == (1 if x.ndim >= 2 else 0):
-                continue
-            options.append(([Shard(d)], [Shard(d)] + weight_places + nones))
-        return options
-
-    register_sharding(op)(strategy)
-
-
-def _numel(meta) -> int:
-    n = 1
-    for s in meta.shape:
-        n *= s
-    return n
+    on_dtensor_import(functools.partial(sharding.register_pointwise, op, elementwise, params, outputs))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,8 +334,8 @@ def _register(formula: Formula) -> None:
     torch.library.register_vmap(f"torchinit::{name}", _vmap_forward(name), lib=_LIB)
     torch.library.register_vmap(f"torchinit::{name}_backward", _vmap_backward(name + "_backward"), lib=_LIB)
     _register_operator_autograd(formula)
-    _register_sharding(getattr(torch.ops.torchinit, name).default, 3)
-    _register_sharding(getattr(torch.ops.torchinit, name + "_backward").default, 4)
+    _register_sharding(getattr(torch.ops.torchinit, name).default, elementwise=1)  # (x, w0, w1, ...)
+    _register_sharding(getattr(torch.ops.torchinit, name + "_backward").default, elementwise=2)  # (grad, saved, ...)
 
 
 for _formula in FORMULAS.values():
@@ -435,31 +409,6 @@ def _vmap_backward_params(op_name):
     return rule
 
 
-def _register_param_sharding(op) -> None:
-    on_dtensor_import(functools.partial(_register_param_sharding_now, op))
-
-
-def _register_param_sharding_now(op) -> None:
-    try:
-        from torch.distributed.tensor import Partial, Replicate, Shard
-        from torch.distributed.tensor.experimental import register_sharding
-    except Exception:  # pragma: no cover - torch built without distributed
-        return
-
-    def strategy(grad, saved, w0, w1, *scalars):
-        weights = [Replicate() if w is not None else None for w in (w0, w1)]
-        nones = [None] * len(scalars)
-        options = [([Replicate()] * 3, [Replicate(), Replicate()] + weights + nones)]
-        per_channel = any(w is not None and _numel(w) > 1 for w in (w0, w1))
-        for d in range(saved.ndim):
-            if per_channel and d == (1 if saved.ndim >= 2 else 0):
-                continue
-            options.append(([Shard(d), Partial(), Partial()], [Shard(d), Shard(d)] + weights + nones))
-        return options
-
-    register_sharding(op)(strategy)
-
-
 PARAM_FORMULAS = tuple(f.name for f in FORMULAS.values() if f.param_grads is not None)
 
 for _name in PARAM_FORMULAS:
@@ -468,7 +417,8 @@ for _name in PARAM_FORMULAS:
     torch.library.register_fake(f"torchinit::{_name}_backward_params", _fake_backward_params, lib=_LIB)
     torch.library.register_vmap(f"torchinit::{_name}_backward_params",
                                 _vmap_backward_params(_name + "_backward_params"), lib=_LIB)
-    _register_param_sharding(getattr(torch.ops.torchinit, _name + "_backward_params").default)
+    _register_sharding(getattr(torch.ops.torchinit, _name + "_backward_params").default, elementwise=2,
+                       outputs=("elementwise", "param_grad", "param_grad"))
 
 
 def activation_backward(formula: Formula, grad, saved, w0, w1, scalars, needs: tuple[bool, bool, bool]):
@@ -563,6 +513,17 @@ def _glu_backward_vmap(info, in_dims, grad, x, dim):
 
 torch.library.register_vmap("torchinit::glu", _glu_vmap, lib=_LIB)
 torch.library.register_vmap("torchinit::glu_backward", _glu_backward_vmap, lib=_LIB)
+
+
+def _register_halves_sharding(op, tensors: int) -> None:
+    """The DTensor rule of an operator that splits halves along an int ``dim`` argument (glu and its backward)."""
+    from . import sharding
+
+    on_dtensor_import(functools.partial(sharding.register_halves, op, tensors))
+
+
+_register_halves_sharding(torch.ops.torchinit.glu.default, 1)  # (x, dim)
+_register_halves_sharding(torch.ops.torchinit.glu_backward.default, 2)  # (grad, x, dim)
 
 
 def _glu_setup(ctx, inputs, output):
