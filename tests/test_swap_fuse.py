@@ -358,3 +358,26 @@ def test_bias_act_on_channels_first_input_says_pass_dim_1():
     torch.testing.assert_close(ti.bias_act(x, bias, "relu", dim=1), F.relu(x + bias.view(1, 3, 1, 1)))
     with pytest.raises(ValueError, match=r"got shape \(7,\)$"):  # no dim fits: no hint
         ti.bias_act(x, torch.randn(7), "relu")
+
+
+class Experts(nn.Module):
+    """MoE experts stored as one 3-D weight (as Mixtral's): a loop over the experts a batch uses, untraceable."""
+
+    def __init__(self, n: int = 2, d: int = 4, h: int = 6) -> None:
+        super().__init__()
+        self.gate_up = nn.Parameter(torch.randn(n, 2 * h, d))
+        self.act = nn.SiLU()
+
+    def forward(self, x, idx):
+        out = []
+        for e in idx.unique():
+            gate, up = F.linear(x, self.gate_up[e]).chunk(2, dim=-1)
+            out.append(self.act(gate) * up)
+        return torch.stack(out)
+
+
+def test_untraceable_experts_are_reported():
+    report = swap_activations(Experts(), fuse=True)
+    assert not report.fused
+    assert [(u.name, u.what) for u in report.unfused] == [("<root>", "Experts")], str(report)
+    assert report.unfused[0].reason.startswith("not fused: torch.fx could not trace it: TraceError")

@@ -364,12 +364,13 @@ def _note_other_layer(owner: nn.Module, path: str, act: _Act, module: nn.Module,
             left.append(Left(f"{path}:{src.target} -> {act.input.target} -> {act.label}", type(module).__name__,
                              "a BatchNorm sits between the layer and the activation"))
         return
-    bias, weight = getattr(module, "bias", None), getattr(module, "weight", None)
-    if not act.why_not and isinstance(bias, torch.Tensor) and isinstance(weight, torch.Tensor) and \
-            bias.dim() == 1 and not module._modules:
-        left.append(Left(f"{path}:{act.input.target} -> {act.label}", type(module).__name__,
-                         f"{type(module).__qualname__} is not a layer fuse can split from its bias (nn.Linear, "
-                         "nn.ConvNd or Hugging Face's Conv1D, with their own forward)"))
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    if act.why_not or module._modules or not isinstance(weight, torch.Tensor) or weight.dim() < 2:
+        return  # not a layer (a norm, a container): nothing was there to fuse
+    why = ("the layer has no bias (nothing to fuse)" if not isinstance(bias, torch.Tensor) else
+           f"{type(module).__qualname__} is not a layer fuse can split from its bias (nn.Linear, nn.ConvNd or "
+           "Hugging Face's Conv1D, with their own forward)")
+    left.append(Left(f"{path}:{act.input.target} -> {act.label}", type(module).__name__, why))
 
 
 def _fuse_layers(graph: fx.Graph, owner: nn.Module, path: str, fused: list, left: list) -> None:
@@ -446,6 +447,14 @@ def guarded_forward(fused: Callable, original: Callable, inspected: tuple[str, .
 # ---------------------------------------------------------------------------------------------
 
 
+def _layer_like(m: nn.Module) -> bool:
+    """A layer fuse handles, or a leaf with a weight matrix (a Linear subclass with a forward of its own...)."""
+    if layer_form(m) is not None:
+        return True
+    w = m._parameters.get("weight")
+    return not m._modules and w is not None and w.dim() >= 2
+
+
 def _may_hold_patterns(owner: nn.Module) -> tuple[bool, bool]:
     """(worth tracing, worth reporting when it cannot be traced): a cheap filter before tracing ``owner``."""
     if table.is_known_activation_class(type(owner)) or layer_form(owner) is not None:
@@ -454,11 +463,13 @@ def _may_hold_patterns(owner: nn.Module) -> tuple[bool, bool]:
         not (type(owner).forward.__module__ or "").startswith("torch.")
     if not own_code:
         return False, False
-    children = list(owner._modules.values())
-    has_layer = any(m is not None and layer_form(m) is not None for m in children)
+    children = [m for m in owner._modules.values() if m is not None]
+    has_layer = any(_layer_like(m) for m in children)
     mentions = calls.mentions_activation(owner)
-    has_act = mentions or any(m is not None and looks_like_activation(m) for m in children)
-    return has_layer or mentions, has_layer and has_act
+    has_act = mentions or any(looks_like_activation(m) for m in children)
+    # weights of its own (MoE experts stored as 3-D tensors) with an activation: an MLP in other clothes
+    own_weights = any(p is not None and p.dim() >= 2 for p in owner._parameters.values())
+    return has_layer or mentions or (own_weights and has_act), (has_layer or own_weights) and has_act
 
 
 @dataclass
