@@ -183,12 +183,13 @@ def _require_vit(name: str, model: nn.Module) -> None:
 def vit_jax(*, head_bias: float = 0.0) -> Preset:
     """ViT as initialised in the original JAX code (big_vision / google-research/vision_transformer), as
     timm's ``init_weights_vit_jax`` reproduces it: Linear xavier-uniform with zero bias, except MLP
-    biases N(0, 1e-6^2); the patch-embedding convolution LeCun normal; ``pos_embed`` N(0, 0.02^2);
-    ``cls_token`` 0; the classifier head 0 (bias ``head_bias``); norms 1/0.
+    biases N(0, 1e-6^2); the patch-embedding convolution LeCun normal; ``pos_embed`` N(0, 0.02^2)
+    (timm: ``trunc_normal_`` with bounds +-2, the same distribution); ``cls_token``/``reg_token``
+    N(0, 1e-6^2) (timm; the JAX code uses 0); the classifier head 0 (bias ``head_bias``); norms 1/0.
 
-    Reproduces timm ``VisionTransformer(weight_init="jax")`` (ViT/DeiT models named as timm names them:
-    ``patch_embed``, ``pos_embed``, ``cls_token``, ``blocks.*.mlp``, ``head``). Refuses models with neither
-    ``pos_embed`` nor ``patch_embed``.
+    Reproduces timm ``VisionTransformer.init_weights(mode="jax")`` (ViT models named as timm names them:
+    ``patch_embed``, ``pos_embed``, ``cls_token``, ``reg_token``, ``blocks.*.mlp``, ``head``). Refuses
+    models with neither ``pos_embed`` nor ``patch_embed``.
 
     Source: Dosovitskiy et al. (2021) and timm ``timm/models/vision_transformer.py`` (``init_weights_vit_jax``).
     """
@@ -203,8 +204,9 @@ def vit_jax(*, head_bias: float = 0.0) -> Preset:
                  label="vit_jax: MLP biases"),
             Rule(layers=_CONVS, scheme="lecun_normal", label="vit_jax: convs"),
             Rule(layers=is_norm_layer, scheme="norm_reset", label="vit_jax: norms"),
-            Rule(names=["pos_embed", "*.pos_embed"], scheme=Scheme("normal", std=0.02), label="vit_jax: pos_embed"),
-            Rule(names=["cls_token", "*.cls_token", "dist_token", "*.dist_token"], scheme="zeros",
+            Rule(names=["pos_embed", "*.pos_embed"], scheme=Scheme("trunc_normal", std=0.02, a=-2.0, b=2.0),
+                 label="vit_jax: pos_embed"),
+            Rule(names=["cls_token", "*.cls_token", "reg_token", "*.reg_token"], scheme=Scheme("normal", std=1e-6),
                  label="vit_jax: tokens"),
             Rule(names=["head.weight", "head.*.weight"], scheme="zeros", label="vit_jax: head"),
             Rule(names=["head.bias", "head.*.bias"], scheme=Scheme("constant", val=float(head_bias)),
@@ -218,7 +220,7 @@ def vit_jax(*, head_bias: float = 0.0) -> Preset:
 def timm(*, std: float = 0.02) -> Preset:
     """ViT as timm initialises it by default (``init_weights_vit_timm``): Linear weights
     ``trunc_normal_(std=0.02)`` (absolute bounds +-2, so in effect untruncated), biases 0; ``pos_embed``
-    trunc-normal 0.02; ``cls_token`` N(0, 1e-6^2); norms 1/0; other layers keep their default.
+    trunc-normal 0.02; ``cls_token``/``reg_token`` N(0, 1e-6^2); norms 1/0; other layers keep their default.
 
     Reproduces timm ``VisionTransformer`` (default ``weight_init``); refuses models with neither
     ``pos_embed`` nor ``patch_embed``.
@@ -234,7 +236,7 @@ def timm(*, std: float = 0.02) -> Preset:
             Rule(layers=nn.Linear, scheme=tn, label="timm: Linear"),
             Rule(layers=is_norm_layer, scheme="norm_reset", label="timm: norms"),
             Rule(names=["pos_embed", "*.pos_embed"], scheme=tn, label="timm: pos_embed"),
-            Rule(names=["cls_token", "*.cls_token", "dist_token", "*.dist_token"], scheme=Scheme("normal", std=1e-6),
+            Rule(names=["cls_token", "*.cls_token", "reg_token", "*.reg_token"], scheme=Scheme("normal", std=1e-6),
                  label="timm: tokens"),
         ])
 
