@@ -40,7 +40,6 @@ otherwise (:func:`guarded_forward`); the report notes it.
 
 from __future__ import annotations
 
-import math
 import operator
 from dataclasses import dataclass, field
 from typing import Callable
@@ -325,16 +324,21 @@ def _fuse_glu(graph: fx.Graph, owner: nn.Module, path: str, fused: list, left: l
 
 
 def _computes_addmm(layer: nn.Module) -> bool:
-    """Whether a ``Conv1D``-shaped layer computes ``x @ weight + bias`` (checked on one probe row)."""
+    """Whether a ``Conv1D``-shaped layer computes ``x @ weight + bias``, checked on one probe row to within the
+    rounding error a dot product of its length may have in its dtype (either summation order)."""
     w = layer.weight
     if w.device.type == "meta":
         return True  # nothing to run on: the structure (is_addmm_conv1d) is all there is to check
-    x = torch.linspace(-1.0, 1.0, w.shape[0], dtype=w.dtype, device=w.device).reshape(1, 1, -1)
+    nx = w.shape[0]
+    x = torch.linspace(-1.0, 1.0, nx, dtype=w.dtype, device=w.device).reshape(1, 1, nx)
     with torch.no_grad():
         got = layer(x)
         want = layer_without_bias(layer, x, "addmm") + layer.bias
-    return isinstance(got, torch.Tensor) and got.shape == want.shape and bool(
-        torch.isclose(got, want, rtol=1e-3, atol=1e-5 * math.sqrt(w.shape[0])).all())
+        if not (isinstance(got, torch.Tensor) and got.shape == want.shape and got.dtype == want.dtype):
+            return False
+        eps = torch.finfo(w.dtype).eps
+        bound = 2 * (nx + 1) * eps * ((x.abs().float() @ w.abs().float()) + layer.bias.abs().float())
+        return bool(((got.float() - want.float()).abs() <= bound + eps).all())
 
 
 def _layer_why_not(layer: nn.Module, layer_node: fx.Node) -> str:
