@@ -102,8 +102,20 @@ def module_activation(module: nn.Module) -> tuple[str, dict] | str | None:
         kind, args = found
         return kind, {k: v for k, v in args.items() if k != "inplace"}
     if looks_like_activation(module):
-        return f"{type(module).__qualname__} computes no single torchinit activation (no fused kernel for it)"
+        return _why_unrecognised(module)
     return None
+
+
+def _why_unrecognised(module: nn.Module) -> str:
+    name = type(module).__qualname__
+    recognise = getattr(table, "recognise", None)  # the swap step's verdict on another library's class
+    verdict = recognise(module) if recognise is not None else None
+    if verdict is not None and verdict.reason:
+        return f"{name}: {verdict.reason} (no fused kernel for it)"
+    for base in type(module).__mro__[1:]:
+        if table.kind_of_class(base) is not None:
+            return f"{name} has a forward of its own (not {base.__name__}'s): no fused kernel is known to compute it"
+    return f"{name} is not an activation torchinit recognises (no fused kernel for it)"
 
 
 # ---------------------------------------------------------------------------------------------
