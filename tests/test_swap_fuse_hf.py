@@ -222,3 +222,15 @@ def test_fused_llama_compiles():
         torch.testing.assert_close(mlp(x), ref.model.layers[0].mlp(x), rtol=0, atol=1e-6)
     finally:
         torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("name", ["llama", "t5"])
+def test_fused_models_generate_the_same_tokens(name):
+    model, inputs = build(name)
+    ref = copy.deepcopy(model)
+    ti.swap_activations(model, fuse=True)
+    ids = inputs["input_ids"]
+    mask = torch.ones_like(ids)
+    got = model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
+    want = ref.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
+    assert torch.equal(got, want)
