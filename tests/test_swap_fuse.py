@@ -376,6 +376,18 @@ class Experts(nn.Module):
         return torch.stack(out)
 
 
+def test_lazy_layer_reported_until_initialised():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.LazyLinear(8), nn.ReLU())
+    report = swap_activations(net, fuse=True)
+    assert [u.reason for u in report.unfused] == ["the lazy layer is not initialised yet: run one batch through the "
+                                                  "model, then fuse"], str(report)
+    x = torch.randn(2, 3)
+    ref = net(x)  # initialises it (it becomes an nn.Linear)
+    assert len(swap_activations(net, fuse=True).fused) == 1
+    torch.testing.assert_close(net(x), ref)
+
+
 def test_untraceable_experts_are_reported():
     report = swap_activations(Experts(), fuse=True)
     assert not report.fused

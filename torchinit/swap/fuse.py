@@ -369,6 +369,11 @@ def _layer_why_not(layer: nn.Module, layer_node: fx.Node) -> str:
     return ""
 
 
+def _is_matrix(t) -> bool:
+    """A weight of two or more dims (an uninitialised lazy parameter is none: it has no dims yet)."""
+    return isinstance(t, torch.Tensor) and not isinstance(t, nn.parameter.UninitializedTensorMixin) and t.dim() >= 2
+
+
 def _note_other_layer(owner: nn.Module, path: str, act: _Act, module: nn.Module, left: list) -> None:
     """Report the near misses between a module and an activation: ``layer -> BatchNorm -> activation`` (nothing
     to fuse while training), and a layer with a bias whose forward is not one fuse can split from its bias."""
@@ -381,7 +386,11 @@ def _note_other_layer(owner: nn.Module, path: str, act: _Act, module: nn.Module,
                              "a BatchNorm sits between the layer and the activation"))
         return
     weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
-    if act.why_not or module._modules or not isinstance(weight, torch.Tensor) or weight.dim() < 2:
+    if not act.why_not and isinstance(weight, nn.parameter.UninitializedTensorMixin):
+        left.append(Left(f"{path}:{act.input.target} -> {act.label}", type(module).__name__,
+                         "the lazy layer is not initialised yet: run one batch through the model, then fuse"))
+        return
+    if act.why_not or module._modules or not _is_matrix(weight):
         return  # not a layer (a norm, a container): nothing was there to fuse
     why = ("the layer has no bias (nothing to fuse)" if not isinstance(bias, torch.Tensor) else
            f"{type(module).__qualname__} is not a layer fuse can split from its bias (nn.Linear, nn.ConvNd or "
@@ -468,7 +477,7 @@ def _layer_like(m: nn.Module) -> bool:
     if layer_form(m) is not None:
         return True
     w = m._parameters.get("weight")
-    return not m._modules and w is not None and w.dim() >= 2
+    return not m._modules and (_is_matrix(w) or isinstance(w, nn.parameter.UninitializedTensorMixin))
 
 
 def _may_hold_patterns(owner: nn.Module) -> tuple[bool, bool]:
@@ -484,7 +493,7 @@ def _may_hold_patterns(owner: nn.Module) -> tuple[bool, bool]:
     mentions = calls.mentions_activation(owner)
     has_act = mentions or any(looks_like_activation(m) for m in children)
     # weights of its own (MoE experts stored as 3-D tensors) with an activation: an MLP in other clothes
-    own_weights = any(p is not None and p.dim() >= 2 for p in owner._parameters.values())
+    own_weights = any(_is_matrix(p) for p in owner._parameters.values())
     return has_layer or mentions or (own_weights and has_act), (has_layer or own_weights) and has_act
 
 
