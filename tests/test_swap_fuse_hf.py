@@ -156,7 +156,8 @@ def test_t5_keeps_its_dtype_check():
     forward was traced with that check frozen, so with mixed dtypes the original forward runs."""
     model, inputs = build("t5")
     report = ti.swap_activations(model, fuse=True)
-    assert all("reads wo.weight in Python" in r.notes[0] for r in report.fused if "DenseReluDense" in r.names[0])
+    notes = [r.notes for r in report.fused if "DenseReluDense" in r.names[0]]
+    assert len(notes) == 4 and all(len(n) == 1 and "reads wo.weight in Python" in n[0] for n in notes), str(report)
     ref = copy.deepcopy(model)
     ti.swap_activations(ref, ti.TORCH, functional=True)
     for m in (model, ref):
