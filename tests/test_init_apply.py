@@ -107,7 +107,7 @@ def test_validation_happens_before_any_change():
         ti.apply_init(m, [ti.Rule(scheme="zeros"), ti.Rule(layers=nn.Linear, scheme="kaiming_norml")], seed=0)
     with pytest.raises(ti.InitError, match="unexpected argument.*'stdev'.*accepts: mean, std"):
         ti.apply_init(m, [ti.Rule(scheme="zeros"), ti.Rule(layers=nn.Linear, scheme="normal", stdev=1)], seed=0)
-    with pytest.raises(ti.InitError, match="mode must be 'fan_in', 'fan_out' or 'fan_avg'"):
+    with pytest.raises(ti.InitError, match="mode must be 'fan_in', 'fan_out', 'fan_avg' or 'fan_geo_avg'"):
         ti.apply_init(m, [ti.Rule(scheme="zeros"), ti.Rule(layers=nn.Linear, scheme="kaiming_normal", mode="in")], seed=0)
     with pytest.raises(ti.InitError, match="cls_token.*orthogonal.*2 dimensions|orthogonal"):
         ti.apply_init(m, [ti.Rule(scheme="zeros"), ti.Rule(params="bias", scheme="orthogonal")], seed=0)
@@ -317,10 +317,11 @@ def test_vit_presets():
 
 
 def test_public_names_and_aliases():
-    assert ti.glorot_uniform_ is ti.xavier_uniform_ and ti.he_normal_ is ti.kaiming_normal_
+    assert ti.glorot_uniform_ is ti.xavier_uniform_ and ti.he_uniform_ is ti.kaiming_uniform_
+    assert ti.he_normal_ is not ti.kaiming_normal_  # JAX's he_normal is truncated, torch's kaiming_normal_ is not
     a, b = nn.Linear(5, 6), nn.Linear(5, 6)
-    ti.apply_init(a, "he_normal", seed=1)
-    ti.apply_init(b, "kaiming_normal", seed=1)
+    ti.apply_init(a, "he_uniform", seed=1)
+    ti.apply_init(b, "kaiming_uniform", seed=1)
     assert torch.equal(a.weight, b.weight)
     for name in ("auto", "variance_scaling", "delta_orthogonal", "sparse", "torch_default", "prior_prob", "identity"):
         assert name in ti.scheme_names()

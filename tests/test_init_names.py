@@ -24,7 +24,7 @@ def params(m):
 
 
 @pytest.mark.parametrize("alias, canonical", [
-    ("he", "kaiming_normal"), ("HE", "kaiming_normal"), ("kaiming", "kaiming_normal"),
+    ("he", "he_normal"), ("HE", "he_normal"), ("kaiming", "kaiming_normal"),
     ("Kaiming_Normal_", "kaiming_normal"), ("xavier", "xavier_uniform"), ("Glorot", "xavier_uniform"),
     ("xavier_uniform_", "xavier_uniform"), ("lecun", "lecun_normal"), ("LeCun_Normal", "lecun_normal"),
 ])

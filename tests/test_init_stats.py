@@ -61,7 +61,7 @@ def _fans(shape):
 
 @pytest.mark.parametrize("shape", [(128, 256), (64, 32, 3, 3)])
 @pytest.mark.parametrize("name", ["xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
-                                  "lecun_uniform", "lecun_normal", "he_normal", "glorot_uniform"])
+                                  "lecun_uniform", "lecun_normal", "he_normal", "glorot_uniform", "glorot_normal"])
 def test_fan_schemes(name, shape):
     fi, fo = _fans(shape)
     w = torch.empty(shape)
@@ -75,9 +75,10 @@ def test_fan_schemes(name, shape):
     if name.endswith("uniform"):
         bound = math.sqrt(3) * std
         assert ks(w, "uniform", -bound, 2 * bound) > ALPHA
-    elif name == "lecun_normal":
+    elif name in ("lecun_normal", "he_normal", "glorot_normal"):  # JAX/Keras: truncated at 2 sigma, variance kept
         s = std / TRUNC_NORMAL_STD_CORRECTION
         assert ks(w, "truncnorm", -2, 2, 0, s) > ALPHA
+        assert float(w.abs().max()) <= 2 * s * (1 + 1e-6)
     else:
         assert ks(w, "norm", 0, std) > ALPHA
 

@@ -85,7 +85,7 @@ def materialize(action: Action, shape: tuple[int, ...], dtype: torch.dtype, devi
     if action.kind == "delta_orthogonal":
         q = _orthogonal(shape[0], shape[1], action.gain, stream)
         out = torch.zeros(shape, dtype=torch.float64)
-        center = tuple(k // 2 for k in shape[2:])
+        center = tuple((k - 1) // 2 for k in shape[2:])  # JAX's tap: the identity under padding="same"
         out[(slice(None), slice(None)) + center] = q
         return out.to(device=device, dtype=dtype)
     if action.kind == "sparse":

@@ -102,8 +102,15 @@ def xavier_normal_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Gen
     return _apply(tensor, "xavier_normal", {"gain": gain}, generator)
 
 
-glorot_uniform_ = xavier_uniform_
-glorot_normal_ = xavier_normal_
+glorot_uniform_ = xavier_uniform_  # the same distribution in JAX/Keras and torch
+
+
+def glorot_normal_(tensor: torch.Tensor, in_axis: int = 1, out_axis: int = 0,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """JAX/Keras ``glorot_normal``: variance ``2 / (fan_in + fan_out)`` from a normal truncated at +-2 sigma
+    (std divided by 0.8796..., so the variance is kept). Not torch's :func:`xavier_normal_`, which is
+    untruncated. Fans as :func:`variance_scaling_` (``in_axis=-2, out_axis=-1`` for JAX's layout)."""
+    return variance_scaling_(tensor, 1.0, "fan_avg", "truncated_normal", in_axis, out_axis, generator)
 
 
 def kaiming_uniform_(tensor: torch.Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: Any = "leaky_relu",
@@ -119,8 +126,14 @@ def kaiming_normal_(tensor: torch.Tensor, a: float = 0.0, mode: str = "fan_in", 
     return _apply(tensor, "kaiming_normal", {"a": a, "mode": mode, "nonlinearity": nonlinearity, "gain": gain}, generator)
 
 
-he_uniform_ = kaiming_uniform_
-he_normal_ = kaiming_normal_
+he_uniform_ = kaiming_uniform_  # JAX's he_uniform is torch's default kaiming_uniform (bound sqrt(6 / fan_in))
+
+
+def he_normal_(tensor: torch.Tensor, in_axis: int = 1, out_axis: int = 0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """JAX/Keras ``he_normal``: variance ``2 / fan_in`` from a normal truncated at +-2 sigma (variance kept).
+    Not torch's :func:`kaiming_normal_`, which is untruncated."""
+    return variance_scaling_(tensor, 2.0, "fan_in", "truncated_normal", in_axis, out_axis, generator)
 
 
 def lecun_uniform_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -137,7 +150,8 @@ def lecun_normal_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Gene
 def variance_scaling_(tensor: torch.Tensor, scale: float = 1.0, mode: str = "fan_in",
                       distribution: str = "truncated_normal", in_axis: int = 1, out_axis: int = 0,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-    """Keras/Flax ``VarianceScaling``: variance ``scale / n``, ``n`` = fan_in, fan_out or their mean.
+    """Keras/Flax ``VarianceScaling``: variance ``scale / n``, ``n`` = fan_in, fan_out, their mean
+    (``"fan_avg"``) or their geometric mean (``"fan_geo_avg"``, JAX).
 
     ``distribution``: ``"truncated_normal"`` (normal truncated at +-2 std, std divided by
     0.87962566103423978, the std of a unit normal truncated there, so the variance is exactly as asked),
@@ -165,8 +179,11 @@ def orthogonal_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Genera
 
 
 def delta_orthogonal_(tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Xiao et al. (2018): zero everywhere but the kernel centre, which holds an orthogonal
-    ``(out, in)`` matrix times ``gain``; an isometry when ``in <= out``."""
+    """Xiao et al. (2018), as JAX's ``delta_orthogonal``: zero everywhere but the tap ``(k - 1) // 2`` of
+    each kernel dimension, which holds an orthogonal ``(out, in)`` matrix times ``gain``; an isometry when
+    ``in <= out``. That tap makes the convolution the identity-like isometry under ``padding="same"`` in torch
+    and JAX (both pad ``(k - 1) // 2`` on the left), even kernels included (:func:`dirac_` uses torch's
+    ``k // 2``)."""
     return _apply(tensor, "delta_orthogonal", {"gain": gain}, generator)
 
 
@@ -232,6 +249,7 @@ for _f, _name in [(zeros_, "zeros"), (ones_, "ones"), (constant_, "constant"), (
                   (trunc_normal_, "trunc_normal"), (xavier_uniform_, "xavier_uniform"), (xavier_normal_, "xavier_normal"),
                   (kaiming_uniform_, "kaiming_uniform"), (kaiming_normal_, "kaiming_normal"),
                   (lecun_uniform_, "lecun_uniform"), (lecun_normal_, "lecun_normal"), (orthogonal_, "orthogonal"),
+                  (glorot_normal_, "glorot_normal"), (he_normal_, "he_normal"),
                   (delta_orthogonal_, "delta_orthogonal"), (dirac_, "dirac"), (eye_, "eye"), (identity_, "identity"),
                   (sparse_, "sparse"), (prior_prob_, "prior_prob")]:
     _tag(_f, _name)

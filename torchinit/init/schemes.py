@@ -4,8 +4,10 @@ An action says what to write (an elementwise distribution, a constant, an orthog
 how; ``fill.py`` writes it. Planning is pure and cheap, so :func:`~torchinit.init.apply_init` plans (and
 so validates) every parameter before it samples any.
 
-Aliases (``glorot_*``, ``he_*``) resolve to one implementation. ``lecun_normal`` and
-``variance_scaling`` follow Keras/JAX/Flax (truncated normal); ``xavier_*``/``kaiming_*`` follow torch.
+Names mean what they mean where they come from: ``xavier_*``/``kaiming_*`` follow torch (``*_normal``
+untruncated); ``glorot_normal``, ``he_normal``, ``lecun_normal`` and ``variance_scaling`` follow JAX/Keras
+(a normal truncated at +-2 sigma with the std corrected so the variance is as asked). ``glorot_uniform`` and
+``he_uniform`` are the same distributions in both conventions, so they alias torch's uniform ones.
 """
 
 from __future__ import annotations
@@ -99,7 +101,10 @@ class Ctx:
             return fo
         if mode == "fan_avg":
             return (fi + fo) / 2
-        raise ValueError(f"{self.fn}: mode must be 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
+        if mode == "fan_geo_avg":  # JAX's variance_scaling mode: the geometric mean
+            return math.sqrt(fi * fo)
+        raise ValueError(f"{self.fn}: mode must be 'fan_in', 'fan_out', 'fan_avg' or 'fan_geo_avg', got {mode!r}"
+                         f"{did_you_mean(mode, ('fan_in', 'fan_out', 'fan_avg', 'fan_geo_avg'), n=1)}")
 
     def gain(self, gain: Any, mode: str = "fan_in") -> float:
         """Resolve a gain argument: a number, ``"auto"``, or an activation for :func:`calculate_gain`."""
@@ -208,6 +213,14 @@ def _p_lecun(dist: str) -> Callable[..., Action]:
     def plan(ctx: Ctx, gain: Any) -> Action:
         g = ctx.gain(gain, "fan_in")
         return _variance_scaling(ctx, g * g, "fan_in", "truncated_normal" if dist == "normal" else "uniform")
+
+    return plan
+
+
+def _p_jax(scale: float, mode: str) -> Callable[..., Action]:
+    """JAX's ``glorot_normal`` (scale 1, fan_avg) / ``he_normal`` (scale 2, fan_in): truncated normal."""
+    def plan(ctx: Ctx) -> Action:
+        return _variance_scaling(ctx, scale, mode, "truncated_normal")
 
     return plan
 
@@ -322,6 +335,8 @@ SCHEMES: dict[str, SchemeDef] = {s.name: s for s in [
     _reg("kaiming_normal", _p_kaiming("normal"), True, True, a=0.0, mode="fan_in", nonlinearity="leaky_relu", gain=None),
     _reg("lecun_uniform", _p_lecun("uniform"), True, True, gain=1.0),
     _reg("lecun_normal", _p_lecun("normal"), True, True, gain=1.0),
+    _reg("glorot_normal", _p_jax(1.0, "fan_avg"), True, True),
+    _reg("he_normal", _p_jax(2.0, "fan_in"), True, True),
     _reg("variance_scaling", _p_variance_scaling, True, True, scale=1.0, mode="fan_in", distribution="truncated_normal"),
     _reg("orthogonal", _p_orthogonal, True, False, gain=1.0),
     _reg("delta_orthogonal", _p_delta_orthogonal, True, False, gain=1.0),
@@ -336,12 +351,12 @@ SCHEMES: dict[str, SchemeDef] = {s.name: s for s in [
 ]}
 
 #: Aliases, looked up case-insensitively and with or without a trailing underscore (``"Kaiming_Normal_"``).
-#: The short names pick the distribution their paper (or Keras' default) uses: ``he``/``kaiming`` ->
-#: ``kaiming_normal``, ``xavier``/``glorot`` -> ``xavier_uniform``, ``lecun`` -> ``lecun_normal``.
+#: The short names pick the distribution their paper (or Keras' default) uses, in their own convention:
+#: ``kaiming`` -> ``kaiming_normal`` (torch), ``he`` -> ``he_normal`` (JAX/Keras, truncated), ``xavier`` and
+#: ``glorot`` -> ``xavier_uniform`` (the same in both), ``lecun`` -> ``lecun_normal``.
 ALIASES: dict[str, str] = {
-    "glorot_uniform": "xavier_uniform", "glorot_normal": "xavier_normal",
-    "he_uniform": "kaiming_uniform", "he_normal": "kaiming_normal",
-    "he": "kaiming_normal", "kaiming": "kaiming_normal", "xavier": "xavier_uniform", "glorot": "xavier_uniform",
+    "glorot_uniform": "xavier_uniform", "he_uniform": "kaiming_uniform",
+    "he": "he_normal", "kaiming": "kaiming_normal", "xavier": "xavier_uniform", "glorot": "xavier_uniform",
     "lecun": "lecun_normal",
     "zero": "zeros", "one": "ones", "truncated_normal": "trunc_normal", "default": "torch_default",
 }
