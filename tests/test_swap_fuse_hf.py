@@ -134,6 +134,23 @@ def test_gpt2_conv1d_gelu_new_becomes_bias_act():
     _assert_grads_match(model, ref)
 
 
+@pytest.mark.parametrize("name", ["gemma", "t5", "gpt2"])
+def test_fuse_recognises_activations_left_unswapped(name):
+    """With an empty mapping the HF activation classes stay (GELUTanh, NewGELUActivation): fuse recognises them by
+    what they compute (the swap step's probe-checked table) and fuses every MLP all the same."""
+    model, inputs = build(name)
+    ref = copy.deepcopy(model)
+    report = ti.swap_activations(model, {}, fuse=True)
+    assert not report.modules
+    acts = {type(m).__module__ for m in model.modules() if type(m).__name__ in ("GELUTanh", "NewGELUActivation")}
+    assert acts == {"transformers.activations"}
+    mlps = _mlp_paths(model)
+    assert _accounted(report)[0] >= set(mlps) and len(report.fused) == len(mlps), str(report)
+    assert all("approximate='tanh'" in r.new for r in report.fused), str(report)
+    with torch.no_grad():
+        torch.testing.assert_close(output_tensor(model(**inputs)), output_tensor(ref(**inputs)), rtol=0, atol=1e-5)
+
+
 def test_unfused_mlp_is_reported_with_the_reason():
     """An MLP whose gate activation torchinit has no function for is left, and says why; the others fuse."""
     model, inputs = build("llama")
