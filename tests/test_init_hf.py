@@ -158,6 +158,11 @@ def test_gpt2_preset_on_llama_scales_o_proj_and_down_proj_and_resets_rmsnorm():
 
 def test_gpt2_preset_on_bert_and_t5_norms():
     _check_against_hf("bert", ("output.dense",))
+    bert, _ = build("bert", seed=1)
+    pad = bert.embeddings.word_embeddings.padding_idx
+    assert pad == 0 and (build("bert")[0].embeddings.word_embeddings.weight[pad] == 0).all()  # HF zeroes it
+    rep = ti.apply_init(bert, ti.gpt2, seed=0)
+    assert (bert.embeddings.word_embeddings.weight[pad] == 0).all() and any("padding rows" in n for n in rep.notes)
     t5, _ = build("t5", seed=1)
     _scramble(t5)
     rep = ti.apply_init(t5, ti.gpt2, seed=0)

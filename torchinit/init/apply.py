@@ -327,6 +327,16 @@ def _staged_value(e: _Entry, seed: int | None, generator: torch.Generator | None
     return _sample_full(e, p.device, p.dtype, tuple(p.shape), seed, generator)
 
 
+def _padding_row(e: _Entry) -> int | None:
+    """An embedding's ``padding_idx`` row, zeroed after a scheme selected through the module (as
+    ``nn.Embedding.reset_parameters`` and Hugging Face's ``_init_weights`` do); None otherwise."""
+    m = e.info.module
+    if (isinstance(m, nn.Embedding) and e.info.local_name == "weight" and m.padding_idx is not None
+            and e.resolved.how == "weight"):
+        return int(m.padding_idx)
+    return None
+
+
 def _validate_action(action: Action, fn: str, name: str) -> None:
     """Checks that planning cannot do from the arguments alone (a truncation interval with no mass)."""
     if action.kind == "dist" and action.dist is not None and action.dist.kind == "trunc_normal":
@@ -523,9 +533,15 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
             else:
                 for view, action, s in targets[id(e)]:
                     fill_into_(action, view, s, workspaces.get(view.device))
+            pad = _padding_row(e)
+            if pad is not None and not _is_dtensor(e.param):
+                e.param[pad].zero_()
     sampled = {id(e) for e in live}
 
     rows = []
+    padded = [f"{e.name}[{_padding_row(e)}]" for e in live if _padding_row(e) is not None and not _is_dtensor(e.param)]
+    if padded:
+        notes.append(f"{fn}: embedding padding rows zeroed (as nn.Embedding resets them): {', '.join(padded)}")
     empty = [e.name for e in entries if e.actions[0][1].kind == "empty"]
     if empty:
         warnings.warn(f"{fn}: Initializing zero-element tensors is a no-op ({', '.join(empty)})", UserWarning,
