@@ -28,7 +28,8 @@ computes no single torchinit activation is reported.
 GLU patterns are matched first (a gate Linear with a bias joins the GLU, not a ``bias_act``). Nothing is
 fused when it would change what the forward computes; each such near miss is reported with the reason
 (the activation's output has other users, the layer's output is used elsewhere, the layer has no bias
-or has hooks, the activation is not recognised, the forward could not be traced, ...). Global module
+or has hooks or is lazy and uninitialised, the activation is not recognised, the forward of a module
+holding weights and an activation could not be traced (MoE experts kept as 3-D tensors), ...). Global module
 hooks (``torch.nn.modules.module.register_module_forward_hook``) are not run for a fused layer.
 
 A forward that reads one of its parameters in Python without computing with it (T5's
