@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from . import calls, fuse as fusion, table
-from .mapping import Mapping, SwapError
+from .mapping import Mapping, SwapError, unmatched_keys
 from .modules import commit_modules, plan_modules, walk
 from .report import Left, Replaced, SwapReport
 
@@ -75,16 +75,20 @@ def swap_activations(model: nn.Module, mapping: dict | None = None, functional: 
         raise SwapError("swap_activations: fuse=True cannot be combined with mapping TORCH (which undoes swaps and, "
                         "with functional=True, fusions); call it with fuse=False")
     parsed = Mapping(mapping) if mapping is not None else None
-    default = Mapping(DEFAULT)
+    default = Mapping(DEFAULT, twins=False)  # torchinit modules are left as they are
     report = SwapReport()
 
     # 1. plan everything (building and validating replacements); the model is not touched
     places, first_path = walk(model)
     plan = plan_modules(places, parsed, default, model)
     report.left.extend(plan.left)
-    if table.is_known_activation_class(type(model)) and (parsed or default).lookup(("",), type(model), model):
+    root_is_activation = (table.is_known_activation_class(type(model)) and
+                          ((parsed or default).lookup(("",), type(model), model) or
+                           (parsed is None and table.recognise(model) is not None)))
+    if root_is_activation:
         report.left.append(Left("", type(model).__name__, "the root module itself cannot be replaced in place"))
-    owners = [model] + [p.module for p in places]
+    # modules being replaced (and what is inside them) go as a whole: their own calls are not switched
+    owners = [model] + [p.module for p in places if not plan.covers(p)]
     rewrites, intercepts, attrs, restores = [], [], [], []
     if functional:
         for owner in owners:
@@ -92,19 +96,18 @@ def swap_activations(model: nn.Module, mapping: dict | None = None, functional: 
             if to_torch and calls.installed_kind(owner) is not None:
                 restores.append((owner, path))
                 continue
-            for attr, spelling in calls.attribute_sites(owner):
-                name = f"{path}:{attr}"
-                params: dict = {}
-                action = calls.resolve(parsed, spelling, params, name, owner)
-                if action.function is None:
-                    if action.module is not None:
-                        report.left.append(Left(name, spelling.label, "a function-valued attribute can only be "
-                                                "switched to a twin function, not to a module"))
+            for site in calls.attribute_sites(owner):
+                name = f"{path}:{site.attr}"
+                action = calls.resolve(parsed, site.spelling, dict(site.params), name, owner)
+                if action.function is None or action.write_back:
+                    if action.module is not None or action.write_back:
+                        report.left.append(Left(name, site.label, "a function-valued attribute can only be "
+                                                "switched to a twin function that works the same way"))
                     elif action.reason and action.reason != "already torchinit":
-                        report.left.append(Left(name, spelling.label, action.reason))
+                        report.left.append(Left(name, site.label, action.reason))
                     continue
-                attrs.append((owner, attr, action.function, Replaced((name,), spelling.label, action.new,
-                                                                     "attribute")))
+                attrs.append((owner, site.attr, site.replacement(action),
+                              Replaced((name,), site.label, action.new, "attribute")))
             if not calls.is_candidate_owner(owner):
                 continue
             rw = calls.plan_rewrite(owner, path, parsed)
@@ -116,6 +119,10 @@ def swap_activations(model: nn.Module, mapping: dict | None = None, functional: 
                     report.left.append(Left(label, old, action.reason))
             if rw.changes:
                 rewrites.append((rw, calls.compile_rewrite(rw)))
+
+    if parsed is not None:  # calls in intercepted forwards are only seen when they run: not judged then
+        report.unmatched.extend(unmatched_keys(parsed, [n for p in places for n in p.names],
+                                               calls_seen=functional and not intercepts))
 
     # 2. commit
     report.replaced.extend(commit_modules(plan))

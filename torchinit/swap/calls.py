@@ -21,6 +21,7 @@ check reads the Python call stack, so ``fullgraph=True`` fails on it.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import sys
@@ -500,17 +501,48 @@ def make_intercepting_forward(owner: nn.Module, path: str, mapping: Mapping | No
 # ---------------------------------------------------------------------------------------------
 
 
-def attribute_sites(module: nn.Module) -> list[tuple[str, table.Spelling]]:
-    """Instance attributes holding an activation function (``self.activation = F.relu``)."""
+@dataclass(frozen=True)
+class AttributeSite:
+    """An instance attribute holding an activation function, possibly with bound arguments (a partial)."""
+
+    attr: str
+    spelling: table.Spelling
+    params: dict  # arguments bound by functools.partial, named
+    label: str  # for the report: "F.relu" or "functools.partial(F.gelu, approximate='tanh')"
+
+    def replacement(self, action: Action) -> Callable:
+        """The value to store instead: the twin function, re-bound to the action's arguments for a partial."""
+        if not self.params:
+            return action.function
+        return functools.partial(action.function, **action.params)
+
+
+def attribute_sites(module: nn.Module) -> list[AttributeSite]:
+    """Instance attributes holding an activation function: ``self.activation = F.relu``, or a
+    ``functools.partial`` of one binding constant keyword arguments (``self.act = partial(F.gelu,
+    approximate="tanh")``, as in Hugging Face's ``GELUTanh``)."""
     out = []
     for attr, value in module.__dict__.items():
         if attr == "forward" or isinstance(value, (nn.Module, torch.Tensor)) or not callable(value):
             continue
+        if isinstance(value, functools.partial):
+            spelling = _lookup(value.func)
+            if spelling is None or value.args:  # bound positional arguments would come before the input
+                continue
+            try:
+                params = spelling.params((), dict(value.keywords))
+            except TypeError:
+                continue
+            if not all(_is_constant(v) for v in params.values()):
+                continue
+            shown = ", ".join([f"{k}={v!r}" for k, v in params.items()])
+            out.append(AttributeSite(attr, spelling, params, f"functools.partial({spelling.label}, {shown})"))
+            continue
         spelling = _lookup(value)
         if spelling is not None:
-            out.append((attr, spelling))
+            out.append(AttributeSite(attr, spelling, {}, spelling.label))
     return out
 
 
 __all__ = ["Action", "Rewrite", "Interceptor", "resolve", "traced_graph", "plan_rewrite", "compile_rewrite", "install", "restore",
-           "make_intercepting_forward", "attribute_sites", "is_candidate_owner", "installed_kind", "MARK"]
+           "make_intercepting_forward", "attribute_sites", "AttributeSite", "is_candidate_owner", "installed_kind", "MARK"]

@@ -2,9 +2,13 @@
 
 Keys (most specific first): a module instance (that module; for a container, the functional calls
 in its own ``forward``), an exact name, a glob over names (``fnmatch``; first match in the mapping's
-order), a class (exact type: ``nn.ReLU`` does not match a subclass of ``nn.ReLU``). Modules are named
-by their path (``"layer1.0.relu"``), functional calls by their owner's path and spelling
-(``"layer1.0:F.relu"``; the root module's calls are ``":F.relu"``).
+order), a class (exact type: ``nn.ReLU`` does not match a subclass of ``nn.ReLU``; a torch.nn class
+also matches its torchinit twin, so ``{nn.ReLU: ...}`` still applies after a default swap turned the
+ReLUs into ``torchinit.nn.ReLU``; a key naming the torchinit class itself wins). String keys are
+module *names*, never activation names: modules are named by their path (``"layer1.0.relu"``),
+functional calls by their owner's path and spelling (``"layer1.0:F.relu"``; the root module's calls
+are ``":F.relu"``). A string key that matches nothing is listed in ``SwapReport.unmatched`` (with the
+class to use when it is an activation name such as ``"relu"``).
 
 Values: ``None`` (leave it), a class (a torch.nn/torchinit twin of the same activation is converted
 keeping every setting, parameter and hook; another class is constructed with the original's settings
@@ -16,6 +20,7 @@ returning a module or None (functional calls pass an equivalent torch.nn module)
 from __future__ import annotations
 
 import copy
+import difflib
 import fnmatch
 import inspect
 from dataclasses import dataclass
@@ -55,9 +60,11 @@ class Entry:
 class Mapping:
     """A validated swap mapping with the lookup order above."""
 
-    def __init__(self, mapping: dict) -> None:
+    def __init__(self, mapping: dict, twins: bool = True) -> None:
         if not isinstance(mapping, dict):
             raise SwapError(f"swap_activations: argument 'mapping' must be a dict or None, got {type(mapping).__name__}")
+        self.twins = twins  # a torch.nn class key also matches its torchinit twin
+        self.used: set[str] = set()  # name and glob keys that matched something
         self.instances: dict[int, Entry] = {}
         self.names: dict[str, Entry] = {}
         self.globs: list[tuple[str, Entry]] = []
@@ -85,11 +92,22 @@ class Mapping:
             return self.instances[id(instance)]
         for n in names:
             if n in self.names:
+                self.used.add(n)
                 return self.names[n]
         for pattern, entry in self.globs:
             if any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                self.used.add(pattern)
                 return entry
-        return self.types.get(cls)
+        entry = self.types.get(cls)
+        if entry is None and self.twins and self.types:
+            twin = table.torch_twin_of(cls)
+            if twin is not None:
+                entry = self.types.get(twin)
+        return entry
+
+    def unmatched(self) -> list[str]:
+        """Name and glob keys that matched no module and no functional call (so far), in mapping order."""
+        return [k for k in list(self.names) + [p for p, _ in self.globs] if k not in self.used]
 
 
 def _check_value(key: Any, value: Any) -> None:
@@ -108,6 +126,45 @@ def _check_value(key: Any, value: Any) -> None:
     if not callable(value):
         raise SwapError(f"swap_activations: mapping value for key {_describe(key)} must be None, a module, a module "
                         f"class, a torchinit activation name or a factory, got {type(value).__name__}")
+
+
+def _activation_key(key: str) -> str | None:
+    """The class to suggest for a string key that is an activation name (``"relu"`` -> ``"nn.ReLU"``), else None."""
+    from ..registry import names as registry_names
+
+    name = key.strip().lower()
+    if name not in table.TI_CLASSES and name not in registry_names():
+        return None
+    torch_cls = table.TORCH_CLASSES.get(name)
+    if torch_cls is not None:
+        return f"nn.{torch_cls.__name__}"
+    if name in table.TI_CLASSES:
+        return f"ti.nn.{table.TI_CLASSES[name].__name__}"
+    return f"the class of ti.nn.get({name!r})"
+
+
+def unmatched_keys(mapping: Mapping, module_names: list[str], calls_seen: bool = True) -> list:
+    """Name and glob keys of ``mapping`` that matched nothing, each with what to write instead.
+
+    ``calls_seen=False`` when some functional calls are only seen at run time (intercepted forwards, or
+    ``functional=False``): keys naming a call (``"owner:F.relu"``) are then not judged.
+    """
+    from .report import Left
+
+    out = []
+    for key in mapping.unmatched():
+        if ":" in key and not calls_seen:
+            continue
+        cls = _activation_key(key)
+        if cls is not None:
+            reason = (f"string keys are module names (paths such as 'layer1.0.{key}'), not activation names, and no "
+                      f"module is named {key!r}; to map every such activation use its class as the key: {{{cls}: ...}}")
+        else:
+            close = difflib.get_close_matches(key, module_names, n=3)
+            reason = "no module or functional call has this name" + (
+                f"; closest module names: {', '.join(close)}" if close else "")
+        out.append(Left(key, "mapping key", reason))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from . import table
+from . import foreign, table
 from .mapping import Mapping, SwapError, build, check_activation
 from .report import Left, Replaced
 
@@ -110,14 +110,49 @@ class ModulePlan:
     swaps: list = field(default_factory=list)  # (Place, new module, Replaced)
     left: list[Left] = field(default_factory=list)
 
+    gone: set[str] = field(default_factory=set)  # every path of a replaced module
+
+    def covers(self, place: Place) -> bool:
+        """Whether ``place``'s module is replaced, or sits only inside replaced modules."""
+        return bool(self.gone) and (all(n in self.gone for n in place.names) or _inside(place.names, self.gone))
+
+
+def _inside(names: tuple[str, ...], gone: set[str]) -> bool:
+    """Whether a module sits only inside modules already planned for replacement (it goes with them)."""
+    def under(name: str) -> bool:
+        parts = name.split(".")
+        return any(".".join(parts[:i]) in gone for i in range(1, len(parts)))
+    return bool(gone) and all(under(n) for n in names)
+
+
+def _foreign_swap(place: Place, found: table.Recognised) -> tuple:
+    """The planned replacement of a recognised Hugging Face / timm module: its parameters, hooks and mode kept."""
+    old, names = place.module, place.names
+    new = found.build()
+    for name, p in old._parameters.items():  # the same Parameter objects (the probe checked names and shapes)
+        new._parameters[name] = p
+    notes = list(found.notes)
+    carry(old, new, place.spots[0][0], notes)
+    if len(names) > 1:
+        notes.append(f"shared by {len(names)} places, still shared")
+    return place, new, Replaced(names, _describe_module(old), _describe_module(new), "module", notes)
+
 
 def plan_modules(places: list[Place], mapping: Mapping | None, default: Mapping, root: nn.Module) -> ModulePlan:
-    """Decide every module replacement, building and validating the new modules; nothing is changed yet."""
+    """Decide every module replacement, building and validating the new modules; nothing is changed yet.
+
+    With the default mapping (``mapping=None``), torch.nn activations become their torchinit twins and the
+    Hugging Face / timm classes of :mod:`torchinit.swap.foreign` the torchinit module the probe confirmed;
+    every other module that is or looks like an activation is reported in ``left`` with the reason.
+    """
     plan = ModulePlan()
     active = mapping if mapping is not None else default
+    gone = plan.gone  # paths being replaced: their submodules are replaced with them
     for place in places:
         old = place.module
         names = place.names
+        if _inside(names, gone):
+            continue
         entry = active.lookup(names, type(old), old)
         known = table.is_known_activation_class(type(old))
         if entry is not None and not known:
@@ -127,8 +162,16 @@ def plan_modules(places: list[Place], mapping: Mapping | None, default: Mapping,
                 raise SwapError(f"swap_activations: mapping key {entry.key} matches {names[0]!r}, a "
                                 f"{type(old).__name__}, which is not an activation module")
         if entry is None:
-            if known and type(old) is not nn.Identity and not (mapping is None and table.family_of_class(type(old)) == "ti"):
+            found = table.recognise(old) if mapping is None else None
+            if found is not None and found.ok:
+                plan.swaps.append(_foreign_swap(place, found))
+                gone.update(names)
+            elif found is not None:
+                plan.left.append(Left(names[0], _describe_module(old), found.reason))
+            elif known and type(old) is not nn.Identity:
                 plan.left.append(Left(names[0], _describe_module(old), _why_left(old, mapping)))
+            elif not known and foreign.looks_like_activation(old):
+                plan.left.append(Left(names[0], _describe_module(old), _why_unknown(old, mapping)))
             continue
         parent = place.spots[0][0]
         built = build(entry.value, names[0], old)
@@ -136,6 +179,9 @@ def plan_modules(places: list[Place], mapping: Mapping | None, default: Mapping,
             plan.left.append(Left(names[0], _describe_module(old), built.reason))
             continue
         new = built.module
+        if built.twin and type(new) is type(old):
+            plan.left.append(Left(names[0], _describe_module(old), f"already {type(old).__name__} (mapped to its own class)"))
+            continue
         notes: list[str] = []
         if built.twin:
             kept = [n for n, _ in old.named_parameters(recurse=False)]
@@ -153,6 +199,7 @@ def plan_modules(places: list[Place], mapping: Mapping | None, default: Mapping,
         if len(names) > 1:
             notes.append(f"shared by {len(names)} places, still shared")
         plan.swaps.append((place, new, Replaced(names, _describe_module(old), _describe_module(new), "module", notes)))
+        gone.update(names)
     return plan
 
 
@@ -163,12 +210,21 @@ def _has_own_exact_key(mapping: Mapping, names: tuple[str, ...], module: nn.Modu
 def _why_left(old: nn.Module, mapping: Mapping | None) -> str:
     if mapping is not None:
         return "no mapping entry"
+    if table.family_of_class(type(old)) == "ti":
+        return "already torchinit"
     if isinstance(old, table.NO_TWIN):
         return "no torchinit twin"
     kind = table.base_kind(type(old))
     base = table.TORCH_CLASSES[kind] or table.TI_CLASSES[kind]
     return (f"a subclass of {base.__module__}.{base.__name__} (exact types only: name its class in the mapping to "
             "swap it)")
+
+
+def _why_unknown(old: nn.Module, mapping: Mapping | None) -> str:
+    if mapping is not None:
+        return "no mapping entry (it looks like an activation: a parameter-free leaf named like one)"
+    return (f"looks like an activation, but {foreign.qualified_name(type(old))} is not a class torchinit knows "
+            "(name its class in a mapping to swap it)")
 
 
 def commit_modules(plan: ModulePlan) -> list[Replaced]:

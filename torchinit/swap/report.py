@@ -34,7 +34,9 @@ class SwapReport:
     ``intercepted``: modules whose forward could not be rewritten with torch.fx, so their functional
     activation calls are switched while they run (with why tracing failed); ``restored``: modules whose
     rewritten forward was undone (mapping ``TORCH`` with ``functional=True``); ``unfused`` (with
-    ``fuse=True``): layer + activation and GLU patterns not fused, with the reason.
+    ``fuse=True``): layer + activation and GLU patterns not fused, with the reason; ``unmatched``: string
+    keys of the mapping that matched no module or call (a string key is a module name, not an activation
+    name: ``"relu"`` matches a module *named* relu; ``{nn.ReLU: ...}`` matches every ReLU).
     """
 
     replaced: list[Replaced] = field(default_factory=list)
@@ -42,6 +44,7 @@ class SwapReport:
     intercepted: list[Left] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     unfused: list[Left] = field(default_factory=list)
+    unmatched: list[Left] = field(default_factory=list)
 
     @property
     def modules(self) -> list[Replaced]:
@@ -64,7 +67,8 @@ class SwapReport:
     def __str__(self) -> str:
         lines = [f"swap_activations: {len(self.modules)} module(s) and {len(self.functional)} functional call(s) "
                  f"replaced, {len(self.fused)} fused, {len(self.left)} left, {len(self.intercepted)} forward(s) "
-                 "intercepted at run time"]
+                 "intercepted at run time" + (f", {len(self.unmatched)} mapping key(s) matched nothing"
+                                              if self.unmatched else "")]
         for r in self.replaced:
             where = ", ".join(r.names)
             note = f"  [{'; '.join(r.notes)}]" if r.notes else ""
@@ -78,6 +82,9 @@ class SwapReport:
         if self.unfused:
             lines.append("not fused:")
             lines.extend(f"  {x.name}: {x.what} ({x.reason})" for x in self.unfused)
+        if self.unmatched:
+            lines.append("mapping keys that matched nothing:")
+            lines.extend(f"  {x.name!r}: {x.reason}" for x in self.unmatched)
         if self.restored:
             lines.append("forwards restored: " + ", ".join(n or "<root>" for n in self.restored))
         return "\n".join(lines)

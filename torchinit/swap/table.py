@@ -11,6 +11,7 @@ signatures, so nothing here restates an activation's math or defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as TF
@@ -149,13 +150,119 @@ def base_kind(cls: type) -> str | None:
     return None
 
 
+def torch_twin_of(cls: type) -> type | None:
+    """The torch.nn twin of an exact torchinit activation class (``torchinit.nn.ReLU`` -> ``nn.ReLU``), else None."""
+    for kind, ti_cls in TI_CLASSES.items():
+        if cls is ti_cls:
+            return TORCH_CLASSES[kind]
+    return None
+
+
 def is_known_activation_class(cls: type) -> bool:
-    """torch.nn activation modules (MultiheadAttention aside), torchinit's, and nn.Identity."""
+    """torch.nn activation modules (MultiheadAttention aside), torchinit's, nn.Identity, and the classes of
+    other libraries in :data:`torchinit.swap.foreign.TABLE` (known by qualified name)."""
     if cls is nn.Identity or base_kind(cls) is not None or issubclass(cls, NO_TWIN):
         return True
-    return False
+    return foreign.known(cls) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# activation modules of other libraries (Hugging Face, timm): recognised by name, verified by a probe
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recognised:
+    """A foreign activation module's verified torchinit replacement, or the reason it has none.
+
+    ``build()`` makes a fresh replacement (its own parameters; the caller shares the original's),
+    ``what`` describes it, ``kind`` is its activation kind (``"identity"``/``"clipped_gelu"`` for
+    ``nn.Identity`` and :class:`torchinit.registry.ClippedGELU`), ``settings`` its constructor arguments.
+    """
+
+    kind: str | None
+    settings: dict
+    what: str = ""
+    build: Callable[[], nn.Module] | None = None
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.build is not None
+
+
+def _factory(kind: str) -> Callable[..., nn.Module]:
+    if kind == "identity":
+        return lambda **_: nn.Identity()
+    if kind == "clipped_gelu":
+        from ..registry import ClippedGELU
+
+        return ClippedGELU
+    return TI_CLASSES[kind]
+
+
+def _describe_new(kind: str, settings: dict) -> str:
+    if kind == "identity":
+        return "torch.nn.Identity()"
+    cls = _factory(kind)
+    args = ", ".join(f"{k}={v!r}" for k, v in settings.items())
+    return f"{cls.__module__}.{cls.__qualname__}({args})"
+
+
+def recognise(module: nn.Module) -> Recognised | None:
+    """For a module of a class in :data:`torchinit.swap.foreign.TABLE`: the torchinit replacement computing
+    exactly its function (its settings read from the instance, checked by :mod:`torchinit.swap.probe`),
+    or why there is none. None for any other class."""
+    entry = foreign.known(type(module))
+    if entry is None:
+        return None
+    if entry.kind is None:
+        return Recognised(None, {}, reason=entry.why_not)
+    try:
+        settings = entry.settings(module)
+    except Exception as exc:  # noqa: BLE001 - a library version without the attribute the entry reads
+        return Recognised(entry.kind, {}, reason=f"could not read its settings ({type(exc).__name__}: {exc}); its "
+                                                 "class may have changed in this library version")
+    factory = _factory(entry.kind)
+    what = _describe_new(entry.kind, settings)
+    verdict = probe.cached_compare(module, tuple(sorted(settings.items())), lambda: factory(**settings), what)
+    if not verdict.ok:
+        return Recognised(entry.kind, settings, what, reason=f"{verdict.reason} (its formula may differ in this "
+                                                                 "library version); left as it is")
+    notes = tuple(n for n in (entry.note,) if n) + verdict.notes
+    return Recognised(entry.kind, settings, what, lambda: factory(**settings), notes=notes)
+
+
+def kind_of_module(module: nn.Module) -> tuple[str, dict] | None:
+    """``(kind, arguments)`` such that ``torchinit.functional.<kind>(x, **arguments)`` computes ``module(x)``.
+
+    For exact torch.nn and torchinit activation classes, and for the Hugging Face / timm classes of
+    :data:`torchinit.swap.foreign.TABLE` that pass the probe (e.g. HF ``GELUTanh`` -> ``("gelu",
+    {"approximate": "tanh"})``, ``QuickGELUActivation`` -> ``("swish", {"beta": 1.702})``). The
+    arguments are the functional's, after the input, ``inplace`` excluded (read ``module.inplace``);
+    a learnable one (PReLU's ``weight``) is the module's own Parameter. None for anything else,
+    including identities and clipped GELU (no single kind computes them).
+    """
+    kind = kind_of_class(type(module))
+    source = module
+    if kind is None:
+        found = recognise(module)
+        if found is None or not found.ok or found.kind not in TI_CLASSES:
+            return None
+        kind, source = found.kind, found.build()
+    defaults = ACTIVATIONS[kind].defaults if kind in ACTIVATIONS else _DEFAULTS.get(kind, {})
+    args = {}
+    for name in defaults:
+        if name in module._parameters:
+            args[name] = module._parameters[name]
+        elif hasattr(source, name):
+            args[name] = getattr(source, name)
+    return kind, args
 
 
 __all__ = ["Spelling", "FUNCTIONS", "METHODS", "TI_CLASSES", "TORCH_CLASSES", "NO_TWIN", "CANDIDATE_NAMES",
            "function_for", "accepts_inplace", "module_kwargs", "kind_of_class", "family_of_class", "base_kind",
-           "is_known_activation_class"]
+           "is_known_activation_class", "torch_twin_of", "Recognised", "recognise", "kind_of_module"]
+
+from . import foreign, probe  # noqa: E402  (foreign and probe import nothing from here)
