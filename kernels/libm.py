@@ -1,7 +1,7 @@
-"""The transcendental primitives of ``math.py``: libdevice when compiled, a numpy stand-in under the interpreter.
+"""``primitives``, the transcendental functions of ``math.py``: libdevice when compiled, a numpy stand-in under the interpreter.
 
-Compiled for a GPU, ``exp``, ``expm1``, ``log1p`` and ``tanh`` are CUDA's libdevice functions (``__nv_expf``,
-``__nv_expm1f``, ``__nv_log1pf``, ``__nv_tanhf`` and their fp64 twins; documented at 1-2 ulp in fp32), which
+Compiled for a GPU, ``exp``, ``expm1``, ``log1p``, ``tanh`` and ``erfc`` are CUDA's libdevice functions
+(``__nv_expf``, ``__nv_expm1f``, ``__nv_log1pf``, ``__nv_tanhf``, ``__nv_erfcf`` and their fp64 twins; documented at 1-2 ulp in fp32), which
 are both more accurate and cheaper than forms built on ``tl.exp`` (``ex2.approx`` of a rounded argument) and
 ``tl.log``. Triton 3.8's interpreter cannot run libdevice, so there each primitive is numpy's, evaluated in
 fp64 and rounded once to the argument's dtype (correctly rounded, bar double-rounding ties, for fp32): an
@@ -16,6 +16,8 @@ from __future__ import annotations
 from .rounding import INTERPRETED
 
 if INTERPRETED:
+    import types
+
     import numpy as np
     import triton.language as tl
     from triton.runtime.interpreter import TensorHandle
@@ -31,11 +33,15 @@ if INTERPRETED:
         primitive.__doc__ = f"Interpreter stand-in for libdevice's {name}: numpy's, in fp64, rounded once."
         return primitive
 
-    exp = _numpy_primitive(np.exp, "exp")
-    expm1 = _numpy_primitive(np.expm1, "expm1")
-    log1p = _numpy_primitive(np.log1p, "log1p")
-    tanh = _numpy_primitive(np.tanh, "tanh")
-else:
-    from triton.language.extra.libdevice import exp, expm1, log1p, tanh  # noqa: F401
+    import math
 
-__all__ = ["exp", "expm1", "log1p", "tanh"]
+    _erfc = np.frompyfunc(math.erfc, 1, 1)  # numpy has no erfc: Python's, element by element
+    primitives = types.SimpleNamespace(**{name: _numpy_primitive(getattr(np, name), name)
+                                          for name in ("exp", "expm1", "log1p", "tanh")},
+                                       erfc=_numpy_primitive(lambda v: _erfc(v).astype(np.float64), "erfc"))
+else:
+    # the module itself, not names imported from it: Triton maps this generic module to the target's
+    # libdevice (triton.language.extra.cuda.libdevice) only when a kernel reaches it as a module
+    from triton.language.extra import libdevice as primitives  # noqa: F401
+
+__all__ = ["primitives"]

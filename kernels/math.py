@@ -20,7 +20,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from . import libm
+from .libm import primitives as libm
 
 # ---------------------------------------------------------------------------------------------
 # building blocks: the transcendental primitives come from ``libm`` (libdevice when compiled)
@@ -29,7 +29,19 @@ from . import libm
 
 @triton.jit
 def _sigmoid(x):
-    return 1.0 / (1.0 + libm.exp(-x))
+    # 1 / (1 + exp(-x)) for x >= 0, exp(x) / (1 + exp(x)) below: exp never overflows, and the left tail keeps
+    # its digits down to the subnormals (1 / (1 + inf) is 0 from x = -88.7 on)
+    e = libm.exp(-tl.abs(x))
+    return tl.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+@triton.jit
+def _sigmoid_and_complement(x):
+    # (sigmoid(x), 1 - sigmoid(x) = sigmoid(-x)), each without cancellation in either tail
+    e = libm.exp(-tl.abs(x))
+    r = 1.0 / (1.0 + e)
+    er = e * r
+    return tl.where(x >= 0, r, er), tl.where(x >= 0, er, r)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,13 +111,13 @@ def squared_relu_bwd(g, x, p0, p1, p2):
 def star_relu_fwd(x, p0, p1, p2):
     # p0 = scale, p1 = bias
     r = tl.where(x < 0, 0.0, x)
-    return p0 * (r * r) + p1
+    return (p0 * r) * r + p1  # scale first: r * r overflows from 1.8e19 on, scale * r**2 a little later
 
 
 @triton.jit
 def star_relu_bwd(g, x, p0, p1, p2):
     r = tl.where(x < 0, 0.0, x)
-    return tl.where(r <= 0, 0.0, p0 * (2.0 * r * g))
+    return tl.where(r <= 0, 0.0, 2.0 * (p0 * r) * g)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,13 +201,13 @@ def tanh_bwd(g, y, p0, p1, p2):
 
 @triton.jit
 def silu_fwd(x, p0, p1, p2):
-    return x / (1.0 + libm.exp(-x))
+    return x * _sigmoid(x)
 
 
 @triton.jit
 def silu_bwd(g, x, p0, p1, p2):
-    s = _sigmoid(x)
-    return g * (s * (1.0 + x * (1.0 - s)))
+    s, sc = _sigmoid_and_complement(x)
+    return g * (s * (1.0 + x * sc))
 
 
 @triton.jit
@@ -206,8 +218,9 @@ def swish_fwd(x, p0, p1, p2):
 
 @triton.jit
 def swish_bwd(g, x, p0, p1, p2):
-    s = _sigmoid(p0 * x)
-    return g * (s + p0 * x * s * (1.0 - s))
+    s, sc = _sigmoid_and_complement(p0 * x)
+    a = x * s * sc  # 0 where sc underflows (also when p0 * x overflows): the tail's limit, as in fp64
+    return g * (s + tl.where(a == 0.0, 0.0, p0 * a))
 
 
 @triton.jit
@@ -242,37 +255,36 @@ def mish_bwd(g, x, p0, p1, p2):
 
 @triton.jit
 def gelu_fwd(x, p0, p1, p2):
-    return x * 0.5 * (1.0 + tl.erf(x * 0.7071067811865476))
+    # Phi(x) = erfc(-x / sqrt 2) / 2: no cancellation in the left tail (1 + erf there is 1 - 1)
+    return x * 0.5 * libm.erfc(x * -0.7071067811865476)
 
 
 @triton.jit
 def gelu_bwd(g, x, p0, p1, p2):
-    cdf = 0.5 * (1.0 + tl.erf(x * 0.7071067811865476))
+    cdf = 0.5 * libm.erfc(x * -0.7071067811865476)
     pdf = libm.exp(-0.5 * x * x) * 0.3989422804014327
     return g * (cdf + x * pdf)
 
 
 @triton.jit
 def gelu_tanh_fwd(x, p0, p1, p2):
+    # 0.5 (1 + tanh(u)) = sigmoid(2u): one exp and one division, and no cancellation in the left tail
     inner = 0.7978845608028654 * (x + 0.044715 * (x * x * x))
-    return 0.5 * x * (1.0 + libm.tanh(inner))
+    return x * _sigmoid(2.0 * inner)
 
 
 @triton.jit
 def gelu_tanh_bwd(g, x, p0, p1, p2):
+    # d/dx x s(2u) = s + 2 x u' s (1 - s), s = sigmoid(2u), u = k (x + c x^3), u' = k (1 + 3 c x^2)
     x_sq = x * x
-    x_cube = x_sq * x
-    inner = 0.7978845608028654 * (x + 0.044715 * x_cube)
-    t = libm.tanh(inner)
-    left = 0.5 * x
-    right = 1.0 + t
-    left_derivative = 0.5 * right
-    right_derivative = left * (1.0 - t * t)
+    inner = 0.7978845608028654 * (x + 0.044715 * (x_sq * x))
+    s, sc = _sigmoid_and_complement(2.0 * inner)
     inner_derivative = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x_sq)
-    # for huge finite |x| (x**2 overflows: |x| > ~1.8e19 in fp32) tanh saturates, so 1 - t*t is exactly 0 and
-    # the tail term is 0 * inf; its limit (and fp64's value) is 0, so the gradient is 1 (x > 0) or 0 (x < 0)
-    tail = tl.where((right_derivative == 0.0) & (x_sq == x_sq), 0.0, right_derivative * inner_derivative)
-    return g * (left_derivative + tail)
+    a = x * s * sc
+    # for huge finite |x| (x**2 overflows: |x| > ~1.8e19 in fp32) s * sc is exactly 0 and u' is inf; the tail's
+    # limit (and fp64's value) is 0, so the gradient is 1 (x > 0) or 0 (x < 0); at +-inf a is NaN, as in torch
+    tail = tl.where(a == 0.0, 0.0, 2.0 * a * inner_derivative)
+    return g * (s + tail)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,12 +298,13 @@ def hardswish_fwd(x, p0, p1, p2):
     r = x + 3.0
     r = tl.where(r < 0, 0.0, r)
     r = tl.where(r > 6.0, 6.0, r)
-    return x * r / 6.0
+    # x itself from x >= 3 on (x * 6 / 6 would overflow near the largest finite values)
+    return tl.where(r >= 6.0, x, x * r / 6.0)
 
 
 @triton.jit
 def hardswish_bwd(g, x, p0, p1, p2):
-    return tl.where(x <= -3.0, 0.0, tl.where(x >= 3.0, g, g * ((x / 3.0) + 0.5)))
+    return tl.where(x <= -3.0, 0.0, tl.where(x >= 3.0, g, g * ((2.0 * x + 3.0) / 6.0)))
 
 
 @triton.jit
@@ -314,10 +327,9 @@ def softsign_fwd(x, p0, p1, p2):
 
 @triton.jit
 def softsign_bwd(g, x, p0, p1, p2):
-    # autograd of x / (1 + |x|), in torch's order: div's two branches, then abs' sign
+    # 1 / d - |x| / d^2 = 1 / d^2 with d = 1 + |x| (no cancellation); x - x keeps torch's NaN at +-inf
     d = 1.0 + tl.abs(x)
-    sgn = tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, 0.0))
-    return g / d + (-g * x / (d * d)) * sgn
+    return (g + (x - x)) / (d * d)
 
 
 @triton.jit
@@ -328,7 +340,7 @@ def tanhshrink_fwd(x, p0, p1, p2):
 @triton.jit
 def tanhshrink_bwd(g, x, p0, p1, p2):
     t = libm.tanh(x)
-    return g + (-g) * (1.0 - t * t)
+    return g * (t * t)  # 1 - (1 - t^2), without the cancellation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,8 +357,8 @@ def prelu_pgrad(g, x, p0, p1, p2):
 
 @triton.jit
 def swish_pgrad(g, x, p0, p1, p2):
-    s = _sigmoid(p0 * x)
-    return g * x * x * s * (1.0 - s), 0.0 * g
+    s, sc = _sigmoid_and_complement(p0 * x)
+    return g * x * x * s * sc, 0.0 * g
 
 
 @triton.jit
