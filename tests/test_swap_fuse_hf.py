@@ -252,3 +252,19 @@ def test_fused_models_generate_the_same_tokens(name):
     got = model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
     want = ref.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
     assert torch.equal(got, want)
+
+
+def test_fuse_on_the_meta_device_then_load_weights():
+    """Fuse before loading weights: GPT-2 built on meta (nothing to probe Conv1D with: its structure is checked),
+    materialised, given a real model's state_dict, computes what that model computes."""
+    real, inputs = build("gpt2")
+    with torch.device("meta"):
+        model = type(real)(real.config)
+    report = ti.swap_activations(model, fuse=True)
+    assert len(report.fused) == real.config.n_layer and not report.unfused, str(report)
+    model.to_empty(device="cpu")
+    model.load_state_dict(real.state_dict())
+    model.tie_weights()
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(output_tensor(model(**inputs)), output_tensor(real(**inputs)), rtol=0, atol=1e-5)
