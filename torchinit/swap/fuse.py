@@ -51,7 +51,7 @@ from torch import nn
 
 from ..activations import ACTIVATIONS
 from ..fused._common import resolve_scalar_activation
-from . import calls, table
+from . import calls, foreign, table
 from .fused_calls import BIAS_DIM, GLU_FUNCTIONS, gated_halves, gated_product, glu_name, layer_bias_act, layer_form
 from .fused_calls import layer_without_bias
 from .modules import walk
@@ -80,8 +80,7 @@ def looks_like_activation(module: nn.Module) -> bool:
     """A known activation class (nn.Identity aside), or a parameter-free leaf the swap step says looks like one."""
     if table.is_known_activation_class(type(module)):
         return type(module) is not nn.Identity
-    foreign = getattr(table, "foreign", None)  # the swap step's table of other libraries' classes
-    return foreign is not None and foreign.looks_like_activation(module)
+    return foreign.looks_like_activation(module)  # the swap step's test for other libraries' look-alikes
 
 
 def module_activation(module: nn.Module) -> tuple[str, dict] | str | None:
@@ -97,8 +96,7 @@ def module_activation(module: nn.Module) -> tuple[str, dict] | str | None:
     if kind is not None:
         defaults = ACTIVATIONS[kind].defaults if kind in ACTIVATIONS else {}
         return kind, {k: getattr(module, k) for k in defaults if hasattr(module, k)}
-    recognise = getattr(table, "kind_of_module", None)
-    found = recognise(module) if recognise is not None else None
+    found = table.kind_of_module(module)
     if found is not None:
         kind, args = found
         return kind, {k: v for k, v in args.items() if k != "inplace"}
@@ -109,8 +107,7 @@ def module_activation(module: nn.Module) -> tuple[str, dict] | str | None:
 
 def _why_unrecognised(module: nn.Module) -> str:
     name = type(module).__qualname__
-    recognise = getattr(table, "recognise", None)  # the swap step's verdict on another library's class
-    verdict = recognise(module) if recognise is not None else None
+    verdict = table.recognise(module)  # the swap step's verdict on another library's class
     if verdict is not None and verdict.reason:
         return f"{name}: {verdict.reason} (no fused kernel for it)"
     for base in type(module).__mro__[1:]:
