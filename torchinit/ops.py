@@ -308,11 +308,12 @@ def on_dtensor_import(register) -> None:
         sys.meta_path.insert(0, _HOOK)
 
 
-def _register_sharding(op, elementwise: int, params: int = 2, outputs: tuple[str, ...] = ("elementwise",)) -> None:
-    """The DTensor rule of an element-wise operator (see :mod:`torchinit.sharding`), once DTensor is imported."""
+def _register_sharding(op, elementwise: int, outputs: tuple[str, ...] = ("elementwise",)) -> None:
+    """The DTensor rule of an element-wise operator with the (w0, w1) parameters (see :mod:`torchinit.sharding`),
+    registered once DTensor is imported."""
     from . import sharding
 
-    on_dtensor_import(functools.partial(sharding.register_pointwise, op, elementwise, params, outputs))
+    on_dtensor_import(functools.partial(sharding.register_pointwise, op, elementwise, ("auto", "auto"), outputs))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -515,15 +516,15 @@ torch.library.register_vmap("torchinit::glu", _glu_vmap, lib=_LIB)
 torch.library.register_vmap("torchinit::glu_backward", _glu_backward_vmap, lib=_LIB)
 
 
-def _register_halves_sharding(op, tensors: int) -> None:
+def _register_off_dim_sharding(op, tensors: int) -> None:
     """The DTensor rule of an operator that splits halves along an int ``dim`` argument (glu and its backward)."""
     from . import sharding
 
-    on_dtensor_import(functools.partial(sharding.register_halves, op, tensors))
+    on_dtensor_import(functools.partial(sharding.register_off_dim, op, tensors))
 
 
-_register_halves_sharding(torch.ops.torchinit.glu.default, 1)  # (x, dim)
-_register_halves_sharding(torch.ops.torchinit.glu_backward.default, 2)  # (grad, x, dim)
+_register_off_dim_sharding(torch.ops.torchinit.glu.default, 1)  # (x, dim)
+_register_off_dim_sharding(torch.ops.torchinit.glu_backward.default, 2)  # (grad, x, dim)
 
 
 def _glu_setup(ctx, inputs, output):
