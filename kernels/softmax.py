@@ -44,6 +44,9 @@ from .rounding import round_to, to_dtype
 # instance, so it gets few, large programs; tests shrink SINGLE_PASS_MAX / CHUNK to make short rows
 # take the online loop.
 SINGLE_PASS_MAX_CUDA = 32768
+# backward holds two row tensors (grad and output): at 32k elements and 32 warps (ptxas caps registers at 64
+# per thread there) its one-pass kernel spills (sm_80/sm_90, benchmarks/static_cost.py), so it goes online sooner
+SINGLE_PASS_MAX_BACKWARD_CUDA = 16384
 CHUNK_CUDA = 4096
 TILE_CUDA = 4096  # elements per program in the one-pass kernels (rows * block)
 SINGLE_PASS_MAX_INTERPRETER = 4096
@@ -240,15 +243,15 @@ def row_geometry(tensors: list[torch.Tensor], dim: int) -> RowGeometry | None:
     return RowGeometry(b0 * b1, n, b1, per_tensor)
 
 
-def _limits(device: torch.device) -> tuple[int, int, int]:
+def _limits(device: torch.device, backward: bool = False) -> tuple[int, int, int]:
     if device.type == "cpu":
         return SINGLE_PASS_MAX_INTERPRETER, CHUNK_INTERPRETER, TILE_INTERPRETER
-    return SINGLE_PASS_MAX_CUDA, CHUNK_CUDA, TILE_CUDA
+    return SINGLE_PASS_MAX_BACKWARD_CUDA if backward else SINGLE_PASS_MAX_CUDA, CHUNK_CUDA, TILE_CUDA
 
 
-def _launch_params(geo: RowGeometry, device: torch.device) -> tuple[bool, int, int, int]:
+def _launch_params(geo: RowGeometry, device: torch.device, backward: bool = False) -> tuple[bool, int, int, int]:
     """(one_pass, BLOCK, ROWS, num_warps) for rows of ``geo.n`` elements."""
-    single_max, chunk, tile = _limits(device)
+    single_max, chunk, tile = _limits(device, backward)
     one_pass = geo.n <= single_max
     block = triton.next_power_of_2(max(geo.n, 1) if one_pass else chunk)
     rows = max(1, min(tile // block, triton.next_power_of_2(geo.rows)))
@@ -316,7 +319,7 @@ def softmax_backward(grad: torch.Tensor, output: torch.Tensor, dim: int, out: to
 
     def launch(ins, o, geo):
         g, y = ins
-        one_pass, block, rows, warps = _launch_params(geo, o.device)
+        one_pass, block, rows, warps = _launch_params(geo, o.device, backward=True)
         kernel = _softmax_bwd_one_pass if one_pass else _softmax_bwd_online
         grid = (triton.cdiv(geo.rows, rows),)
         with _on_device(o.device):

@@ -1,0 +1,354 @@
+"""Static cost of the Triton kernels on a GPU, computed without one: compile, disassemble, count, predict.
+
+Every kernel specialisation listed by :func:`specs` is compiled ahead of time for ``sm_80`` and ``sm_90``
+(``triton.compile`` on an ``ASTSource`` with a ``GPUTarget``; Triton's package carries ptxas and cuobjdump,
+so no GPU or driver is needed). From the cubin: registers and local-memory (spill) bytes per thread
+(``cuobjdump -res-usage``), spill instructions (``LDL``/``STL``) and the SASS instructions per element
+(static count of the kernel body, up to its last ``EXIT``, over the elements each thread handles).
+
+The prediction (a model, never a measurement) for an H100/H200 SXM: 132 SMs at ~1.75 GHz, 4 schedulers
+per SM issuing one warp-instruction per clock each, MUFU (exp2, rcp, ...) at 16 lanes per clock per SM;
+copy bandwidth H100 ~3.0 TB/s, H200 ~4.3 TB/s (the copy bandwidths measured in this workplace, from
+shared/notes/gpu-without-gpu.md; not measured by this script). Per element the kernel needs
+``bytes / BW`` seconds of memory time, ``instructions / (SMs * 4 * 32 * clock)`` of issue time and
+``mufu / (SMs * 16 * clock)`` of MUFU time; the predicted time is the largest of the three and the
+predicted share of copy bandwidth is memory time over predicted time. Static counts over-count branchy
+code (libdevice's fast and slow paths are both counted) and ignore latency: the share is a guide.
+
+Run ``python -m benchmarks.static_cost`` (the representative subset), ``--all`` (every specialisation;
+fails on any compile error or spill in fp32/bf16/fp16) and ``--json PATH`` to write the results.
+Compiled kernels are cached by Triton (``TRITON_CACHE_DIR``). TRITON_INTERPRET must be unset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+ARCHS = (80, 90)
+GPUS = {  # SMs, clock (GHz), copy bandwidth (TB/s, measured in this workplace: see the module docstring)
+    "H100": dict(sms=132, ghz=1.75, copy_tbps=3.0),
+    "H200": dict(sms=132, ghz=1.75, copy_tbps=4.3),
+}
+HALF_DTYPES = ("fp32", "bf16", "fp16")  # the dtypes that must not spill
+BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp64": 8}
+
+
+@dataclass
+class Spec:
+    """One kernel specialisation: what to compile and how many elements / bytes one program handles."""
+
+    name: str  # e.g. "unary_fwd/tanh/bf16"
+    kernel: object
+    signature: dict
+    constexprs: dict
+    num_warps: int
+    elements: int  # elements per program
+    bytes_per_element: int  # bytes a program moves per element (each input read once, each output written once)
+    dtype: str
+    aligned: tuple = ()  # names of arguments divisible by 16
+    countable: bool = True  # a static count per element is meaningful (no loop over a row)
+    tags: set = field(default_factory=set)
+
+
+def _tl_dtype(name: str):
+    import triton.language as tl
+
+    return {"fp32": tl.float32, "bf16": tl.bfloat16, "fp16": tl.float16, "fp64": tl.float64}[name]
+
+
+def _compute(dtype: str):
+    return _tl_dtype("fp64" if dtype == "fp64" else "fp32")
+
+
+def _unary(formula: str, kernel_name: str, direction: str, dtype: str, p_mode: int = 0) -> Spec:
+    from torchinit.kernels import elementwise as ew
+    from torchinit.kernels import math as km
+
+    fn = getattr(km, f"{kernel_name}_{direction}")
+    pbuf = "fp64" if dtype == "fp64" else "fp32"
+    tensors = ["x_ptr", "y_ptr"] if direction == "fwd" else ["g_ptr", "s_ptr", "dx_ptr"]
+    sig = {t: f"*{dtype}" for t in tensors}
+    sig.update({"n": "i32", "params_ptr": f"*{pbuf}", "w0_ptr": f"*{dtype}", "w1_ptr": f"*{dtype}",
+                "channel_stride": "i32", "channels": "i32"})
+    const = {"FN": fn, "P0_MODE": p_mode, "P1_MODE": 0, "COMPUTE": _compute(dtype), "BLOCK": ew.BLOCK_CUDA}
+    sig.update({k: "constexpr" for k in const})
+    kernel = ew._unary_forward_kernel if direction == "fwd" else ew._unary_backward_kernel
+    return Spec(f"unary_{direction}/{formula}/{dtype}" + (f"/p{p_mode}" if p_mode else ""), kernel, sig, const, 4,
+                ew.BLOCK_CUDA, BYTES[dtype] * len(tensors), dtype, tuple(tensors) + ("n", "params_ptr"),
+                tags={"activation", direction})
+
+
+def _gated(name: str, kernel_name: str, saves_output: bool, direction: str, dtype: str) -> Spec:
+    from torchinit.kernels import gated
+    from torchinit.kernels import math as km
+
+    fwd, bwd = getattr(km, kernel_name + "_fwd"), getattr(km, kernel_name + "_bwd")
+    pbuf = "fp64" if dtype == "fp64" else "fp32"
+    if direction == "fwd":
+        tensors = ["gate_ptr", "up_ptr", "out_ptr"]
+        const = {"FN": fwd, "ROUND_ACT": True, "COMPUTE": _compute(dtype), "BLOCK": gated.BLOCK_CUDA}
+        kernel = gated._gated_forward_kernel
+    else:
+        tensors = ["g_ptr", "gate_ptr", "up_ptr", "dgate_ptr", "dup_ptr"]
+        const = {"FWD": fwd, "BWD": bwd, "SAVES_OUTPUT": saves_output, "ROUND_ACT": True,
+                 "COMPUTE": _compute(dtype), "BLOCK": gated.BLOCK_CUDA}
+        kernel = gated._gated_backward_kernel
+    sig = {t: f"*{dtype}" for t in tensors}
+    sig.update({"n": "i32", "inner": "i32", "row_stride": "i32", "params_ptr": f"*{pbuf}"})
+    sig.update({k: "constexpr" for k in const})
+    return Spec(f"gated_{direction}/{name}/{dtype}", kernel, sig, const, 4, gated.BLOCK_CUDA,
+                BYTES[dtype] * len(tensors), dtype, tuple(tensors) + ("n", "inner", "row_stride", "params_ptr"),
+                tags={"gated", direction})
+
+
+def _bias_act(formula: str, kernel_name: str, dtype: str) -> Spec:
+    from torchinit.kernels import channel_reduce as cr
+    from torchinit.kernels import math as km
+
+    pbuf = "fp64" if dtype == "fp64" else "fp32"
+    const = {"FN": getattr(km, kernel_name + "_fwd"), "Z_DTYPE": _tl_dtype(dtype), "COMPUTE": _compute(dtype),
+             "BLOCK": 1024}
+    sig = {"x_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}", "n": "i32", "C": "i32", "inner": "i32",
+           "params_ptr": f"*{pbuf}"}
+    sig.update({k: "constexpr" for k in const})
+    return Spec(f"bias_act_fwd/{formula}/{dtype}", cr._bias_act_forward_kernel, sig, const, 4, 1024,
+                BYTES[dtype] * 2, dtype, ("x_ptr", "b_ptr", "y_ptr", "n", "params_ptr"), tags={"bias_act", "fwd"})
+
+
+def _softmax(direction: str, n: int, dtype: str, log: bool = False) -> Spec:
+    from torchinit.kernels import softmax as sm
+
+    one_pass = n <= (sm.SINGLE_PASS_MAX_CUDA if direction == "fwd" else sm.SINGLE_PASS_MAX_BACKWARD_CUDA)
+    block = triton_next_pow2(n if one_pass else sm.CHUNK_CUDA)
+    rows = max(1, sm.TILE_CUDA // block)
+    warps = min(32, triton_next_pow2(max(1, block * rows // 1024)))
+    if direction == "fwd":
+        tensors, strides = ["x_ptr", "y_ptr"], ["xs0", "xs1", "ys0", "ys1"]
+        const = {"LOG": log, "ROUND_IN": False, "COMPUTE": _compute(dtype), "ROWS": rows, "BLOCK": block}
+        kernel = sm._softmax_fwd_one_pass if one_pass else sm._softmax_fwd_online
+        unit = ("xsn", "ysn")
+    else:
+        tensors, strides = ["g_ptr", "y_ptr", "dx_ptr"], ["gs0", "gs1", "ys0", "ys1", "ds0", "ds1"]
+        const = {"LOG": log, "ROUND_OUT": False, "COMPUTE": _compute(dtype), "ROWS": rows, "BLOCK": block}
+        kernel = sm._softmax_bwd_one_pass if one_pass else sm._softmax_bwd_online
+        unit = ("gsn", "ysn", "dsn")
+    sig = {t: f"*{dtype}" for t in tensors}
+    sig.update({"rows": "i32", "n": "i32", "b1": "constexpr"})
+    sig.update({s: "i32" for s in strides})
+    sig.update({u: "constexpr" for u in unit})
+    const.update({"b1": 1, **{u: 1 for u in unit}})
+    sig.update({k: "constexpr" for k in const})
+    # the kernel's parameter order matters for ASTSource: rebuild the signature in the function's order
+    order = kernel.arg_names
+    sig = {a: sig[a] for a in order}
+    name = ("log_softmax" if log else "softmax") + f"_{direction}/n={n}/{dtype}"
+    return Spec(name, kernel, sig, const, warps, block * rows, BYTES[dtype] * len(tensors), dtype,
+                tuple(tensors) + ("n", "rows") + tuple(strides), countable=one_pass, tags={"softmax", direction})
+
+
+def triton_next_pow2(n: int) -> int:
+    """The smallest power of two >= n."""
+    return 1 << max(0, (n - 1).bit_length())
+
+
+GATED = [("glu", "sigmoid", True), ("swiglu", "silu", False), ("geglu", "gelu", False),
+         ("geglu_tanh", "gelu_tanh", False), ("reglu", "relu", True)]
+
+
+def specs(full: bool = False, dtypes=None) -> list[Spec]:
+    """The specialisations to compile: ``full`` = every formula x dtype x direction (and fp64, parameter
+    modes, gated/bias_act for every formula, softmax rows of 1k/32k/131k); else a representative subset.
+    ``dtypes`` narrows the storage dtypes (default: all four with ``full``, fp32 and bf16 without)."""
+    from torchinit.activations import FORMULAS
+
+    out: list[Spec] = []
+    dtypes = dtypes or (("fp32", "bf16", "fp16", "fp64") if full else ("fp32", "bf16"))
+    formulas = [(k, f.kernel_name, f.saves == "output") for k, f in FORMULAS.items()]
+    if not full:
+        keep = {"relu", "sigmoid", "tanh", "silu", "mish", "gelu", "gelu_tanh", "elu", "softplus"}
+        formulas = [f for f in formulas if f[0] in keep]
+    for name, kernel_name, _ in formulas:
+        for dtype in dtypes:
+            for direction in ("fwd", "bwd"):
+                out.append(_unary(name, kernel_name, direction, dtype))
+    if full:
+        for dtype in dtypes:
+            out.append(_unary("prelu", "prelu", "fwd", dtype, p_mode=2))
+            out.append(_unary("prelu", "prelu", "bwd", dtype, p_mode=2))
+    for name, kernel_name, saves_output in (GATED if full else GATED[:2]):
+        for dtype in dtypes:
+            for direction in ("fwd", "bwd"):
+                out.append(_gated(name, kernel_name, saves_output, direction, dtype))
+    bias = formulas if full else [f for f in formulas if f[0] in ("gelu_tanh", "relu")]
+    for name, kernel_name, _ in bias:
+        for dtype in dtypes:
+            out.append(_bias_act(name, kernel_name, dtype))
+    for n in ((1024, 32768, 131072) if full else (1024, 32768)):
+        for dtype in dtypes:
+            for direction in ("fwd", "bwd"):
+                out.append(_softmax(direction, n, dtype))
+    return out
+
+
+def gate_specs() -> list[Spec]:
+    """The compile gate's representative subset (tests/test_compile_gate.py): one kernel of each family, the
+    libdevice-heavy formulas, each half dtype, and the softmax sizes that used to spill."""
+    return [_unary("tanh", "tanh", "fwd", "bf16"), _unary("mish", "mish", "bwd", "fp16"),
+            _unary("gelu_tanh", "gelu_tanh", "bwd", "fp32"), _unary("prelu", "prelu", "bwd", "bf16", p_mode=2),
+            _gated("swiglu", "silu", False, "bwd", "bf16"), _bias_act("gelu", "gelu", "fp16"),
+            _softmax("bwd", 32768, "fp32"), _softmax("fwd", 32768, "bf16")]
+
+
+# ---------------------------------------------------------------------------------------------
+# compile and read the cubin
+# ---------------------------------------------------------------------------------------------
+
+
+def _tool(name: str) -> str:
+    import triton
+
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+
+
+def compile_spec(spec: Spec, arch: int):
+    """The compiled kernel of ``spec`` for ``sm_<arch>`` (Triton's cache makes a repeat cheap)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = list(spec.signature)
+    attrs = {(names.index(a),): [["tt.divisibility", 16]] for a in spec.aligned if a in names}
+    src = ASTSource(fn=spec.kernel, signature=spec.signature, constexprs=spec.constexprs, attrs=attrs)
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": spec.num_warps})
+
+
+_RES = re.compile(r"REG:(\d+).*?STACK:(\d+).*?LOCAL:(\d+)")
+
+
+def cubin_facts(cubin: bytes) -> dict:
+    """Registers, stack and local (spill) bytes per thread, and the SASS instruction mix of a cubin."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        res = subprocess.run([_tool("cuobjdump"), "-res-usage", f.name], capture_output=True, text=True, check=True)
+        sass = subprocess.run([_tool("cuobjdump"), "-sass", f.name], capture_output=True, text=True, check=True)
+    m = _RES.search(res.stdout)
+    regs, stack, local = (int(v) for v in m.groups()) if m else (0, 0, 0)
+    ops = [line.split(";")[0].split("*/")[-1].strip() for line in sass.stdout.splitlines()
+           if re.match(r"\s*/\*[0-9a-f]{4}\*/", line)]
+    last_exit = max((i for i, op in enumerate(ops) if re.search(r"\bEXIT\b", op)), default=len(ops) - 1)
+    body = [op for op in ops[:last_exit + 1] if not op.startswith("NOP")]
+    opcodes = [re.sub(r"^@!?U?P\w+\s+", "", op).split()[0] for op in body if op]
+    return {
+        "registers": regs, "stack_bytes": stack, "local_bytes": local,
+        "spill_instructions": sum(1 for o in opcodes if o.startswith(("LDL", "STL"))),
+        "instructions": len(opcodes), "mufu": sum(1 for o in opcodes if o.startswith("MUFU")),
+    }
+
+
+def predict(instr_per_el: float, mufu_per_el: float, bytes_per_el: float, gpu: dict) -> dict:
+    """The model of the module docstring for one element: times (ns per 1e6 elements) and predicted share."""
+    clock = gpu["ghz"] * 1e9
+    t_mem = bytes_per_el / (gpu["copy_tbps"] * 1e12)
+    t_issue = instr_per_el / (gpu["sms"] * 4 * 32 * clock)
+    t_mufu = mufu_per_el / (gpu["sms"] * 16 * clock)
+    t = max(t_mem, t_issue, t_mufu)
+    return {"predicted_share_of_copy_bandwidth": round(t_mem / t, 3), "issue_utilisation_at_copy_bandwidth":
+            round(t_issue / t_mem, 3), "bound": "memory" if t == t_mem else "issue" if t == t_issue else "mufu"}
+
+
+def analyse(spec: Spec, arch: int) -> dict:
+    """Compile ``spec`` for ``sm_<arch>`` and return its facts and (for sm_90) the H100/H200 prediction."""
+    kernel = compile_spec(spec, arch)
+    facts = cubin_facts(kernel.asm["cubin"])
+    row = {"kernel": spec.name, "arch": f"sm_{arch}", "dtype": spec.dtype, "num_warps": spec.num_warps, **facts}
+    if spec.countable:
+        per_thread = spec.elements / (spec.num_warps * 32)
+        row["instructions_per_element"] = round(facts["instructions"] / per_thread, 2)
+        row["mufu_per_element"] = round(facts["mufu"] / per_thread, 2)
+        row["bytes_per_element"] = spec.bytes_per_element
+        if arch == 90:
+            for gpu, params in GPUS.items():
+                row[gpu] = predict(row["instructions_per_element"], row["mufu_per_element"],
+                                   spec.bytes_per_element, params)
+    return row
+
+
+def spill_free(row: dict) -> bool:
+    """No local memory and no spill instructions."""
+    return row["local_bytes"] == 0 and row["spill_instructions"] == 0
+
+
+def run(full: bool, archs=ARCHS, only: str | None = None, dtypes=None, log=print) -> list[dict]:
+    """Analyse every spec (optionally those whose name contains ``only``) for every arch."""
+    rows = []
+    for spec in (gate_specs() if full == "gate" else specs(full, dtypes)):
+        if only and only not in spec.name:
+            continue
+        for arch in archs:
+            row = analyse(spec, arch)
+            rows.append(row)
+            log(f"{row['kernel']:<40} {row['arch']}  regs {row['registers']:>3}  local {row['local_bytes']:>5}  "
+                f"instr/el {row.get('instructions_per_element', '-')}")
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """README table (sm_90 rows with a prediction): kernel, instr/element, registers, predicted share H100/H200."""
+    lines = ["| kernel | SASS instr / element | registers | predicted share of copy bandwidth H100 | H200 |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        if r["arch"] != "sm_90" or "H100" not in r:
+            continue
+        lines.append(f"| {r['kernel']} | {r['instructions_per_element']} | {r['registers']} | "
+                     f"{r['H100']['predicted_share_of_copy_bandwidth']:.0%} | "
+                     f"{r['H200']['predicted_share_of_copy_bandwidth']:.0%} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Command line: analyse, print, optionally write JSON; exit 1 on a spill in fp32/bf16/fp16."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        print("static_cost: unset TRITON_INTERPRET (kernels must be compiled, not interpreted)", file=sys.stderr)
+        return 2
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--all", action="store_true", help="every specialisation (else a representative subset)")
+    p.add_argument("--gate", action="store_true", help="only the compile gate's subset (tests/test_compile_gate.py)")
+    p.add_argument("--only", help="only kernels whose name contains this")
+    p.add_argument("--arch", type=int, action="append", help="compute capability (repeatable; default 80 and 90)")
+    p.add_argument("--dtype", action="append", help="storage dtype (repeatable: fp32 bf16 fp16 fp64)")
+    p.add_argument("--json", help="write the rows and the model to this path")
+    p.add_argument("--markdown", action="store_true", help="print the README table from --from-json or the run")
+    p.add_argument("--from-json", help="read rows from this JSON instead of compiling")
+    args = p.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            rows = json.load(f)["rows"]
+    else:
+        rows = run("gate" if args.gate else args.all, archs=tuple(args.arch or ARCHS), only=args.only, dtypes=args.dtype)
+    if args.json:
+        import triton
+
+        with open(args.json, "w") as f:
+            json.dump({"date": datetime.date.today().isoformat(), "triton": triton.__version__,
+                       "model": {"gpus": GPUS, "schedulers_per_sm": 4, "mufu_lanes_per_clock_per_sm": 16,
+                                 "note": "predicted from static SASS counts, not measured"},
+                       "rows": rows}, f, indent=1)
+    if args.markdown:
+        print(markdown_table(rows))
+    bad = [r for r in rows if r["dtype"] in HALF_DTYPES and not spill_free(r)]
+    for r in bad:
+        print(f"SPILL: {r['kernel']} {r['arch']}: local {r['local_bytes']} B, {r['spill_instructions']} LDL/STL")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
