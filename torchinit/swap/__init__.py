@@ -56,10 +56,11 @@ def swap_activations(model: nn.Module, mapping: dict | None = None, functional: 
             ``F.gelu(x, approximate=...)``; a mapping entry for a module class covers its functional twins),
             with torch.fx where a forward traces and by run-time interception where it does not. With
             :data:`TORCH`, forwards rewritten by an earlier swap are restored.
-        fuse: after the swap, rewrite forwards (torch.fx) so that an exact Linear/ConvNd with a bias followed
-            only by an activation runs as the layer without bias + ``torchinit.fused.bias_act`` (the same
-            Parameter objects), and ``act(gate) * up`` / ``chunk(2) + act + mul`` (silu, gelu, relu) runs as
-            ``swiglu`` / ``geglu`` / ``reglu``; see :mod:`torchinit.swap.fuse`. Fusions are reported as
+        fuse: after the swap, rewrite forwards (torch.fx, one module at a time) so that a Linear/ConvNd or
+            Hugging Face ``Conv1D`` with a bias followed only by an activation runs as the layer without bias +
+            ``torchinit.fused.bias_act`` (the same Parameter objects), and gated MLPs, ``act(gate) * up`` /
+            ``chunk(2) + act + mul`` (Llama, Phi-3, T5, timm's SwiGLU/GluMlp...), run as ``swiglu`` /
+            ``geglu`` / ``reglu`` (``gated`` for other gates); see :mod:`torchinit.swap.fuse`. Fusions are reported as
             ``how="fused"``, near misses in ``report.unfused``. Undo with ``swap_activations(model, TORCH,
             functional=True)``.
 
