@@ -304,3 +304,84 @@ def test_compare_inits_overlays_schemes(tmp_path):
     assert reports["small"].verdict == "vanishing" and reports["he"].verdict == "ok"
     assert all(r.label == k for k, r in reports.items())
     assert (tmp_path / "cmp.png").stat().st_size > 10_000
+
+
+# ------------------------------------------------------- naming, score, plots, defaults (issue 13)
+
+def test_the_default_backward_scalar_is_named_a_random_projection():
+    torch.manual_seed(0)
+    model, x = deep_mlp(nn.ReLU, he, depth=3), torch.randn(16, 64)
+    plain = diagnose(model, x)
+    assert plain.loss_kind == "random projection" and plain.to_dict()["loss_kind"] == "random projection"
+    assert "random projection of the output" in str(plain) and "not a loss" in str(plain)
+    target = torch.zeros(16, dtype=torch.long)
+    with_loss = diagnose(model, x, lambda out: nn.functional.cross_entropy(out, target))
+    assert with_loss.loss_kind == "loss" and f"loss {with_loss.loss:.4g}" in str(with_loss)
+    assert "random projection" not in str(with_loss)
+
+
+@pytest.mark.parametrize("std", [0.01, 0.05, 0.1, 0.15, 0.2, 0.3])
+def test_score_is_the_signed_log_gain_behind_the_verdict(std):
+    torch.manual_seed(0)
+    report = diagnose(deep_mlp(nn.ReLU, normal(std), depth=10), torch.randn(64, 64), factor=10.0)
+    gains = [g for g in (report.forward_gain, report.backward_gain) if g is not None]
+    farther = max((math.log10(g) if g > 0 else -math.inf for g in gains), key=abs)
+    assert report.score == pytest.approx(farther / math.log10(10.0))
+    expected = "ok" if -1 <= report.score <= 1 else ("vanishing" if report.score < -1 else "exploding")
+    assert report.verdict == expected
+    assert f"score {report.score:+.2f}" in report.summary() and f"{report.score:+.2f}" in report.verdict_with_score()
+
+
+def test_compare_inits_accepts_a_model_and_leaves_it_untouched():
+    torch.manual_seed(0)
+    model = deep_mlp(nn.Tanh, normal(0.01), depth=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reports = compare_inits(model, ["xavier_normal", "zeros"], torch.randn(8, 64))
+    assert reports["xavier_normal"].verdict == "ok" and reports["zeros"].verdict == "vanishing"
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(TypeError, match="function that builds a fresh model"):
+        compare_inits(3, ["zeros"], torch.randn(8, 64))
+
+
+def test_plot_without_a_path_writes_to_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    model, x = deep_mlp(nn.ReLU, he, depth=3), torch.randn(8, 64)
+    assert diagnose(model, x).plot() == __import__("pathlib").Path("diagnose.png")
+    assert diagnose(model, x, label="he init").plot().name == "diagnose-he_init.png"
+    assert (tmp_path / "diagnose.png").stat().st_size > 5_000 and (tmp_path / "diagnose-he_init.png").is_file()
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(monkeypatch, tmp_path):
+    torch.manual_seed(0)
+    report = diagnose(deep_mlp(nn.ReLU, he, depth=3), torch.randn(8, 64))
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"pip install torchinit\[plot\]"):
+        report.plot(tmp_path / "x.png")
+
+
+def test_plot_names_layers_labels_axes_styles_lines_and_keeps_the_head_out_of_the_scale(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    figures = []
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (figures.append(self), real_savefig(self, *a, **k)))
+    torch.manual_seed(0)
+    model = deep_mlp(nn.ReLU, he, depth=4)
+    with torch.no_grad():
+        model[-1].weight.mul_(1e4)  # a head far above the trunk
+    x = torch.randn(16, 64)
+    reports = {"a": diagnose(model, x), "b": diagnose(model, x * 2)}
+    __import__("torchinit").plot_reports(reports, tmp_path / "p.png", "t")
+    (fig,) = figures
+    ax_f, ax_b = fig.axes
+    depth_names = [r.name for r in reports["a"].depth_layers()]
+    assert [t.get_text() for t in ax_f.get_xticklabels()] == depth_names[:-1] + [depth_names[-1] + " (head)"]
+    assert "std" in ax_f.get_ylabel() and "gradient" in ax_b.get_ylabel() and "depth" in ax_f.get_xlabel()
+    styles = {(line.get_linestyle(), line.get_marker()) for line in ax_f.get_lines() if line.get_label() in
+              {f"{k}: {r.verdict_with_score()}" for k, r in reports.items()}}
+    assert len(styles) == 2  # one line style and marker per report
+    head_std = reports["a"].depth_layers()[-1].std
+    trunk_max = max(r.std for r in reports["b"].trunk())
+    assert head_std > 100 * trunk_max and ax_f.get_ylim()[1] < head_std  # the head does not set the scale

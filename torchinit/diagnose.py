@@ -43,8 +43,18 @@ and ``Hardsigmoid``, outputs at their clamp bounds (derivative 0). Other layers 
 **Backward.** Without ``loss_fn``, the backward pass starts from a fixed random cotangent: every
 floating-point output tensor ``y`` contributes ``sum(y * g)`` with ``g`` drawn from N(0, 1) (seeded by
 ``seed``), so the gradient at the model's output has RMS 1 whatever the scale of the output, and the
-gradients further down measure only how the network amplifies or damps it. With ``loss_fn``, the pass
-starts from ``loss_fn(output)`` (a scalar).
+gradients further down measure only how the network amplifies or damps it. The scalar differentiated is
+then that random projection of the output, not a loss: the report calls it so (``loss_kind``). With
+``loss_fn``, the pass starts from ``loss_fn(output)`` (a scalar, reported as the loss).
+
+**Score.** ``report.score`` is the continuous quantity behind the verdict: log10 of the gain (forward
+or backward) farther from 1, signed, over log10(``factor``). The verdict is "ok" for scores in [-1, 1],
+"vanishing" below -1 and "exploding" above 1, so two near-identical curves get near-identical scores
+even when they fall on either side of a threshold; summaries and plot legends show it beside the verdict.
+
+**Plots** (:meth:`DiagnosisReport.plot`, :func:`plot_reports`, matplotlib: ``pip install
+torchinit[plot]``) draw the trunk's depth layers by name; the head is drawn hollow and kept out of the
+axis scale, since a classifier head after pooling sits orders of magnitude away from the trunk.
 
 The model runs in its current mode (``train()``/``eval()``); parameter gradients that existed before the
 call are restored afterwards, so :func:`diagnose` leaves no gradients behind.
@@ -117,8 +127,30 @@ class DiagnosisReport:
     backward_gain: float | None
     factor: float
     loss: float
+    """The scalar the backward pass started from: ``loss_fn(output)``, or the random projection (see ``loss_kind``)."""
     label: str | None = None
+    loss_kind: str = "loss"
+    """``"loss"`` (``loss_fn(output)``) or ``"random projection"`` (no ``loss_fn``: ``sum(output * g)``, g ~ N(0, 1))."""
     _depth_idx: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def score(self) -> float | None:
+        """The verdict as a number: signed log10 of the gain farther from 1, over log10(factor) (None: no gain).
+
+        In [-1, 1]: "ok"; below -1: "vanishing"; above 1: "exploding" (NaN/inf values explode whatever the score).
+        """
+        logs = []
+        for g in (self.forward_gain, self.backward_gain):
+            if g is None or math.isnan(g):
+                continue
+            logs.append(-math.inf if g == 0 else math.log10(g) if math.isfinite(g) else math.inf)
+        if not logs:
+            return None
+        return max(logs, key=abs) / math.log10(self.factor)
+
+    def trunk(self) -> list[LayerStats]:
+        """The depth layers the verdict reads: without the head (the last one) when there are three or more."""
+        return _trunk(self.depth_layers())
 
     def depth_layers(self) -> list[LayerStats]:
         """The rows used for depth (see the module docstring): depth layers, or all rows if < 2 of them."""
@@ -134,7 +166,7 @@ class DiagnosisReport:
         return {
             "label": self.label, "verdict": self.verdict, "reason": self.reason,
             "forward_gain": self.forward_gain, "backward_gain": self.backward_gain,
-            "factor": self.factor, "loss": self.loss,
+            "factor": self.factor, "score": self.score, "loss": self.loss, "loss_kind": self.loss_kind,
             "layers": [row.to_dict() for row in self.layers],
         }
 
@@ -152,21 +184,36 @@ class DiagnosisReport:
                 f"{_num(row.weight_grad_norm):>10} {_num(row.grad_norm):>10} {_num(row.grad_rms):>10}")
         return "\n".join(lines)
 
+    def verdict_with_score(self) -> str:
+        """The verdict and the score behind it: ``"ok (score -0.93)"``."""
+        score = self.score
+        return self.verdict if score is None else f"{self.verdict} (score {score:+.2f})"
+
     def summary(self) -> str:
-        """One line: the label, the verdict and its reason."""
+        """One line: the label, the verdict with its score, and the reason."""
         who = f"{self.label}: " if self.label else ""
-        return f"{who}verdict {self.verdict!r}: {self.reason}"
+        return f"{who}verdict {self.verdict!r}, score {_score(self.score)} (ok within [-1, 1]): {self.reason}"
+
+    def loss_text(self) -> str:
+        """What the backward pass started from, named: ``loss 0.31`` or ``random projection of the output ...``."""
+        if self.loss_kind == "random projection":
+            return (f"backward from a random projection of the output, sum(output * g) with g ~ N(0, 1): "
+                    f"{self.loss:.4g} (not a loss; pass loss_fn for one)")
+        return f"loss {self.loss:.4g}"
 
     def __str__(self) -> str:
         return (f"{self.summary()}\n{self.table()}\n(* depth layer; zeros/sat in %; |dW| weight-gradient norm, "
-                f"|dy| output-gradient norm; loss {self.loss:.4g})")
+                f"|dy| output-gradient norm; {self.loss_text()})")
 
-    def plot(self, path: str | Path, title: str | None = None) -> Path:
+    def plot(self, path: str | Path | None = None, title: str | None = None) -> Path:
         """Draw forward std and backward gradient RMS against depth (log scale) and save to ``path``.
 
-        Uses matplotlib's Agg canvas (no display needed); the format follows the suffix (``.png``,
-        ``.svg``, ``.pdf``). Returns the path written.
+        ``path`` defaults to ``diagnose-<label>.png`` (``diagnose.png`` without a label) in the current
+        directory. Uses matplotlib's Agg canvas (no display needed; ``pip install torchinit[plot]``);
+        the format follows the suffix (``.png``, ``.svg``, ``.pdf``). Returns the path written.
         """
+        if path is None:
+            path = Path("diagnose.png" if not self.label else f"diagnose-{_file_slug(self.label)}.png")
         return plot_reports({self.label or "model": self}, path, title or self.summary())
 
 
@@ -256,6 +303,7 @@ def diagnose(model: nn.Module, inputs: Any, loss_fn: Callable[[Any], torch.Tenso
                 row.finite = False
     report = _verdict(rows, float(loss.detach().float()), factor)
     report.label = label
+    report.loss_kind = "loss" if loss_fn is not None else "random projection"
     return report
 
 
@@ -265,7 +313,8 @@ def compare_inits(build_model: Callable[[], nn.Module], schemes: Sequence[Any] |
     """Diagnose one architecture under several init schemes and overlay them in one plot.
 
     Args:
-        build_model: called once per scheme to build a fresh model.
+        build_model: called once per scheme to build a fresh model; a model itself is accepted too,
+            and each scheme then gets its own deep copy (the model passed is left as it is).
         schemes: scheme names or rules for :func:`torchinit.init.apply_init` (a list; labels are their
             ``str``) or a mapping label -> scheme. ``"lsuv"`` runs :func:`torchinit.init.lsuv` on ``inputs``.
             A scheme may also be a callable ``fn(model)`` that initialises the model in place, or None to
@@ -278,8 +327,14 @@ def compare_inits(build_model: Callable[[], nn.Module], schemes: Sequence[Any] |
     Returns:
         label -> :class:`DiagnosisReport`, in the order given.
     """
+    if isinstance(build_model, nn.Module):  # a model, not a builder: every scheme initialises its own copy
+        import copy
+
+        original = build_model
+        build_model = lambda: copy.deepcopy(original)  # noqa: E731
     if not callable(build_model):
-        raise TypeError(f"torchinit.compare_inits: argument 'build_model' must be callable, got {type(build_model).__name__}")
+        raise TypeError("torchinit.compare_inits: argument 'build_model' must be a function that builds a fresh "
+                        f"model (or a model, copied for each scheme), got {type(build_model).__name__}")
     if isinstance(schemes, Mapping):
         items = [(str(k), v) for k, v in schemes.items()]
     elif isinstance(schemes, (list, tuple)):
@@ -416,13 +471,16 @@ def _gain(num: float | None, den: float | None) -> float | None:
     return num / den
 
 
+def _trunk(depth_rows: list[LayerStats]) -> list[LayerStats]:
+    # the trunk: leave out the head (the last depth layer) when there are three or more, see the module docstring
+    return depth_rows[:-1] if len(depth_rows) >= 3 else depth_rows
+
+
 def _verdict(rows: list[LayerStats], loss: float, factor: float) -> DiagnosisReport:
     depth_idx = [r.index for r in rows if r.depth_layer]
     if len(depth_idx) < 2:
         depth_idx = [r.index for r in rows]
-    seq = [rows[i] for i in depth_idx]
-    if len(seq) >= 3:  # the trunk: leave out the head (the last depth layer), see the module docstring
-        seq = seq[:-1]
+    seq = _trunk([rows[i] for i in depth_idx])
     fwd = bwd = None
     if len(seq) >= 2:
         # reference: the first layer with a signal, the last with a gradient (a branch initialised to zero,
@@ -484,11 +542,26 @@ def _initialise(model: nn.Module, scheme: Any, seed: int, inputs: Any) -> None:
         apply_init(model, scheme, seed=seed)
 
 
+_LINE_STYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
+
+
+def _matplotlib_figure():
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
+    except ImportError as exc:
+        raise ImportError("torchinit: plotting needs matplotlib, which is not installed; "
+                          "pip install torchinit[plot] (or pip install matplotlib)") from exc
+    return Figure
+
+
 def plot_reports(reports: Mapping[str, DiagnosisReport], path: str | Path, title: str | None = None) -> Path:
     """Overlay several reports (label -> report) in one figure: forward std and gradient RMS against depth.
 
-    The figure has two log-scale panels; each report is one line, labelled with its key and verdict.
-    Written with matplotlib's Agg canvas (no display); returns the path written.
+    Two log-scale panels; each report is one line (its own line style and marker), labelled with its key,
+    verdict and score. The x axis names the depth layers (those of the first report); the head (the last
+    depth layer, left out of the verdict) is drawn hollow and does not set the axis scale. Written with
+    matplotlib's Agg canvas (no display; ``pip install torchinit[plot]``); returns the path written.
     """
     if not isinstance(reports, Mapping) or not reports:
         raise ValueError("torchinit.plot_reports: argument 'reports' must be a non-empty mapping label -> "
@@ -497,25 +570,43 @@ def plot_reports(reports: Mapping[str, DiagnosisReport], path: str | Path, title
         if not isinstance(rep, DiagnosisReport):
             raise TypeError(f"torchinit.plot_reports: reports[{label!r}] must be a DiagnosisReport, "
                             f"got {type(rep).__name__}")
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
-    from matplotlib.ticker import MaxNLocator
+    Figure = _matplotlib_figure()
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    fig = Figure(figsize=(12, 5.2), layout="constrained")
     ax_f, ax_b = fig.subplots(1, 2)
-    for label, rep in reports.items():
+    trunk_values: dict[Any, list[float]] = {ax_f: [], ax_b: []}
+    for k, (label, rep) in enumerate(reports.items()):
         rows = rep.depth_layers()
-        depth = list(range(1, len(rows) + 1))
-        name = f"{label} ({rep.verdict})"
-        if not any(_positive(r.std) == _positive(r.std) for r in rows):  # NaN != NaN: nothing drawable
+        trunk = rep.trunk()
+        style = {"linestyle": _LINE_STYLES[k % len(_LINE_STYLES)], "marker": _MARKERS[k % len(_MARKERS)], "ms": 4}
+        name = f"{label}: {rep.verdict_with_score()}"
+        if not any(_positive(r.std) == _positive(r.std) for r in trunk):  # NaN != NaN: nothing drawable
             name += ", zero signal: not drawn"
-        ax_f.plot(depth, [_positive(r.std) for r in rows], marker="o", ms=3, label=name)
-        ax_b.plot(depth, [_positive(r.grad_rms) for r in rows], marker="o", ms=3, label=name)
-    for ax, what in ((ax_f, "forward: output std"), (ax_b, "backward: RMS of output gradient")):
+        depth = list(range(1, len(trunk) + 1))
+        for ax, values in ((ax_f, [_positive(r.std) for r in rows]), (ax_b, [_positive(r.grad_rms) for r in rows])):
+            line, = ax.plot(depth, values[:len(trunk)], label=name, **style)
+            trunk_values[ax] += [v for v in values[:len(trunk)] if v == v]
+            if len(rows) > len(trunk):  # the head: shown, hollow, outside the scale (set from the trunk below)
+                ax.plot([len(rows)], values[len(trunk):], linestyle="none", marker=style["marker"], ms=6,
+                        markerfacecolor="none", color=line.get_color())
+    first = next(iter(reports.values()))
+    names = [r.name for r in first.depth_layers()]
+    n_trunk = len(first.trunk())
+    ticks = list(range(1, len(names) + 1))
+    step = max(1, math.ceil(len(names) / 40))  # at most ~40 names on the axis
+    labels = [(n if i % step == 0 or i == len(names) - 1 else "") + (" (head)" if i >= n_trunk else "")
+              for i, n in enumerate(names)]
+    for ax, what, ylabel in ((ax_f, "forward", "output std (log scale)"),
+                             (ax_b, "backward", "RMS of the gradient at the output (log scale)")):
         ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("depth (layers with 2-D+ weights, input side first)")
+        if trunk_values[ax]:  # the trunk sets the scale, with a margin of a factor 2 (the head may fall outside)
+            ax.set_ylim(min(trunk_values[ax]) / 2, max(trunk_values[ax]) * 2)
+        ax.set_xlim(0.5, len(names) + 0.5)
+        ax.set_xticks(ticks, labels, rotation=90, fontsize="x-small")
+        ax.set_xlabel("depth layer (2-D+ weights), input first; hollow: the head")
+        ax.set_ylabel(ylabel)
         ax.set_title(what)
         ax.grid(True, which="both", alpha=0.3)
     ax_b.legend(fontsize="small", loc="best")
@@ -529,6 +620,14 @@ def _positive(v: float | None) -> float:
     if v is None or not math.isfinite(v) or v <= 0:
         return float("nan")
     return v
+
+
+def _score(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.2f}"
+
+
+def _file_slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def _num(v: float | None) -> str:
