@@ -95,3 +95,31 @@ def test_readme_python_block_runs_as_written(block, tmp_path, monkeypatch):
         got = [line.rstrip() for line in out.getvalue().strip("\n").splitlines()]
         want = [line.rstrip() for line in block.expected_output.strip("\n").splitlines()]
         assert got == want, f"README.md:{block.line} prints something else than the README shows"
+
+
+def _layout_entries(text: str) -> list[str]:
+    """The paths README's Layout block names: top-level entries, and ``  name`` entries inside the last folder."""
+    section = text[text.index("## Layout"):]
+    block = next(b for b in readme_blocks(section) if b.lang == "")
+    paths, folder = [], ""
+    for line in block.code.splitlines():
+        indent = len(line) - len(line.lstrip(" "))
+        if not line.strip() or indent > 2:  # blank, or the continuation of a description
+            continue
+        names = line.strip().split("  ")[0]  # the path column ends at two spaces
+        for name in (n.strip() for n in names.split(",")):
+            if indent == 0:
+                paths.append(name)
+                folder = name if name.endswith("/") else ""
+            else:
+                paths.append(folder + name)
+    return paths
+
+
+def test_layout_names_paths_that_exist_and_every_package_folder():
+    root = README.parent
+    entries = _layout_entries(README.read_text(encoding="utf-8"))
+    missing = [p for p in entries if not (root / p).exists()]
+    assert not missing, f"README's Layout names paths that do not exist: {missing}"
+    packages = {f"torchinit/{p.name}/" for p in (root / "torchinit").iterdir() if (p / "__init__.py").is_file()}
+    assert packages | {"kernels/", "benchmarks/", "examples/", "tests/"} <= set(entries)
