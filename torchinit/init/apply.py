@@ -512,6 +512,10 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
     if errors:
         raise InitError("\n".join(errors))
     unmatched = _unmatched_summary(rules, used, fn)
+    for i, (r, v) in enumerate(zip(rules, validated)):
+        if v[0].bias_only and used[i] and any(e.rule_index == i and e.resolved.how == "bias" for e in entries):
+            notes.append(f"{fn}: rule {r.label(i)}: {v[0].name} is a bias-only scheme, applied to the biases of the "
+                         "layers it selects (their weights are left to other rules)")
 
     # stage what cannot be written in place (nothing is written yet), prove the in-place paths, then write
     live = [e for e in entries
