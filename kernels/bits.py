@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import on_device
 from .rounding import round_to, to_dtype
 from .elementwise import _param, compute_dtype, param_buffer
 
@@ -122,11 +123,12 @@ def launch_pack_forward(fwd, bwd, saves_output: bool, x: torch.Tensor, y: torch.
     sur = param_buffer((float(surrogates[0]), float(surrogates[1]), 0.0), x.device, x.dtype)
     w, mode, cstride, channels = _weight_args(weight, x, channel_dim)
     bounds_t = bounds.to(device=x.device, dtype=buf) if bounds is not None else sur
-    _pack_forward_kernel[(triton.cdiv(codes.numel(), nb),)](
-        x, y, codes, n, codes.numel(), params, w, cstride, channels, sur, bounds_t,
-        FWD=fwd, BWD=bwd, SAVES_OUTPUT=saves_output, W_MODE=mode, FEWBIT=bounds is not None, BITS=bits,
-        N_BOUNDS=bounds.numel() if bounds is not None else 0, COMPUTE=compute, BYTES=nb, num_warps=4,
-    )
+    with on_device(x.device):
+        _pack_forward_kernel[(triton.cdiv(codes.numel(), nb),)](
+            x, y, codes, n, codes.numel(), params, w, cstride, channels, sur, bounds_t,
+            FWD=fwd, BWD=bwd, SAVES_OUTPUT=saves_output, W_MODE=mode, FEWBIT=bounds is not None, BITS=bits,
+            N_BOUNDS=bounds.numel() if bounds is not None else 0, COMPUTE=compute, BYTES=nb, num_warps=4,
+        )
 
 
 def launch_unpack_backward(bwd, grad: torch.Tensor, codes: torch.Tensor, dx: torch.Tensor, scalars, weight=None,
@@ -141,8 +143,9 @@ def launch_unpack_backward(bwd, grad: torch.Tensor, codes: torch.Tensor, dx: tor
     sur = param_buffer((float(surrogates[0]), float(surrogates[1]), 0.0), grad.device, grad.dtype)
     w, mode, cstride, channels = _weight_args(weight, grad, channel_dim)
     levels_t = levels.to(device=grad.device, dtype=buf) if levels is not None else sur
-    _unpack_backward_kernel[(triton.cdiv(codes.numel(), nb),)](
-        grad, codes, dx, n, params, w, cstride, channels, sur, levels_t,
-        BWD=bwd, W_MODE=mode, FEWBIT=levels is not None, BITS=bits, COMPUTE=compute_dtype(grad.dtype), BYTES=nb,
-        num_warps=4,
-    )
+    with on_device(grad.device):
+        _unpack_backward_kernel[(triton.cdiv(codes.numel(), nb),)](
+            grad, codes, dx, n, params, w, cstride, channels, sur, levels_t,
+            BWD=bwd, W_MODE=mode, FEWBIT=levels is not None, BITS=bits, COMPUTE=compute_dtype(grad.dtype),
+            BYTES=nb, num_warps=4,
+        )

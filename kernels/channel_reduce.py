@@ -24,6 +24,7 @@ import triton
 import triton.language as tl
 
 from .elementwise import compute_dtype, param_buffer
+from .launch import on_device
 from .rounding import round_to, to_dtype
 
 BLOCK_CUDA = 2048  # elements per tile on a GPU
@@ -65,8 +66,8 @@ def _channel_backward_kernel(
     W0_MODE: tl.constexpr, W1_MODE: tl.constexpr, N_PART: tl.constexpr, Z_DTYPE: tl.constexpr,
     COMPUTE: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    pid_j = tl.program_id(0).to(tl.int64)
-    pid_c = tl.program_id(1)
+    pid_c = tl.program_id(0)  # channel tiles on axis 0 (up to 2**31 - 1 programs; axis 1 allows 65,535)
+    pid_j = tl.program_id(1).to(tl.int64)
     c1 = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     c = c1[None, :]
     cmask = c < C
@@ -132,10 +133,11 @@ def launch_bias_act_forward(fn, x: torch.Tensor, bias: torch.Tensor, out: torch.
     compute = compute_dtype(torch.float64 if torch.float64 in (x.dtype, bias.dtype) else x.dtype)
     params = param_buffer(tuple(float(v) for v in scalars), x.device, torch.float64 if compute == tl.float64
                           else torch.float32)
-    _bias_act_forward_kernel[(triton.cdiv(n, block),)](
-        x, bias, out, n, C, inner, params,
-        FN=fn, Z_DTYPE=_tl_dtype(z_dtype), COMPUTE=compute, BLOCK=block, num_warps=4,
-    )
+    with on_device(x.device):
+        _bias_act_forward_kernel[(triton.cdiv(n, block),)](
+            x, bias, out, n, C, inner, params,
+            FN=fn, Z_DTYPE=_tl_dtype(z_dtype), COMPUTE=compute, BLOCK=block, num_warps=4,
+        )
     return out
 
 
@@ -160,9 +162,9 @@ def launch_channel_backward(bwd, grad: torch.Tensor, saved: torch.Tensor, dx: to
     n_sums = 1 if bias is not None else n_part
     J = n // C if C else 0
     block_j, block_c, iters, programs_j = _tiles(J, C, inner, saved.device)
-    part = torch.zeros((max(n_sums, 1), programs_j, C), dtype=acc, device=saved.device)
     if n == 0:
-        return part.sum(1) if n_sums else None
+        return torch.zeros((n_sums, C), dtype=acc, device=saved.device) if n_sums else None
+    part = torch.empty((max(n_sums, 1), programs_j, C), dtype=acc, device=saved.device)  # every row is written
     modes, ptrs = [], []
     for w in weights:
         if w is None:
@@ -172,13 +174,20 @@ def launch_channel_backward(bwd, grad: torch.Tensor, saved: torch.Tensor, dx: to
             modes.append(1 if w.numel() == 1 else 2)
             ptrs.append(w.detach().contiguous())
     params = param_buffer(tuple(float(v) for v in scalars), saved.device, acc)
-    grid = (programs_j, triton.cdiv(C, block_c))
-    _channel_backward_kernel[grid](
-        grad, saved, bias if bias is not None else saved, ptrs[0], ptrs[1], dx, part, params,
-        J, C, inner, programs_j, iters,
-        BWD=bwd, PGRAD=pgrad if pgrad is not None else bwd, BIAS=bias is not None, SAVES_OUTPUT=saves_output,
-        W0_MODE=modes[0], W1_MODE=modes[1], N_PART=0 if bias is not None else n_part,
-        Z_DTYPE=_tl_dtype(z_dtype or saved.dtype), COMPUTE=compute_dtype(acc), BLOCK_J=block_j, BLOCK_C=block_c,
-        num_warps=4,
-    )
+    grid = backward_grid(programs_j, C, block_c)
+    with on_device(saved.device):
+        _channel_backward_kernel[grid](
+            grad, saved, bias if bias is not None else saved, ptrs[0], ptrs[1], dx, part, params,
+            J, C, inner, programs_j, iters,
+            BWD=bwd, PGRAD=pgrad if pgrad is not None else bwd, BIAS=bias is not None, SAVES_OUTPUT=saves_output,
+            W0_MODE=modes[0], W1_MODE=modes[1], N_PART=0 if bias is not None else n_part,
+            Z_DTYPE=_tl_dtype(z_dtype or saved.dtype), COMPUTE=compute_dtype(acc), BLOCK_J=block_j, BLOCK_C=block_c,
+            num_warps=4,
+        )
     return part.sum(1) if n_sums else None
+
+
+def backward_grid(programs_j: int, C: int, block_c: int) -> tuple[int, int]:
+    """The backward launch grid: channel tiles on axis 0 (limit 2**31 - 1), row programs on axis 1 (limit
+    65,535; at most ~1024 on a GPU, see ``_tiles``). Channels on axis 1 failed to launch past 65,535."""
+    return (triton.cdiv(C, block_c), programs_j)

@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import on_device
 from .rounding import to_dtype
 
 BLOCK_CUDA = 1024
@@ -128,10 +129,11 @@ def _launch(kernel, fn, tensors: tuple, ref: torch.Tensor, out: torch.Tensor, sc
     block, warps = _block(ref.device)
     params = param_buffer(tuple(float(v) for v in scalars), ref.device, ref.dtype)
     (w0, w1), (m0, m1), cstride, channels = _param_args(weights, ref, channel_dim)
-    kernel[(triton.cdiv(n, block),)](
-        *tensors, out, n, params, w0, w1, cstride, channels,
-        FN=fn, P0_MODE=m0, P1_MODE=m1, COMPUTE=compute_dtype(ref.dtype), BLOCK=block, num_warps=warps,
-    )
+    with on_device(ref.device):
+        kernel[(triton.cdiv(n, block),)](
+            *tensors, out, n, params, w0, w1, cstride, channels,
+            FN=fn, P0_MODE=m0, P1_MODE=m1, COMPUTE=compute_dtype(ref.dtype), BLOCK=block, num_warps=warps,
+        )
     return out
 
 

@@ -19,6 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import on_device
 from .rounding import round_to, to_dtype
 from .elementwise import BLOCK_CUDA, BLOCK_INTERPRETER, compute_dtype, param_buffer
 
@@ -84,10 +85,11 @@ def launch_gated_forward(fn, gate: torch.Tensor, up: torch.Tensor, out: torch.Te
         return out
     block = _block(out.device)
     params = param_buffer(tuple(float(v) for v in scalars), out.device, out.dtype)
-    _gated_forward_kernel[(triton.cdiv(n, block),)](
-        gate, up, out, n, inner, row_stride, params,
-        FN=fn, ROUND_ACT=round_act, COMPUTE=compute_dtype(out.dtype), BLOCK=block, num_warps=4,
-    )
+    with on_device(out.device):
+        _gated_forward_kernel[(triton.cdiv(n, block),)](
+            gate, up, out, n, inner, row_stride, params,
+            FN=fn, ROUND_ACT=round_act, COMPUTE=compute_dtype(out.dtype), BLOCK=block, num_warps=4,
+        )
     return out
 
 
@@ -100,7 +102,9 @@ def launch_gated_backward(fwd, bwd, saves_output: bool, grad: torch.Tensor, gate
         return
     block = _block(grad.device)
     params = param_buffer(tuple(float(v) for v in scalars), grad.device, grad.dtype)
-    _gated_backward_kernel[(triton.cdiv(n, block),)](
-        grad, gate, up, d_gate, d_up, n, inner, row_stride, params,
-        FWD=fwd, BWD=bwd, SAVES_OUTPUT=saves_output, ROUND_ACT=round_act, COMPUTE=compute_dtype(grad.dtype), BLOCK=block, num_warps=4,
-    )
+    with on_device(grad.device):
+        _gated_backward_kernel[(triton.cdiv(n, block),)](
+            grad, gate, up, d_gate, d_up, n, inner, row_stride, params,
+            FWD=fwd, BWD=bwd, SAVES_OUTPUT=saves_output, ROUND_ACT=round_act, COMPUTE=compute_dtype(grad.dtype),
+            BLOCK=block, num_warps=4,
+        )

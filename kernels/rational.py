@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from .elementwise import compute_dtype
+from .launch import on_device
 from .rounding import to_dtype
 
 BLOCK_CUDA = 1024
@@ -98,10 +99,11 @@ def launch_rational_forward(x: torch.Tensor, num: torch.Tensor, den: torch.Tenso
     if n == 0:
         return out
     block = _block(x.device)
-    _rational_forward_kernel[(triton.cdiv(n, block),)](
-        x, num, den, out, n, M=num.numel() - 1, N=den.numel(), COMPUTE=compute_dtype(x.dtype), BLOCK=block,
-        num_warps=4,
-    )
+    with on_device(x.device):
+        _rational_forward_kernel[(triton.cdiv(n, block),)](
+            x, num, den, out, n, M=num.numel() - 1, N=den.numel(), COMPUTE=compute_dtype(x.dtype), BLOCK=block,
+            num_warps=4,
+        )
     return out
 
 
@@ -117,9 +119,10 @@ def launch_rational_backward(grad: torch.Tensor, x: torch.Tensor, num: torch.Ten
     tiles = triton.cdiv(n, block)
     iters = 1 if x.device.type == "cpu" else ITERS_CUDA
     programs = triton.cdiv(tiles, iters)
-    part = torch.zeros((programs * iters, k), dtype=acc, device=x.device)
-    _rational_backward_kernel[(programs,)](
-        grad, x, num, den, dx, part, n, iters, M=num.numel() - 1, N=den.numel(),
-        COMPUTE=compute_dtype(x.dtype), BLOCK=block, num_warps=4,
-    )
+    part = torch.empty((programs * iters, k), dtype=acc, device=x.device)  # every row is written
+    with on_device(x.device):
+        _rational_backward_kernel[(programs,)](
+            grad, x, num, den, dx, part, n, iters, M=num.numel() - 1, N=den.numel(),
+            COMPUTE=compute_dtype(x.dtype), BLOCK=block, num_warps=4,
+        )
     return part.sum(0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from torchinit.kernels.launch import on_device
 from torchinit.kernels.rounding import to_dtype
 from torchinit.init.sampling import Dist, _f32, trunc_params
 
@@ -116,5 +117,6 @@ def fill(out, d: Dist, key: int, start: int = 0, block: int = _BLOCK) -> None:
     kwargs = {}
     if out.device.type == "cuda":
         kwargs["enable_fp_fusion"] = False
-    _sample_kernel[grid](out, key, start, n, g_first, s0, s1, p_lo, p_span, zlo, zhi, lo_clip, hi_clip,
-                         KIND=_KIND[d.kind], BLOCK=block, **kwargs)
+    with on_device(out.device):
+        _sample_kernel[grid](out, key, start, n, g_first, s0, s1, p_lo, p_span, zlo, zhi, lo_clip, hi_clip,
+                             KIND=_KIND[d.kind], BLOCK=block, **kwargs)

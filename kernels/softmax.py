@@ -29,7 +29,6 @@ Import this module only where Triton is available; ``torchinit/softmax.py`` impo
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +36,7 @@ import triton
 import triton.language as tl
 
 from .elementwise import compute_dtype
+from .launch import on_device as _on_device
 from .rounding import round_to, to_dtype
 
 # Tile sizes. The CUDA values are first guesses, not yet tuned on a GPU (one pass up to 32k elements:
@@ -268,11 +268,6 @@ def _contiguous_call(tensors: list[torch.Tensor], out: torch.Tensor, dim: int, l
     if tmp is not out:
         out.copy_(tmp)
     return out
-
-
-def _on_device(device: torch.device):
-    # Triton launches on the current CUDA device: make it the tensors' own
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _flat_strides(geo: RowGeometry) -> list[int]:
