@@ -302,15 +302,28 @@ def run(full: bool, archs=ARCHS, only: str | None = None, dtypes=None, log=print
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """README table (sm_90 rows with a prediction): kernel, instr/element, registers, predicted share H100/H200."""
-    lines = ["| kernel | SASS instr / element | registers | predicted share of copy bandwidth H100 | H200 |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+    """README table from the sm_90 rows with a prediction: per kernel, SASS instructions per element and the
+    predicted share of copy bandwidth on H100 / H200, fp32 and bf16 side by side."""
+    table: dict[str, dict] = {}
     for r in rows:
-        if r["arch"] != "sm_90" or "H100" not in r:
+        if r["arch"] != "sm_90" or "H100" not in r or r["dtype"] not in ("fp32", "bf16"):
             continue
-        lines.append(f"| {r['kernel']} | {r['instructions_per_element']} | {r['registers']} | "
-                     f"{r['H100']['predicted_share_of_copy_bandwidth']:.0%} | "
-                     f"{r['H200']['predicted_share_of_copy_bandwidth']:.0%} |")
+        name = r["kernel"].rsplit("/", 1)[0] if r["kernel"].endswith("/" + r["dtype"]) else r["kernel"]
+        table.setdefault(name, {})[r["dtype"]] = r
+
+    def cell(entry, key):
+        if entry is None:
+            return "-"
+        if key == "instr":
+            return f"{entry['instructions_per_element']:.0f}"
+        return f"{entry[key]['predicted_share_of_copy_bandwidth']:.0%}"
+
+    lines = ["| kernel | instr/el fp32 | bf16 | predicted H100 fp32 | bf16 | predicted H200 fp32 | bf16 |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, by in table.items():
+        f32, b16 = by.get("fp32"), by.get("bf16")
+        lines.append(f"| {name} | {cell(f32, 'instr')} | {cell(b16, 'instr')} | {cell(f32, 'H100')} | "
+                     f"{cell(b16, 'H100')} | {cell(f32, 'H200')} | {cell(b16, 'H200')} |")
     return "\n".join(lines)
 
 
