@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
@@ -253,3 +254,42 @@ def test_bad_arguments():
         swap_activations(nn.ReLU(), [nn.ReLU])
     with pytest.raises(SwapError, match="mapping key"):
         swap_activations(Net(), {3: ti.nn.ReLU})
+
+
+def test_unmatched_string_keys_are_reported_with_what_to_write():
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), nn.GELU())
+    report = swap_activations(model, {"0.l": ti.nn.Tanh(), "gelu": ti.nn.ReLU(), "9.*": None, "1": ti.nn.SiLU()})
+    assert type(model[1]) is ti.nn.SiLU and type(model[0][1]) is nn.ReLU
+    reasons = {x.name: x.reason for x in report.unmatched}
+    assert set(reasons) == {"0.l", "gelu", "9.*"}
+    assert "closest module names: 0.1" in reasons["0.l"] or "closest module names: 0.0" in reasons["0.l"]
+    assert "{nn.GELU: ...}" in reasons["gelu"]
+    # keys naming functional calls are judged only when every call was seen (functional=True, nothing intercepted)
+    quiet = swap_activations(nn.Sequential(nn.ReLU()), {":F.relu": None})
+    assert not quiet.unmatched
+
+
+def test_partial_attributes_keyword_bound_only():
+    class Holder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.act = functools.partial(F.leaky_relu, negative_slope=0.2)
+            self.odd = functools.partial(F.leaky_relu, torch.ones(1))  # binds the input: not an activation site
+
+        def forward(self, x):
+            return self.act(self.lin(x))
+
+    m = Holder()
+    x = torch.randn(3, 4)
+    ref = m(x)
+    report = swap_activations(m, functional=True)
+    assert isinstance(m.act, functools.partial) and m.act.func is ti.functional.leaky_relu
+    assert m.act.keywords == {"negative_slope": 0.2}
+    assert m.odd.func is F.leaky_relu
+    assert [r.old for r in report.replaced if r.how == "attribute"] == ["functools.partial(F.leaky_relu, "
+                                                                          "negative_slope=0.2)"]
+    torch.testing.assert_close(m(x), ref)
+    back = swap_activations(m, TORCH, functional=True)
+    assert m.act.func is F.leaky_relu and m.act.keywords == {"negative_slope": 0.2}
+    assert any(r.how == "attribute" for r in back.replaced)

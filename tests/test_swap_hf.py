@@ -267,6 +267,8 @@ def test_every_hf_and_timm_activation_class_is_swapped_or_reported():
                    "timm_hard_mish": tl.HardMish(), "me_hard_mish": tme.HardMishMe()}
     model = nn.ModuleDict({**{k: m for k, (m, _, _) in mods.items()}, **no_function})
     prelu_weight = mods["timm_prelu"][0].weight
+    seen = []
+    mods["hf_new"][0].register_forward_hook(lambda m, i, o: seen.append(type(m)))
     x = torch.linspace(-6, 6, 3 * 50).reshape(50, 3)
     with torch.no_grad():
         want = {k: m(x.clone()) for k, m in model.items()}
@@ -281,6 +283,12 @@ def test_every_hf_and_timm_activation_class_is_swapped_or_reported():
     with torch.no_grad():
         for k, m in model.items():
             torch.testing.assert_close(m(x.clone()), want[k], rtol=1e-6, atol=1e-6, msg=k)
+    assert seen == [transformers.activations.NewGELUActivation, ti.nn.GELU]  # the hook came along
+    # a second default swap changes nothing and says why; the root module itself is reported, not replaced
+    again = swap_activations(model)
+    assert not again.replaced and all(x.reason == "already torchinit" or x.name in no_function for x in again.left)
+    root = swap_activations(transformers.activations.SiLUActivation())
+    assert [x.reason for x in root.left] == ["the root module itself cannot be replaced in place"]
 
 
 def test_look_alike_activations_and_torchinit_modules_are_reported():

@@ -210,7 +210,7 @@ def _has_own_exact_key(mapping: Mapping, names: tuple[str, ...], module: nn.Modu
 def _why_left(old: nn.Module, mapping: Mapping | None) -> str:
     if mapping is not None:
         return "no mapping entry"
-    if table.family_of_class(type(old)) == "ti":
+    if table.family_of_class(type(old)) == "ti" or (type(old).__module__ or "").startswith("torchinit."):
         return "already torchinit"
     if isinstance(old, table.NO_TWIN):
         return "no torchinit twin"
