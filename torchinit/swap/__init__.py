@@ -1,11 +1,12 @@
 """``swap_activations``: move an existing network onto torchinit's activations, in place.
 
->>> report = swap_activations(model)                        # every torch.nn activation -> torchinit.nn
+>>> report = swap_activations(model)                        # every torch.nn, HF and timm activation -> torchinit.nn
 >>> report = swap_activations(model, {nn.ReLU: ti.nn.GELU()}, functional=True)
 >>> report = swap_activations(model, fuse=True)             # + Linear/Conv+act -> bias_act, GLUs -> swiglu
 >>> swap_activations(model, TORCH, functional=True)         # back to plain torch.nn modules and forwards
 
-See :mod:`torchinit.swap.mapping` for what a mapping may contain, :mod:`torchinit.swap.calls` for how
+See :mod:`torchinit.swap.mapping` for what a mapping may contain, :mod:`torchinit.swap.foreign` for the
+Hugging Face / timm classes the default mapping knows (and :mod:`torchinit.swap.probe` for how each is checked), :mod:`torchinit.swap.calls` for how
 functional calls are switched, :mod:`torchinit.swap.fuse` for what ``fuse=True`` fuses, :class:`SwapReport`
 for what comes back.
 """
@@ -48,10 +49,15 @@ def swap_activations(model: nn.Module, mapping: dict | None = None, functional: 
     Args:
         model: the network (changed in place; swap before ``torch.compile``, scripting or DDP/FSDP wrapping).
         mapping: ``None`` for :data:`DEFAULT` (each torch.nn activation -> its torchinit twin with the same
-            settings, PReLU weights and hooks kept, exact types only), :data:`TORCH` to go back, or a dict
-            whose keys are classes (exact type), module instances, names or globs (``"layer1.*"``) and whose
-            values are ``None`` (leave), a class, a module (copied per replaced module), a torchinit
-            activation name, or a factory ``f(name, module) -> module | None``. Only the entries given apply.
+            settings, PReLU weights and hooks kept, exact types only; and the Hugging Face / timm activation
+            classes of :mod:`torchinit.swap.foreign`, known by qualified name and checked on a probe by
+            :mod:`torchinit.swap.probe` before they are replaced), :data:`TORCH` to go back, or a dict
+            whose keys are classes (exact type; a torch.nn class also matches its torchinit twin), module
+            instances, module names or globs (``"layer1.*"``; never activation names) and whose values are
+            ``None`` (leave), a class, a module (copied per replaced module), a torchinit activation name,
+            or a factory ``f(name, module) -> module | None``. Only the entries given apply. Every module
+            that is or looks like an activation and is not replaced is in ``report.left`` with the reason;
+            string keys that matched nothing are in ``report.unmatched``.
         functional: also switch functional calls in forwards (``F.relu(x)``, ``torch.relu(x)``, ``x.relu_()``,
             ``F.gelu(x, approximate=...)``; a mapping entry for a module class covers its functional twins),
             with torch.fx where a forward traces and by run-time interception where it does not. With
