@@ -45,10 +45,18 @@ def test_short_names_case_and_trailing_underscore(alias, canonical):
     (lambda: ti.apply_init(mlp(), "lsuv", data=torch.randn(4, 64), tl=0.1), r"'tl'; did you mean 'tol'"),
     (lambda: ti.scheme("normall", std=1.0), r"did you mean 'normal'"),
     (lambda: ti.gpt2(sdt=0.1), r"unknown option 'sdt'; did you mean 'std'"),
+    (lambda: ti.calculate_gain("hardswsh"), r"did you mean 'hardswish'"),
+    (lambda: ti.variance_scaling_(torch.empty(3, 3), distribution="truncatednormal"), r"did you mean 'truncated_normal'"),
+    (lambda: ti.apply_init(mlp(), "kaiming_normal", mode="fan_inn"), r"did you mean 'fan_in'"),
 ])
 def test_every_unknown_name_gets_the_closest(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+def test_a_layer_class_name_that_matches_nothing_gets_the_closest():
+    with pytest.warns(UserWarning, match=r"#0 layernorm \(no 'layernorm' in the model; did you mean 'LayerNorm'\?\)"):
+        ti.apply_init(mlp(), ti.Rule(layers="layernorm", scheme="ones"), seed=0)
 
 
 def test_rule_keyword_typos_name_the_rule_keyword():

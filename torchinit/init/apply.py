@@ -366,10 +366,18 @@ def _plan_all(entries: list[_Entry], losers: list[_Entry], gains: dict[str, Laye
     return errors
 
 
-def _unmatched_summary(rules: list[Rule], used: list[bool], fn: str) -> list[str]:
+def _class_hint(rule: Rule, model: nn.Module) -> str:
+    """For a rule naming layer classes by string: the closest class names the model has."""
+    classes = {c.__name__ for m in model.modules() for c in type(m).__mro__}
+    missing = [t for t in rule.layers if isinstance(t, str) and t not in classes]
+    return "".join(f" (no {t!r} in the model{did_you_mean(t, sorted(classes), n=1)})" for t in missing)
+
+
+def _unmatched_summary(rules: list[Rule], used: list[bool], fn: str, model: nn.Module) -> list[str]:
     """Labels of the rules that matched nothing; one warning for those the user wrote (not a preset's)."""
     unmatched = [rules[i].label(i) for i, u in enumerate(used) if not u]
-    mine = [rules[i].label(i) for i, u in enumerate(used) if not u and rules[i].origin is None]
+    mine = [rules[i].label(i) + _class_hint(rules[i], model) for i, u in enumerate(used)
+            if not u and rules[i].origin is None]
     if mine:
         warnings.warn(f"{fn}: {len(mine)} rule(s) matched no parameter: {'; '.join(mine)}", UserWarning, stacklevel=3)
     return unmatched
@@ -511,7 +519,7 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
         errors.append(f"{fn}: strict=True and no rule covers: {', '.join(i.name for i, _ in untouched)}")
     if errors:
         raise InitError("\n".join(errors))
-    unmatched = _unmatched_summary(rules, used, fn)
+    unmatched = _unmatched_summary(rules, used, fn, model)
     for i, (r, v) in enumerate(zip(rules, validated)):
         if v[0].bias_only and used[i] and any(e.rule_index == i and e.resolved.how == "bias" for e in entries):
             notes.append(f"{fn}: rule {r.label(i)}: {v[0].name} is a bias-only scheme, applied to the biases of the "

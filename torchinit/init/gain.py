@@ -246,8 +246,13 @@ def _resolve(nonlinearity: Any, param: Any) -> tuple[str | None, Any, Callable |
             return name, param, None, None
         fn = _lookup_function(name)
         if fn is None:
+            import difflib
+
+            known = sorted(set(_TABLE_NAMES) | set(_ALIASES) | {n for n in dir(F) if not n.startswith("_")})
+            close = difflib.get_close_matches(name, known, n=2)
+            hint = (" (did you mean " + " or ".join(repr(c) for c in close) + "?)") if close else ""
             raise ValueError(
-                f"calculate_gain: unknown nonlinearity {nonlinearity!r}: expected one of torch's names "
+                f"calculate_gain: unknown nonlinearity {nonlinearity!r}{hint}: expected one of torch's names "
                 f"{list(_TABLE_NAMES)}, a name in torch.nn.functional or torchinit.functional, a module or a callable"
             )
         if param is not None:

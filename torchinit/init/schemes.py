@@ -155,7 +155,8 @@ def _variance_scaling(ctx: Ctx, scale: float, mode: str, distribution: str) -> A
     if distribution == "uniform":
         bound = math.sqrt(3.0 * var)
         return Action("dist", Dist("uniform", a=-bound, b=bound))
-    raise ValueError(f"{ctx.fn}: distribution must be 'truncated_normal', 'normal' or 'uniform', got {distribution!r}")
+    raise ValueError(f"{ctx.fn}: distribution must be 'truncated_normal', 'normal' or 'uniform', got {distribution!r}"
+                     f"{did_you_mean(str(distribution), ('truncated_normal', 'normal', 'uniform', 'untruncated_normal'), 1)}")
 
 
 def _p_constant(ctx: Ctx, val: float) -> Action:
@@ -181,7 +182,8 @@ def _p_trunc_normal(ctx: Ctx, mean: float, std: float, a: float, b: float, units
     if units == "std":
         a, b = mean + a * std, mean + b * std
     elif units != "abs":
-        raise ValueError(f"{ctx.fn}: units must be 'abs' (bounds are values) or 'std' (bounds in std units), got {units!r}")
+        raise ValueError(f"{ctx.fn}: units must be 'abs' (bounds are values) or 'std' (bounds in std units), got {units!r}"
+                         f"{did_you_mean(str(units), ('abs', 'std'), 1)}")
     if not a < b:
         raise ValueError(f"{ctx.fn}: expected a < b, got a={a}, b={b}")
     return Action("dist", Dist("trunc_normal", mean, std, float(a), float(b)))
@@ -294,7 +296,8 @@ def _p_prior_prob(ctx: Ctx, prob: float) -> Action:
 def _p_auto(ctx: Ctx, mode: str, distribution: str) -> Action:
     g = ctx.gain("auto", mode)
     if distribution not in ("normal", "uniform"):
-        raise ValueError(f"{ctx.fn}: distribution must be 'normal' or 'uniform', got {distribution!r}")
+        raise ValueError(f"{ctx.fn}: distribution must be 'normal' or 'uniform', got {distribution!r}"
+                         f"{did_you_mean(str(distribution), ('normal', 'uniform'), 1)}")
     return _normal_or_uniform(distribution, g / math.sqrt(ctx.fan(mode)))
 
 
