@@ -16,7 +16,9 @@ predicted share of copy bandwidth is memory time over predicted time. Static cou
 code (libdevice's fast and slow paths are both counted) and ignore latency: the share is a guide.
 
 Run ``python -m benchmarks.static_cost`` (the representative subset), ``--all`` (every specialisation;
-fails on any compile error or spill in fp32/bf16/fp16) and ``--json PATH`` to write the results.
+fails on any compile error or spill in fp32/bf16/fp16) and ``--json PATH`` to write the results;
+``--from-json STATIC.json --markdown`` prints the README table, ``--from-json STATIC.json --compare RUN.json``
+sets the predictions against a GPU run of ``benchmarks.run`` (``benchmarks/gpu_check.sh`` does that).
 Compiled kernels are cached by Triton (``TRITON_CACHE_DIR``). TRITON_INTERPRET must be unset.
 """
 
@@ -327,6 +329,36 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+_DTYPE_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "float64": "fp64"}
+
+
+def compare(static_rows: list[dict], run: dict, gpu: str) -> list[dict]:
+    """Predicted against measured share of copy bandwidth: each sm_90 unary activation row of the static JSON
+    against ``benchmarks.run``'s torchinit result for the op of the same name, pass and dtype (largest size).
+
+    ``gpu`` ("H100" or "H200") picks the prediction. Rows without a measurement are left out.
+    """
+    measured = {}
+    for r in run["results"]:
+        if r["impl"] != "torchinit" or r["pass"] not in ("fwd", "bwd") or r.get("frac_copy") is None:
+            continue
+        key = (r["op"], r["pass"], _DTYPE_NAMES.get(r["dtype"], r["dtype"]))
+        if key not in measured or r["numel"] > measured[key]["numel"]:
+            measured[key] = r
+    out = []
+    for row in static_rows:
+        if row["arch"] != "sm_90" or gpu not in row or not row["kernel"].startswith("unary_"):
+            continue
+        kind, formula, dtype = row["kernel"].split("/")[:3]
+        m = measured.get((formula, kind.split("_")[1], dtype))
+        if m is None:
+            continue
+        predicted = row[gpu]["predicted_share_of_copy_bandwidth"]
+        out.append({"kernel": row["kernel"], "predicted_share": predicted, "measured_share": round(m["frac_copy"], 3),
+                    "measured_over_predicted": round(m["frac_copy"] / predicted, 3), "numel": m["numel"]})
+    return out
+
+
 def main(argv=None) -> int:
     """Command line: analyse, print, optionally write JSON; exit 1 on a spill in fp32/bf16/fp16."""
     if os.environ.get("TRITON_INTERPRET") == "1":
@@ -341,7 +373,21 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the rows and the model to this path")
     p.add_argument("--markdown", action="store_true", help="print the README table from --from-json or the run")
     p.add_argument("--from-json", help="read rows from this JSON instead of compiling")
+    p.add_argument("--compare", help="a benchmarks.run JSON measured on a GPU: print predicted vs measured share")
+    p.add_argument("--gpu", default="H100", choices=sorted(GPUS), help="which prediction --compare uses")
     args = p.parse_args(argv)
+    if args.compare:
+        with open(args.from_json) as f:
+            static_rows = json.load(f)["rows"]
+        with open(args.compare) as f:
+            rows = compare(static_rows, json.load(f), args.gpu)
+        for r in rows:
+            print(f"{r['kernel']:<36} predicted {r['predicted_share']:6.0%}  measured {r['measured_share']:6.0%}  "
+                  f"ratio {r['measured_over_predicted']:.2f}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"gpu_model": args.gpu, "rows": rows}, f, indent=1)
+        return 0
     if args.from_json:
         with open(args.from_json) as f:
             rows = json.load(f)["rows"]

@@ -92,11 +92,18 @@ def compute_dtype(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=None)
 def param_buffer(values: tuple[float, float, float], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A cached 3-element device buffer holding ``values`` (fp64 for fp64 math, fp32 otherwise)."""
+    """A cached 3-element device buffer holding ``values`` (fp64 for fp64 math, fp32 otherwise).
+
+    Filled on the device (one fill per value, no host-to-device copy, which CUDA-graph capture forbids) and
+    never evicted: a captured graph keeps pointing at the buffer it was captured with.
+    """
     buf_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    return torch.tensor(values, dtype=buf_dtype, device=device)
+    buf = torch.empty(len(values), dtype=buf_dtype, device=device)
+    for i, v in enumerate(values):
+        buf[i].fill_(v)
+    return buf
 
 
 def _block(device: torch.device) -> tuple[int, int]:
