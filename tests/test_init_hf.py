@@ -36,7 +36,8 @@ def _scramble(model: nn.Module) -> None:
 
 def _same_distribution(ours: torch.Tensor, ref: torch.Tensor, name: str) -> None:
     ours, ref = ours.detach().double().flatten(), ref.detach().double().flatten()
-    if float(ref.std()) == 0.0 if ref.numel() > 1 else True:
+    constant = ref.numel() == 1 or float(ref.std()) == 0.0
+    if constant:
         assert torch.equal(ours, ref), f"{name}: expected the constant {ref[:3].tolist()}, got {ours[:3].tolist()}"
         return
     n, s = ref.numel(), float(ref.std())
@@ -143,16 +144,16 @@ def test_gpt2_preset_reproduces_hf_gpt2_init_per_group():
     stds = _check_against_hf("gpt2", ("c_proj",))
     for pname, s in stds.items():  # HF's own c_proj draws, against ours
         ref = hf.get_parameter(pname)
-        _same_distribution(torch.tensor([0.0]), torch.tensor([0.0]), pname)
         assert abs(s - float(ref.detach().std())) <= Z * std / math.sqrt(ref.numel())
         assert abs(float(ref.detach().std()) - std) <= Z * std / math.sqrt(2 * ref.numel())  # HF: 0.02/sqrt(2L)
 
 
-def test_gpt2_preset_on_llama_scales_o_proj_and_down_proj_and_resets_rmsnorm():
-    stds = _check_against_hf("llama", ("o_proj", "down_proj"))
+@pytest.mark.parametrize("name", ["llama", "mistral", "qwen2", "phi3"])
+def test_gpt2_preset_on_llama_likes_scales_o_proj_and_down_proj_and_resets_rmsnorm(name):
+    stds = _check_against_hf(name, ("o_proj", "down_proj"))
     assert len(stds) == 4  # 2 layers x (o_proj, down_proj)
     for pname, s in stds.items():
-        n = build("llama")[0].get_parameter(pname).numel()
+        n = build(name)[0].get_parameter(pname).numel()
         assert abs(s - 0.01) <= Z * 0.01 / math.sqrt(2 * n), pname  # 0.02 / sqrt(2 * 2 layers)
 
 
