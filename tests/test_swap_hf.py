@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import torchinit as ti
-from torchinit.swap import SwapError, swap_activations
+from torchinit.swap import swap_activations
 from torchinit.swap import table
 
 model_zoo = pytest.importorskip("model_zoo")
@@ -243,7 +243,8 @@ def test_every_hf_and_timm_activation_class_is_swapped_or_reported():
         "hf_fast": (act.FastGELUActivation(), ti.nn.GELU, {"approximate": "tanh"}),
         "hf_accurate": (act.AccurateGELUActivation(), ti.nn.GELU, {"approximate": "tanh"}),
         "hf_quick": (act.QuickGELUActivation(), ti.nn.Swish, {"beta": 1.702}),
-        "hf_clipped": (act.ClippedGELUActivation(-10, 10), ti.registry.ClippedGELU, {"min_val": -10.0, "max_val": 10.0}),
+        "hf_clipped": (act.ClippedGELUActivation(-10, 10), ti.registry.ClippedGELU,
+                       {"min_val": -10.0, "max_val": 10.0}),
         "hf_silu": (act.SiLUActivation(), ti.nn.SiLU, {}),
         "hf_mish": (act.MishActivation(), ti.nn.Mish, {}),
         "hf_relu2": (act.ReLUSquaredActivation(), ti.nn.SquaredReLU, {}),

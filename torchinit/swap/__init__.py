@@ -6,7 +6,8 @@
 >>> swap_activations(model, TORCH, functional=True)         # back to plain torch.nn modules and forwards
 
 See :mod:`torchinit.swap.mapping` for what a mapping may contain, :mod:`torchinit.swap.foreign` for the
-Hugging Face / timm classes the default mapping knows (and :mod:`torchinit.swap.probe` for how each is checked), :mod:`torchinit.swap.calls` for how
+Hugging Face / timm classes the default mapping knows (and :mod:`torchinit.swap.probe` for how each is
+checked), :mod:`torchinit.swap.calls` for how
 functional calls are switched, :mod:`torchinit.swap.fuse` for what ``fuse=True`` fuses, :class:`SwapReport`
 for what comes back.
 """

@@ -544,5 +544,6 @@ def attribute_sites(module: nn.Module) -> list[AttributeSite]:
     return out
 
 
-__all__ = ["Action", "Rewrite", "Interceptor", "resolve", "traced_graph", "plan_rewrite", "compile_rewrite", "install", "restore",
-           "make_intercepting_forward", "attribute_sites", "AttributeSite", "is_candidate_owner", "installed_kind", "MARK"]
+__all__ = ["Action", "Rewrite", "Interceptor", "resolve", "traced_graph", "plan_rewrite", "compile_rewrite", "install",
+           "restore", "make_intercepting_forward", "attribute_sites", "AttributeSite", "is_candidate_owner",
+           "installed_kind", "MARK"]

@@ -74,8 +74,8 @@ TABLE: dict[str, Known] = {k.qualname: k for k in [
     Known(_HF + "MishActivation", "mish"),
     Known(_HF + "ReLUSquaredActivation", "squared_relu"),
     Known(_HF + "LinearActivation", "identity"),
-    Known(_HF + "LaplaceActivation", None, why_not="the Laplace activation 0.5 * (1 + erf((x - mu) / (sigma * sqrt(2)))) "
-          "is not a torchinit function"),
+    Known(_HF + "LaplaceActivation", None,
+          why_not="the Laplace activation 0.5 * (1 + erf((x - mu) / (sigma * sqrt(2)))) is not a torchinit function"),
     Known(_HF + "SqrtSoftplusActivation", None, why_not="sqrt(softplus(x)) is not a torchinit function"),
     Known(_HF + "XIELUActivation", None, why_not="xIELU (learnable alpha_p, alpha_n) is not a torchinit function"),
     # transformers model files

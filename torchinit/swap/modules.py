@@ -180,7 +180,8 @@ def plan_modules(places: list[Place], mapping: Mapping | None, default: Mapping,
             continue
         new = built.module
         if built.twin and type(new) is type(old):
-            plan.left.append(Left(names[0], _describe_module(old), f"already {type(old).__name__} (mapped to its own class)"))
+            plan.left.append(Left(names[0], _describe_module(old),
+                                  f"already {type(old).__name__} (mapped to its own class)"))
             continue
         notes: list[str] = []
         if built.twin:

@@ -172,7 +172,8 @@ def compare(candidate: nn.Module, make_replacement: Callable[[], nn.Module], wha
     tol = FORWARD_ULPS * _EPS * (want64.abs() + x.double().abs()) + _TINY
     bad = finite & ~(err <= tol)
     if bool(bad.any()):
-        return Verdict(False, f"the probe disagrees with {what} beyond fp32 rounding: {_first_miss(bad, x, got, want64)}")
+        return Verdict(False, f"the probe disagrees with {what} beyond fp32 rounding: "
+                              f"{_first_miss(bad, x, got, want64)}")
 
     if rep_mutates and not cand_mutates:
         return Verdict(False, f"{what} would write into its input, which it does not")
@@ -218,7 +219,8 @@ def settings_key(module: nn.Module) -> tuple | None:
     """What a probe of ``module`` depends on: its class, plain attributes, callables and parameter shapes."""
     items = []
     for k, v in module.__dict__.items():
-        if k in ("_parameters", "_buffers", "_modules", "training") or (k.startswith("_") and isinstance(v, (dict, set))):
+        if k in ("_parameters", "_buffers", "_modules", "training") or \
+                (k.startswith("_") and isinstance(v, (dict, set))):
             continue
         try:
             items.append((k, _plain(v)))
