@@ -187,6 +187,27 @@ def test_wrappers_do_not_change_the_seeded_init():
     assert torch.equal(wrapped[3].weight, ref[3].weight)
 
 
+def test_wrappers_do_not_change_auto_gains_or_presets():
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(8, 8), nn.GELU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+
+    plain, compiled = net(), torch.compile(net())
+    a = ti.apply_init(plain, "auto", seed=0)
+    b = ti.apply_init(compiled, "auto", seed=0)
+    assert [r.gain for r in a] == [r.gain for r in b] and a["2.weight"].activation == "GELU"
+    assert all(torch.equal(x, y) for x, y in zip(plain.parameters(), compiled.parameters()))
+
+    class Blk(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.c_proj = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    gpt = torch.compile(nn.Sequential(Blk(), Blk()))
+    rep = ti.apply_init(gpt, ti.gpt2, seed=0)  # the preset's rules name the layers by checkpoint name too
+    assert rep["0.c_proj.weight"].std == pytest.approx(0.02 / math.sqrt(2)) and rep["0.fc.weight"].std == pytest.approx(0.02)
+
+
 def test_wrapped_in_ddp_gives_the_same_init(cpu_mesh):
     ref = mlp()
     ti.apply_init(ref, "xavier_normal", seed=9)

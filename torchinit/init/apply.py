@@ -37,6 +37,7 @@ from . import philox
 from .fill import Stream, fill_into_, materialize, writes_in_place
 from .presets import PresetError
 from .report import InitReport, ReportRow
+from .roles import checkpoint_named_modules
 from .rules import Resolved, Rule, normalize_rules
 from .sampling import Dist, derive_key, sample_into_, use_triton_for
 from .schemes import Action, Ctx, DATA_SCHEMES, data_scheme_name, did_you_mean, plan_action
@@ -68,34 +69,12 @@ def _is_dtensor(t: torch.Tensor) -> bool:
     return isinstance(t, DTensor)
 
 
-#: child attributes through which a wrapper holds the wrapped model: left out of parameter names
-_WRAPPED_ATTRS = ("_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module")
-_DDP_TYPES = ("DistributedDataParallel", "DataParallel")
-
-
-def _walk_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(checkpoint name, module) for every path to every module, pre-order as ``named_modules``, wrapper
-    segments left out, shared modules listed once per path."""
-    out: list[tuple[str, nn.Module]] = []
-
-    def rec(prefix: str, m: nn.Module, on_path: frozenset[int]) -> None:
-        out.append((prefix, m))
-        for cname, child in m._modules.items():
-            if child is None or id(child) in on_path:
-                continue
-            wrapped = cname in _WRAPPED_ATTRS or (cname == "module" and type(m).__name__ in _DDP_TYPES)
-            rec(prefix if wrapped else (f"{prefix}.{cname}" if prefix else cname), child, on_path | {id(child)})
-
-    rec("", model, frozenset({id(model)}))
-    return out
-
-
 def _collect(model: nn.Module, fn: str) -> list[tuple[list[ParamInfo], torch.Tensor]]:
     """Each parameter once: (its occurrences, first = checkpoint name, the tensor)."""
     groups: dict[int, tuple[list[ParamInfo], torch.Tensor]] = {}
     lazy = []
     seen_names: set[str] = set()
-    for mname, m in _walk_modules(model):
+    for mname, m in checkpoint_named_modules(model, every_path=True):
         for pname, p in m._parameters.items():
             if p is None:
                 continue
@@ -327,6 +306,32 @@ def _staged_value(e: _Entry, seed: int | None, generator: torch.Generator | None
     return _sample_full(e, p.device, p.dtype, tuple(p.shape), seed, generator)
 
 
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside torch.compile / DDP wrappers (what an FX trace should see)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None and type(model).__name__ in ("DistributedDataParallel", "DataParallel"):
+            inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def _clean_keys(model: nn.Module, gains: dict[str, LayerGains]) -> dict[str, LayerGains]:
+    """Gains keyed by the unwrapped model's names, re-keyed by checkpoint names (the names rules see)."""
+    inner = _unwrapped(model)
+    by_id = {id(m): name for name, m in checkpoint_named_modules(model)}
+    out = {}
+    for name, g in gains.items():
+        try:
+            m = inner.get_submodule(name) if name else inner
+        except AttributeError:
+            out[name] = g
+            continue
+        out[by_id.get(id(m), name)] = g
+    return out
+
+
 def _padding_row(e: _Entry) -> int | None:
     """An embedding's ``padding_idx`` row, zeroed after a scheme selected through the module (as
     ``nn.Embedding.reset_parameters`` and Hugging Face's ``_init_weights`` do); None otherwise."""
@@ -513,7 +518,7 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
 
     needs_auto = any(
         e.resolved.kwargs.get("gain") == "auto" or e.resolved.scheme.name == "auto" for e in entries + losers)
-    gains = find_gains(model) if needs_auto else None
+    gains = _clean_keys(model, find_gains(_unwrapped(model))) if needs_auto else None
     errors.extend(_plan_all(entries, losers, gains, fn))
     if strict and untouched:
         errors.append(f"{fn}: strict=True and no rule covers: {', '.join(i.name for i, _ in untouched)}")

@@ -25,7 +25,9 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
-from .roles import is_norm_layer, is_residual_projection, residual_blocks, residual_projection_patterns
+from .roles import (
+    checkpoint_named_modules, is_norm_layer, is_residual_projection, residual_blocks, residual_projection_patterns,
+)
 from .rules import Rule
 from .schemes import Scheme
 
@@ -143,7 +145,7 @@ def gpt2(*, std: float = 0.02, n_layers: int | None = None, residual: Sequence[s
 
     def build(model: nn.Module) -> PresetPlan:
         pats = patterns if patterns is not None else residual_projection_patterns()
-        mods = list(model.named_modules())
+        mods = checkpoint_named_modules(model)
         if not any(isinstance(m, (nn.Linear, nn.Embedding)) or type(m).__name__ == "Conv1D" for _, m in mods):
             raise PresetError(f"torchinit.init.gpt2: {_model_kind(model)} has no Linear, Conv1D or Embedding layer; "
                               "this preset is for transformers (GPT-2, Llama, BERT, T5, ...)")
@@ -172,7 +174,7 @@ def gpt2(*, std: float = 0.02, n_layers: int | None = None, residual: Sequence[s
 
 def _require_vit(name: str, model: nn.Module) -> None:
     params = {n.rsplit(".", 1)[-1] for n, _ in model.named_parameters()}
-    mods = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    mods = {n.rsplit(".", 1)[-1] for n, _ in checkpoint_named_modules(model)}
     if "pos_embed" not in params and "patch_embed" not in mods:
         raise PresetError(
             f"torchinit.init.{name}: {_model_kind(model)} has no 'pos_embed' parameter or 'patch_embed' module; this "
@@ -336,7 +338,7 @@ def fixup(*, nonlinearity: str = "relu") -> Preset:
                                   gain=base_gain * scale, label=f"fixup: branch x{scale:.3g}"))
             last.append(f"{b.layers[-1]}.weight")
         rules.append(Rule(names=last, scheme="zeros", label="fixup: last layer of branches"))
-        linears = [n for n, mod in model.named_modules() if isinstance(mod, nn.Linear)]
+        linears = [n for n, mod in checkpoint_named_modules(model) if isinstance(mod, nn.Linear)]
         if linears:
             rules.append(Rule(names=[f"{linears[-1]}.weight", f"{linears[-1]}.bias"], scheme="zeros",
                               label="fixup: classifier"))

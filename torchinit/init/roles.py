@@ -38,9 +38,36 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["RESIDUAL_PROJECTIONS", "register_residual_projection", "residual_projection_patterns",
+__all__ = ["checkpoint_named_modules", "RESIDUAL_PROJECTIONS", "register_residual_projection", "residual_projection_patterns",
            "is_residual_projection", "is_norm_layer", "norm_identity_weight", "is_conv1d_hf", "ResidualBlock",
            "residual_blocks"]
+
+#: child attributes through which a wrapper holds the wrapped model: left out of names
+_WRAPPED_ATTRS = ("_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module")
+_DDP_TYPES = ("DistributedDataParallel", "DataParallel")
+
+
+def checkpoint_named_modules(model: nn.Module, every_path: bool = False) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` pre-order as ``named_modules``, with names as a checkpoint of the unwrapped model
+    stores them: the segments of wrappers (``torch.compile``'s ``_orig_mod``, DDP's ``module``,
+    ``checkpoint_wrapper``'s ``_checkpoint_wrapped_module``, FSDP1's ``_fsdp_wrapped_module``) left out.
+    A module reachable by several paths is listed once (first path), or once per path with ``every_path``."""
+    out: list[tuple[str, nn.Module]] = []
+    seen: set[int] = set()
+
+    def rec(prefix: str, m: nn.Module, on_path: frozenset[int]) -> None:
+        if every_path or id(m) not in seen:
+            out.append((prefix, m))
+        seen.add(id(m))
+        for cname, child in m._modules.items():
+            if child is None or id(child) in on_path or (not every_path and id(child) in seen):
+                continue
+            wrapped = cname in _WRAPPED_ATTRS or (cname == "module" and type(m).__name__ in _DDP_TYPES)
+            rec(prefix if wrapped else (f"{prefix}.{cname}" if prefix else cname), child, on_path | {id(child)})
+
+    rec("", model, frozenset({id(model)}))
+    return out
+
 
 #: the default residual output projection globs (see the module docstring); extend with register_residual_projection
 RESIDUAL_PROJECTIONS: tuple[str, ...] = (
@@ -214,7 +241,7 @@ def residual_blocks(model: nn.Module) -> list[ResidualBlock]:
     each with whether it has a skip connection and why."""
     found: list[ResidualBlock] = []
     inside: list[str] = []
-    for name, m in model.named_modules():
+    for name, m in checkpoint_named_modules(model):
         if not name or not _is_candidate(m) or any(name.startswith(p + ".") for p in inside):
             continue
         identity, reason = _skip_flag(m)
