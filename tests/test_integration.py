@@ -20,6 +20,7 @@ import torchinit as ti
 import torchinit.functional as F
 import torchinit.nn as tnn
 import torchinit.ops
+import torchinit.sharding
 from activation_cases import CASES, INPLACE, ids, params
 from torchinit.activations import FORMULAS
 
@@ -421,9 +422,9 @@ def test_sharding_registration_runs_at_once_when_dtensor_is_already_imported():
     import torch.distributed.tensor  # noqa: F401
 
     called = []
-    torchinit.ops.on_dtensor_import(lambda: called.append(True))
+    torchinit.sharding.on_dtensor_import(lambda: called.append(True))
     assert called == [True]
-    assert torchinit.ops._HOOK not in sys.meta_path  # the one-shot hook is gone once DTensor is imported
+    assert torchinit.sharding._HOOK not in sys.meta_path  # the one-shot hook is gone once DTensor is imported
 
 
 def test_backend_environment_variable_error_names_it_and_the_closest_value():

@@ -393,3 +393,23 @@ def test_untraceable_experts_are_reported():
     assert not report.fused
     assert [(u.name, u.what) for u in report.unfused] == [("<root>", "Experts")], str(report)
     assert report.unfused[0].reason.startswith("not fused: torch.fx could not trace it: TraceError")
+
+
+def test_fused_layer_still_runs_hooks_added_after_the_fuse():
+    """A hook put on a fused Linear afterwards (tensor parallelism, FSDP, a user's) runs: the layer is called as
+    a module then, its output through the activation unfused; without hooks the fused path runs again."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.GELU(), nn.Linear(6, 3))
+    ref = copy.deepcopy(model)
+    report = ti.swap_activations(model, fuse=True)
+    assert any(r.how == "fused" for r in report.replaced)
+    x = torch.randn(5, 4)
+    calls = []
+    double = lambda mod, inp, out: (calls.append(mod), out * 2)[1]  # noqa: E731
+    handles = [m[0].register_forward_hook(double) for m in (model, ref)]
+    torch.testing.assert_close(model(x), ref(x))
+    assert calls.count(model[0]) == 1
+    for h in handles:
+        h.remove()
+    torch.testing.assert_close(model(x), ref(x))
+    assert calls.count(model[0]) == 1

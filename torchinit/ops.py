@@ -26,13 +26,11 @@ does not, up to at least torch 2.14). Double backward is not supported.
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import sys
 import warnings
 
 import torch
 
-from . import backend
+from . import backend, sharding
 from .activations import ACTIVATIONS, FORMULAS, Formula, Resolved, channel_view
 
 _LIB = torch.library.Library("torchinit", "DEF")  # noqa: TOR901 - the project's own namespace
@@ -247,73 +245,13 @@ def _register_operator_autograd(formula: Formula):
 
 # ---------------------------------------------------------------------------------------------
 # DTensor: element-wise ops keep any sharding that does not split a per-channel weight's channels
+# (the rules and when they are registered: torchinit/sharding.py)
 # ---------------------------------------------------------------------------------------------
-#
-# Importing torch.distributed.tensor costs about 1.5 s, more than the rest of torchinit: the rules are
-# registered when it is imported (at once if it already is; else by a one-shot import hook), since no
-# DTensor can reach an operator before that.
-
-_DTENSOR_MODULE = "torch.distributed.tensor"
-_on_dtensor: list = []  # registrations waiting for torch.distributed.tensor
-
-
-def _run_dtensor_registrations() -> None:
-    while _on_dtensor:
-        register = _on_dtensor.pop(0)
-        try:
-            register()
-        except Exception as exc:  # pragma: no cover - a torch whose DTensor API moved
-            warnings.warn(f"torchinit: a DTensor sharding rule could not be registered ({exc}); DTensor inputs "
-                          "to that operator will fail", RuntimeWarning, stacklevel=2)
-
-
-class _DTensorImportHook(importlib.abc.MetaPathFinder):
-    """Runs the waiting registrations right after ``torch.distributed.tensor`` has been imported."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != _DTENSOR_MODULE:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):  # pragma: no cover - an unusual importer
-            return spec
-        exec_module = loader.exec_module
-
-        def exec_then_register(module):
-            exec_module(module)
-            if self in sys.meta_path:
-                sys.meta_path.remove(self)
-            _run_dtensor_registrations()
-
-        loader.exec_module = exec_then_register  # this spec's own loader instance
-        return spec
-
-
-_HOOK = _DTensorImportHook()
-
-
-def on_dtensor_import(register) -> None:
-    """Call ``register()`` once ``torch.distributed.tensor`` is imported: now if it is, else right after."""
-    _on_dtensor.append(register)
-    if _DTENSOR_MODULE in sys.modules:
-        _run_dtensor_registrations()
-    elif _HOOK not in sys.meta_path:
-        sys.meta_path.insert(0, _HOOK)
 
 
 def _register_sharding(op, elementwise: int, outputs: tuple[str, ...] = ("elementwise",)) -> None:
-    """The DTensor rule of an element-wise operator with the (w0, w1) parameters (see :mod:`torchinit.sharding`),
-    registered once DTensor is imported."""
-    from . import sharding
-
-    on_dtensor_import(functools.partial(sharding.register_pointwise, op, elementwise, ("auto", "auto"), outputs))
+    """The DTensor rule of an element-wise operator with the optional (w0, w1) parameters."""
+    sharding.pointwise(op, elementwise, ("auto", "auto"), outputs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,15 +454,8 @@ torch.library.register_vmap("torchinit::glu", _glu_vmap, lib=_LIB)
 torch.library.register_vmap("torchinit::glu_backward", _glu_backward_vmap, lib=_LIB)
 
 
-def _register_off_dim_sharding(op, tensors: int) -> None:
-    """The DTensor rule of an operator that splits halves along an int ``dim`` argument (glu and its backward)."""
-    from . import sharding
-
-    on_dtensor_import(functools.partial(sharding.register_off_dim, op, tensors))
-
-
-_register_off_dim_sharding(torch.ops.torchinit.glu.default, 1)  # (x, dim)
-_register_off_dim_sharding(torch.ops.torchinit.glu_backward.default, 2)  # (grad, x, dim)
+sharding.off_dim(torch.ops.torchinit.glu.default, tensors=1)  # (x, dim): halves along dim
+sharding.off_dim(torch.ops.torchinit.glu_backward.default, tensors=2)  # (grad, x, dim)
 
 
 def _glu_setup(ctx, inputs, output):

@@ -20,11 +20,105 @@ is imported on the first call only (it costs over a second at ``import torchinit
 
 from __future__ import annotations
 
+import functools
+import importlib.abc
+import sys
+import warnings
 from typing import Callable, Sequence
+
+import torch
 
 #: how a parameter argument broadcasts: one value per channel, the whole tensor as one set of values, or
 #: per channel when it has more than one element (PReLU's weight: one slope, or one per channel)
 PARAM_KINDS = ("channel", "whole", "auto")
+
+
+# ---------------------------------------------------------------------------------------------
+# when: importing torch.distributed.tensor costs about 1.5 s, more than the rest of torchinit, so the rules
+# are registered when it is imported (at once if it already is; else by a one-shot import hook), since no
+# DTensor can reach an operator before that
+# ---------------------------------------------------------------------------------------------
+
+_DTENSOR_MODULE = "torch.distributed.tensor"
+_on_dtensor: list = []  # registrations waiting for torch.distributed.tensor
+
+
+def _run_dtensor_registrations() -> None:
+    while _on_dtensor:
+        register = _on_dtensor.pop(0)
+        try:
+            register()
+        except Exception as exc:  # pragma: no cover - a torch whose DTensor API moved
+            warnings.warn(f"torchinit: a DTensor sharding rule could not be registered ({exc}); DTensor inputs "
+                          "to that operator will fail", RuntimeWarning, stacklevel=2)
+
+
+class _DTensorImportHook(importlib.abc.MetaPathFinder):
+    """Runs the waiting registrations right after ``torch.distributed.tensor`` has been imported."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != _DTENSOR_MODULE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):  # pragma: no cover - an unusual importer
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            _run_dtensor_registrations()
+
+        loader.exec_module = exec_then_register  # this spec's own loader instance
+        return spec
+
+
+_HOOK = _DTensorImportHook()
+
+
+def on_dtensor_import(register) -> None:
+    """Call ``register()`` once ``torch.distributed.tensor`` is imported: now if it is, else right after."""
+    _on_dtensor.append(register)
+    if _DTENSOR_MODULE in sys.modules:
+        _run_dtensor_registrations()
+    elif _HOOK not in sys.meta_path:
+        sys.meta_path.insert(0, _HOOK)
+
+
+
+def is_dtensor(t) -> bool:
+    """Whether ``t`` is a DTensor (without importing DTensor when nothing could have made one)."""
+    if t is None or type(t) is torch.Tensor or _DTENSOR_MODULE not in sys.modules:
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def on_local_shards(fn, x):
+    """``fn`` (an element-wise function of one tensor) on each rank's shard of the DTensor ``x``: the result
+    has ``x``'s placements, with no communication (a Partial placement is reduced first: a nonlinear function
+    of partial sums is not the function of their sum). Differentiable: autograd flows through the shards."""
+    from torch.distributed.tensor import DTensor, Partial, Replicate
+
+    if any(isinstance(p, Partial) for p in x.placements):
+        x = x.redistribute(x.device_mesh, [Replicate() if isinstance(p, Partial) else p for p in x.placements])
+    y = fn(x.to_local())
+    return DTensor.from_local(y, x.device_mesh, x.placements, run_check=False, shape=x.shape, stride=x.stride())
+
+
+# ---------------------------------------------------------------------------------------------
+# what: the strategies
+# ---------------------------------------------------------------------------------------------
 
 
 def _numel(meta) -> int:
@@ -36,6 +130,12 @@ def _numel(meta) -> int:
 
 def _is_tensor(meta) -> bool:
     return meta is not None and hasattr(meta, "shape")
+
+
+def _check_kinds(fn: str, params: Sequence[str]) -> None:
+    bad = [k for k in params if k not in PARAM_KINDS]
+    if bad:
+        raise ValueError(f"torchinit.sharding.{fn}: parameter kinds {bad} are not among {list(PARAM_KINDS)}")
 
 
 def torch_channel_dim(ndim: int, args: tuple) -> int:
@@ -61,9 +161,7 @@ def pointwise_rule(elementwise: int, params: Sequence[str] = ("auto", "auto"),
     """
     from torch.distributed.tensor import Partial, Replicate, Shard
 
-    bad = [k for k in params if k not in PARAM_KINDS]
-    if bad:
-        raise ValueError(f"pointwise_rule: parameter kinds {bad} are not among {list(PARAM_KINDS)}")
+    _check_kinds("pointwise_rule", params)
 
     def strategy(*args):
         x = args[0]
@@ -122,25 +220,40 @@ def off_dim_rule(tensors: int, outputs: int = 1, dim_index: int | None = None):
     return strategy
 
 
-def register(op, strategy) -> None:
-    """Register ``strategy`` (from :func:`pointwise_rule` or :func:`off_dim_rule`) as ``op``'s DTensor
-    sharding strategy. Imports DTensor: call it through :func:`torchinit.ops.on_dtensor_import`."""
+def replicated_rule(outputs: int = 1):
+    """The strategy function of an operator that only runs on whole tensors (the bit-packing ops, whose codes
+    are packed over the whole tensor): inputs are gathered, outputs replicated."""
+    from torch.distributed.tensor import Replicate
+
+    def strategy(*args):
+        return [([Replicate()] * outputs, [Replicate() if _is_tensor(a) else None for a in args])]
+
+    return strategy
+
+
+def _register_now(op, make_strategy, *args) -> None:
     from torch.distributed.tensor.experimental import register_sharding
 
-    register_sharding(op)(strategy)
+    register_sharding(op)(make_strategy(*args))
 
 
-def register_pointwise(op, elementwise: int, params: Sequence[str] = ("auto", "auto"),
-                       outputs: Sequence[str] = ("elementwise",),
-                       channel_dim: Callable[[int, tuple], int] = torch_channel_dim) -> None:
-    """Register :func:`pointwise_rule` for ``op`` (see there)."""
-    register(op, pointwise_rule(elementwise, params, outputs, channel_dim))
+def pointwise(op, elementwise: int, params: Sequence[str] = ("auto", "auto"), outputs: Sequence[str] = ("elementwise",),
+              channel_dim: Callable[[int, tuple], int] = torch_channel_dim) -> None:
+    """Give ``op`` the :func:`pointwise_rule` (see there) once DTensor is imported."""
+    _check_kinds("pointwise", params)  # a wrong description fails at import, not at the first DTensor call
+    on_dtensor_import(functools.partial(_register_now, op, pointwise_rule, elementwise, tuple(params),
+                                        tuple(outputs), channel_dim))
 
 
-def register_off_dim(op, tensors: int, outputs: int = 1, dim_index: int | None = None) -> None:
-    """Register :func:`off_dim_rule` for ``op`` (see there)."""
-    register(op, off_dim_rule(tensors, outputs, dim_index))
+def off_dim(op, tensors: int, outputs: int = 1, dim_index: int | None = None) -> None:
+    """Give ``op`` the :func:`off_dim_rule` (see there) once DTensor is imported."""
+    on_dtensor_import(functools.partial(_register_now, op, off_dim_rule, tensors, outputs, dim_index))
 
 
-__all__ = ["PARAM_KINDS", "pointwise_rule", "off_dim_rule", "register", "register_pointwise", "register_off_dim",
-           "torch_channel_dim", "dim_argument"]
+def replicated(op, outputs: int = 1) -> None:
+    """Give ``op`` the :func:`replicated_rule` (see there) once DTensor is imported."""
+    on_dtensor_import(functools.partial(_register_now, op, replicated_rule, outputs))
+
+
+__all__ = ["PARAM_KINDS", "on_dtensor_import", "is_dtensor", "on_local_shards", "pointwise", "off_dim", "replicated", "pointwise_rule",
+           "off_dim_rule", "replicated_rule", "torch_channel_dim", "dim_argument"]

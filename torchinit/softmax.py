@@ -28,7 +28,7 @@ import warnings
 import torch
 from torch import nn
 
-from . import backend
+from . import backend, sharding
 from .ops import _FLOATING, _needs_grad, _to_front, _torch_errors_named
 
 Tensor = torch.Tensor
@@ -160,6 +160,8 @@ def _register(name: str) -> None:
     torch.library.register_vmap(f"torchinit::{name}_backward", _vmap_backward(name + "_backward"), lib=_LIB)
     torch.library.register_autograd(f"torchinit::{name}", _autograd_backward(name), setup_context=_setup_context,
                                     lib=_LIB)
+    sharding.off_dim(getattr(torch.ops.torchinit, name).default, tensors=1)  # (x, dim, dtype): rows along dim
+    sharding.off_dim(getattr(torch.ops.torchinit, name + "_backward").default, tensors=2)  # (grad, output, dim)
 
 
 for _name in _NAMES:

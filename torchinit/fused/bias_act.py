@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import backend
+from .. import backend, sharding
 from .. import ops as _ops
 from ..ops import _dense, _is_dense, _kernel_pair, _layout_like, _to_front
 from ._common import LIB, formula_of
@@ -163,3 +163,10 @@ class BiasActFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return _grad(ctx, grad)
+
+# DTensor: element-wise in x; the bias follows x's ``dim`` (argument 2 of the forward, 3 of the backward), its
+# gradient is a sum over the other dims (Partial) or split with the channels
+sharding.pointwise(torch.ops.torchinit.bias_act.default, elementwise=1, params=("channel",),
+                   channel_dim=sharding.dim_argument(2))
+sharding.pointwise(torch.ops.torchinit.bias_act_backward.default, elementwise=2, params=("channel",),
+                   outputs=("elementwise", "param_grad"), channel_dim=sharding.dim_argument(3))

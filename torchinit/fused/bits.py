@@ -32,7 +32,7 @@ import math
 
 import torch
 
-from .. import backend
+from .. import backend, sharding
 from ..ops import _dense, _kernel_pair, empty_like
 from ._common import LIB, formula_of
 
@@ -431,3 +431,9 @@ def fewbit_quantizer(formula: str, bits: int) -> tuple[torch.Tensor, torch.Tenso
         bounds, levels = _fit(formula, bits, -6.0, 6.0, 601)
         _FITTED[key] = (torch.tensor(bounds, dtype=torch.float64), torch.tensor(levels, dtype=torch.float64))
     return _FITTED[key]
+
+# DTensor: the codes are packed over the whole tensor, so these run on gathered (replicated) tensors
+sharding.replicated(torch.ops.torchinit.bits_forward.default, outputs=2)
+sharding.replicated(torch.ops.torchinit.bits_backward.default)
+sharding.replicated(torch.ops.torchinit.fewbit_forward.default, outputs=2)
+sharding.replicated(torch.ops.torchinit.fewbit_backward.default)

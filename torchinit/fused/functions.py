@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import backend
+from .. import backend, sharding
 from ..activations import ACTIVATIONS
 from ..ops import _needs_grad, check_input, run_activation
 from ._common import canonical_dim, resolve_scalar_activation
@@ -166,10 +166,16 @@ def _bits(name: str, x: Tensor, inplace: bool, weight: Tensor | None = None, **a
         if weight is not None:
             return run_activation("prelu", x, False, weight=weight)
         return run_activation(base, x, inplace, **arguments)
-    resolved = ACTIVATIONS[base].resolve(**({"weight": weight} if weight is not None else arguments))
-    p0, p1, p2 = resolved.scalars
-    use_op = backend.use_custom_op(name, x.device)
-    y, _codes = BitsFunction.apply(x, weight, resolved.formula.name, p0, p1, p2, use_op)
+    if sharding.is_dtensor(x) or sharding.is_dtensor(weight):
+        if weight is not None:  # a per-channel weight must follow x's channels: the default mode has the rule
+            return run_activation("prelu", x, inplace, weight=weight)
+        # the mask is packed per tensor: pack each rank's shard (element-wise, so no communication)
+        y = sharding.on_local_shards(lambda t: _bits(name, t, False, **arguments), x)
+    else:
+        resolved = ACTIVATIONS[base].resolve(**({"weight": weight} if weight is not None else arguments))
+        p0, p1, p2 = resolved.scalars
+        use_op = backend.use_custom_op(name, x.device)
+        y, _codes = BitsFunction.apply(x, weight, resolved.formula.name, p0, p1, p2, use_op)
     if inplace:
         if x.is_leaf and x.requires_grad:
             raise RuntimeError(f"torchinit.{name}: a leaf Variable that requires grad is being used in an in-place "
@@ -257,6 +263,8 @@ def _fewbit(name: str, x: Tensor, formula: str, bits: int) -> Tensor:
     if not _needs_grad(x):
         return run_activation({"gelu_tanh": "gelu"}.get(formula, formula), x, False,
                               **({"approximate": "tanh"} if formula == "gelu_tanh" else {}))
+    if sharding.is_dtensor(x):  # the codes are packed per tensor: each rank's shard (element-wise, no communication)
+        return sharding.on_local_shards(lambda t: _fewbit(name, t, formula, bits), x)
     bounds, levels = _quantizer_on(formula, bits, x.device)
     use_op = backend.use_custom_op(name, x.device)
     y, _codes = FewBitFunction.apply(x, bounds, levels, formula, bits, 0.0, 0.0, 0.0, use_op)

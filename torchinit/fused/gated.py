@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import backend
+from .. import backend, sharding
 from ..ops import _dense, _is_dense, _kernel_pair, _layout_like, _to_front, empty_like
 from ._common import LIB, formula_of
 
@@ -264,3 +264,10 @@ class GatedSplitFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return _split_grad(ctx, grad)
+
+# DTensor: gate and up (and the gradient) element-wise; the one-tensor form works along its dim
+sharding.pointwise(torch.ops.torchinit.gated.default, elementwise=2, params=())
+sharding.pointwise(torch.ops.torchinit.gated_backward.default, elementwise=3, params=(),
+                   outputs=("elementwise", "elementwise"))
+sharding.off_dim(torch.ops.torchinit.gated_split.default, tensors=1)
+sharding.off_dim(torch.ops.torchinit.gated_split_backward.default, tensors=2)

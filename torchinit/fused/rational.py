@@ -19,7 +19,7 @@ import functools
 
 import torch
 
-from .. import backend
+from .. import backend, sharding
 from ..ops import _dense, _is_dense, _layout_like, _to_front, empty_like
 from ._common import LIB
 
@@ -219,3 +219,8 @@ def rational_init(act: str = "gelu", degrees: tuple[int, int] = (5, 4)) -> tuple
 
 
 __all__ = ["RationalFunction", "rational_init", "torch_rational"]
+
+# DTensor: element-wise in x; the coefficients apply to every element (their gradients are sums: Partial)
+sharding.pointwise(torch.ops.torchinit.rational.default, elementwise=1, params=("whole", "whole"))
+sharding.pointwise(torch.ops.torchinit.rational_backward.default, elementwise=2, params=("whole", "whole"),
+                   outputs=("elementwise", "param_grad", "param_grad"))

@@ -76,13 +76,28 @@ def layer_without_bias(layer: nn.Module, x: Tensor, form: str) -> Tensor:
     return _CONV_FUNCTIONS[form](x, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
 
 
+def has_hooks(module: nn.Module) -> bool:
+    """Whether calling ``module`` runs hooks besides its forward: its own forward (pre-)hooks or backward
+    hooks, or global module hooks (tensor parallelism's input/output redistribution, FSDP's unsharding,
+    a user's hook)."""
+    from torch.nn.modules import module as _m
+
+    return bool(module._forward_pre_hooks or module._forward_hooks or module._backward_pre_hooks
+                or module._backward_hooks or _m._global_forward_pre_hooks or _m._global_forward_hooks
+                or _m._global_backward_pre_hooks or _m._global_backward_hooks)
+
+
 def layer_bias_act(layer: nn.Module, x: Tensor, form: str, act: str, dim: int, **act_kwargs) -> Tensor:
     """``act(layer(x))`` for a layer with a bias: the layer without its bias, then
     :func:`torchinit.fused.bias_act` with the layer's own bias along ``dim`` (-1 after a Linear or
     ``Conv1D``, the channel dim after a convolution, counted from the end so unbatched inputs work too).
 
-    The bias is cast to the layer output's dtype, as the layer itself does under autocast.
+    The bias is cast to the layer output's dtype, as the layer itself does under autocast. A layer that has
+    hooks (added after the fuse, e.g. by ``parallelize_module`` or ``fully_shard``) is called as a module,
+    so they run, and its output goes through torchinit's activation unfused.
     """
+    if has_hooks(layer):
+        return getattr(tif, act)(layer(x), **act_kwargs)
     h = layer_without_bias(layer, x, form)
     bias = layer.bias
     if bias.dtype != h.dtype:
@@ -124,5 +139,5 @@ def gated_halves(x: Tensor, dim: int, act: str, **act_kwargs) -> Tensor:
 #: functions a shallow trace keeps as single calls (a re-traced fused forward stays fused)
 LEAF_FUNCTIONS = (layer_bias_act, gated_product, gated_halves)
 
-__all__ = ["BIAS_DIM", "GLU_FUNCTIONS", "layer_form", "is_addmm_conv1d", "layer_without_bias", "layer_bias_act",
+__all__ = ["BIAS_DIM", "GLU_FUNCTIONS", "has_hooks", "layer_form", "is_addmm_conv1d", "layer_without_bias", "layer_bias_act",
            "glu_name", "gated_product", "gated_halves", "LEAF_FUNCTIONS"]
