@@ -223,6 +223,9 @@ def test_probe_checks_infinities_and_nan_and_in_place_writes():
     report = swap_activations(nn.Sequential(act.GELUActivation(use_gelu_python=True), act.GELUActivation()))
     assert [x.name for x in report.left] == ["0"] and "x=inf" in report.left[0].reason
     assert [r.names for r in report.modules] == [("1",)]
+    forced = nn.Sequential(act.GELUActivation(use_gelu_python=True))  # naming the class is the user's decision
+    assert len(swap_activations(forced, {act.GELUActivation: ti.nn.GELU}).modules) == 1
+    assert type(forced[0]) is ti.nn.GELU
     # NaN must stay NaN: a formula that turns it into 0 is not swapped
     nan_eater = _impostor("ReLUSquaredActivation", lambda x: torch.nan_to_num(F.relu(x)).square())
     assert "x=nan" in swap_activations(nn.Sequential(nan_eater)).left[0].reason

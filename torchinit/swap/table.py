@@ -228,8 +228,9 @@ def recognise(module: nn.Module) -> Recognised | None:
     what = _describe_new(entry.kind, settings)
     verdict = probe.cached_compare(module, tuple(sorted(settings.items())), lambda: factory(**settings), what)
     if not verdict.ok:
-        return Recognised(entry.kind, settings, what, reason=f"{verdict.reason} (its formula may differ in this "
-                                                                 "library version); left as it is")
+        return Recognised(entry.kind, settings, what, reason=f"{verdict.reason}: not the same function in this "
+                                                                 "library version, so left as it is (a mapping naming "
+                                                                 "its class swaps it anyway)")
     notes = tuple(n for n in (entry.note,) if n) + verdict.notes
     return Recognised(entry.kind, settings, what, lambda: factory(**settings), notes=notes)
 
