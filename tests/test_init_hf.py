@@ -76,6 +76,20 @@ def test_zero_init_residual_leaves_blocks_without_skip_and_reports_them(name):
     assert "has_skip=False" in notes and f"{len(with_skip)} of {len(with_skip) + len(no_skip)}" in notes
 
 
+def test_zero_init_residual_on_torchvision_inverted_residuals():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v3_small(num_classes=10).eval()
+    no_skip = {n for n, m in model.named_modules() if getattr(m, "use_res_connect", None) is False}
+    with_skip = {n for n, m in model.named_modules() if getattr(m, "use_res_connect", None) is True}
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    before = _input_dependence(model, x)
+    rep = ti.apply_init(model, ti.zero_init_residual, seed=0)
+    assert {r.name.split(".block.")[0] for r in rep} == with_skip and with_skip and no_skip
+    assert all("use_res_connect=False" in "\n".join(rep.notes) and b in "\n".join(rep.notes) for b in no_skip)
+    assert _input_dependence(model, x) > 0.1 * before > 0
+
+
 def test_zero_init_residual_matches_timm_and_torchvision_on_resnet50():
     torchvision = pytest.importorskip("torchvision")
     def zero_norm_weights(m):

@@ -18,7 +18,7 @@ from .functions import (
     xavier_normal_, xavier_uniform_, zeros_,
 )
 from .gain import calculate_gain, variance_preserving_gain
-from .presets import Preset, PresetError, fixup, gpt2, timm, vit_jax, zero_init_residual
+from .presets import Preset, PresetError, fixup, gpt2, is_preset, timm, vit_jax, zero_init_residual
 from .report import InitReport
 from .roles import (
     RESIDUAL_PROJECTIONS, is_norm_layer, norm_identity_weight, register_residual_projection,
@@ -34,7 +34,7 @@ __all__ = [
     "glorot_uniform_", "glorot_normal_", "kaiming_uniform_", "kaiming_normal_", "he_uniform_", "he_normal_",
     "lecun_uniform_", "lecun_normal_", "variance_scaling_", "orthogonal_", "delta_orthogonal_", "dirac_", "eye_",
     "identity_", "sparse_", "torch_default_", "prior_prob_", "prior_prob",
-    "gpt2", "vit_jax", "timm", "zero_init_residual", "fixup", "Preset", "PresetError",
+    "gpt2", "vit_jax", "timm", "zero_init_residual", "fixup", "Preset", "PresetError", "is_preset",
     "RESIDUAL_PROJECTIONS", "register_residual_projection", "residual_projection_patterns", "is_norm_layer",
     "norm_identity_weight",
     "lsuv", "LSUVReport", "zca_", "data_init", "DataInitReport",

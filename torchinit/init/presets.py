@@ -32,7 +32,7 @@ from .rules import Rule
 from .schemes import Scheme
 
 __all__ = ["Preset", "PresetError", "PresetPlan", "gpt2", "vit_jax", "timm", "zero_init_residual", "fixup",
-           "is_preset_function"]
+           "is_preset_function", "is_preset"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -97,6 +97,13 @@ def _preset(fn: Callable[..., Preset]) -> Callable[..., Preset]:
 def is_preset_function(obj: Any) -> bool:
     """Whether ``obj`` is a preset function (``ti.init.gpt2``), not yet called."""
     return callable(obj) and getattr(obj, "_torchinit_preset", False) is True
+
+
+def is_preset(obj: Any) -> bool:
+    """Whether ``obj`` is a preset, called (``ti.init.gpt2(std=0.01)``) or not (``ti.init.gpt2``): something to
+    pass to :func:`~torchinit.init.apply_init`, never to call with a model (callers that accept their own
+    ``fn(model)`` callables, such as ``compare_inits``, can tell them apart with this)."""
+    return isinstance(obj, Preset) or is_preset_function(obj)
 
 
 def _positive(name: str, arg: str, v: Any) -> float:
