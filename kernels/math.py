@@ -333,8 +333,34 @@ def softsign_bwd(g, x, p0, p1, p2):
 
 
 @triton.jit
+def _tanhshrink_series(x):
+    # x - tanh(x) = x^3 (1/3 - 2 x^2 / 15 + ...): its Taylor series to x^31 (15 terms), relative truncation
+    # error below 1e-8 for |x| <= 0.85, where x - tanh(x) cancels (at 0.85 it loses 2 of 24 bits, at 1e-3 all)
+    x2 = x * x
+    p = 1.0597268320104654e-06
+    p = p * x2 + -2.6147711512907546e-06
+    p = p * x2 + 6.451689215655431e-06
+    p = p * x2 + -1.5918905069328964e-05
+    p = p * x2 + 3.927832388331683e-05
+    p = p * x2 + -9.691537956929451e-05
+    p = p * x2 + 0.00023912911424355248
+    p = p * x2 + -0.000590027440945586
+    p = p * x2 + 0.0014558343870513183
+    p = p * x2 + -0.003592128036572481
+    p = p * x2 + 0.008863235529902197
+    p = p * x2 + -0.021869488536155203
+    p = p * x2 + 0.05396825396825397
+    p = p * x2 + -0.13333333333333333
+    p = p * x2 + 0.3333333333333333
+    return x * x2 * p
+
+
+@triton.jit
 def tanhshrink_fwd(x, p0, p1, p2):
-    return x - libm.tanh(x)
+    if x.dtype == tl.float64:  # fp64 keeps the plain difference (the series would need ~32 terms there)
+        return x - libm.tanh(x)
+    else:
+        return tl.where(tl.abs(x) <= 0.85, _tanhshrink_series(x), x - libm.tanh(x))
 
 
 @triton.jit
