@@ -392,3 +392,15 @@ def test_swap_on_the_meta_device_then_load_weights():
     ids = torch.randint(0, 128, (2, 8), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, reference(input_ids=ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_swap_meta_benchmark_runs_on_a_small_shape():
+    from benchmarks.swap_meta import run_swap_meta
+
+    data = run_swap_meta(repeats=1, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, vocab_size=128)
+    assert data["model"]["device"] == "meta" and data["model"]["config"]["num_hidden_layers"] == 2
+    default = data["swap"]["default"]
+    assert default["error"] is None and default["report"]["replaced_modules"] == 2 and default["report"]["left"] == 0
+    assert set(data["swap"]) == {"default", "functional", "fuse"}
+    assert all(row["error"] or row["time_s"]["runs"] == 1 for row in data["swap"].values())
