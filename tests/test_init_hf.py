@@ -214,6 +214,11 @@ def test_preset_calling_convention_and_misuse():
         ti.gpt2(n_layer=2)
     with pytest.raises(TypeError, match="keyword options only"):
         ti.zero_init_residual(a)
+    with pytest.raises(ti.InitError, match=r"a preset's options go in its call: ti.init.gpt2\(std=...\)"):
+        ti.apply_init(a, ti.gpt2, std=0.01)
+    with pytest.raises(ti.InitError, match="gpt2 is a preset, not a scheme"):
+        ti.apply_init(a, ti.Rule(layers=nn.Linear, scheme=ti.gpt2))
+    assert ti.is_preset(ti.gpt2) and ti.is_preset(ti.gpt2(std=0.01)) and not ti.is_preset(lambda m: None)
 
 
 def test_residual_projection_list_is_extensible():

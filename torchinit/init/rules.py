@@ -269,6 +269,10 @@ def normalize_rules(scheme_or_rules: Any, scheme_kwargs: dict[str, Any], fn: str
         raise TypeError(f"{fn}: expected a scheme name, a Scheme, an init function, a Rule, a preset or a list of them, "
                         f"got {type(scheme_or_rules).__name__}")
     if scheme_kwargs:
+        if isinstance(scheme_or_rules, Preset) or is_preset_function(scheme_or_rules):
+            name = getattr(scheme_or_rules, "name", getattr(scheme_or_rules, "__name__", "preset"))
+            raise ValueError(f"{fn}: {sorted(scheme_kwargs)} are not apply_init arguments; a preset's options go in its "
+                             f"call: ti.init.{name}({', '.join(f'{k}=...' for k in sorted(scheme_kwargs))})")
         raise ValueError(f"{fn}: scheme keyword arguments {sorted(scheme_kwargs)} apply to a single scheme; put them in each Rule")
     rules: list[Rule] = []
     notes: list[str] = []

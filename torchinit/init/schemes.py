@@ -465,6 +465,9 @@ def scheme_def(scheme: Any, fn: str) -> SchemeDef:
                              f"apply_init(model, {data_scheme_name(scheme)!r}, data=batch), not inside a Rule")
         raise ValueError(f"{fn}: unknown scheme {scheme!r}{did_you_mean(_normalise(scheme), scheme_names())} "
                          f"(valid schemes: {', '.join(scheme_names())})")
+    if getattr(scheme, "_torchinit_preset", False) is True:
+        raise TypeError(f"{fn}: {getattr(scheme, '__name__', scheme)} is a preset, not a scheme: pass it to apply_init "
+                        "itself (alone or in the list of rules), e.g. apply_init(model, [..., ti.init.gpt2])")
     own = getattr(scheme, "_torchinit_scheme", None)
     if isinstance(own, str) and own in SCHEMES:
         return SCHEMES[own]
