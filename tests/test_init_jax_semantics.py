@@ -38,6 +38,15 @@ def test_trunc_normal_without_mass_fails_before_any_write(seeded):
     assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))  # 0.weight, planned first, untouched
 
 
+def test_values_beyond_fp32_fail_before_any_write():
+    m = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
+    before = snapshot(m)
+    with pytest.raises(ti.InitError, match=r"1.weight: b - a = 6e\+38 is beyond fp32's range"):
+        ti.apply_init(m, [ti.Rule(scheme="zeros"), ti.Rule(names="1.weight", scheme=ti.Scheme("uniform", a=-3e38, b=3e38))],
+                      seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+
+
 def test_an_overridden_invalid_rule_is_still_an_error():
     m = nn.Sequential(nn.Linear(8, 8))
     with pytest.raises(ti.InitError, match="std must be positive.*overridden by a later rule"):

@@ -343,7 +343,14 @@ def _padding_row(e: _Entry) -> int | None:
 
 
 def _validate_action(action: Action, fn: str, name: str) -> None:
-    """Checks that planning cannot do from the arguments alone (a truncation interval with no mass)."""
+    """Checks that planning cannot do from the arguments alone: a truncation interval with no mass, and
+    scalars the fp32 sampler cannot hold (a std or a uniform span beyond fp32's range)."""
+    if action.kind == "dist" and action.dist is not None:
+        d = action.dist
+        scalars = {"mean": d.mean, "std": d.std} if d.kind != "uniform" else {"b - a": d.b - d.a, "a": d.a}
+        for label, v in scalars.items():
+            if not math.isfinite(v) or abs(v) > 3.4e38:
+                raise ValueError(f"{fn}: {name}: {label} = {v:g} is beyond fp32's range (values are drawn in fp32)")
     if action.kind == "dist" and action.dist is not None and action.dist.kind == "trunc_normal":
         from .sampling import trunc_params
 
