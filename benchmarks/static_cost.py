@@ -80,7 +80,8 @@ def _unary(formula: str, kernel_name: str, direction: str, dtype: str, p_mode: i
     sig = {t: f"*{dtype}" for t in tensors}
     sig.update({"n": "i32", "params_ptr": f"*{pbuf}", "w0_ptr": f"*{dtype}", "w1_ptr": f"*{dtype}",
                 "channel_stride": "i32", "channels": "i32"})
-    const = {"FN": fn, "P0_MODE": p_mode, "P1_MODE": 0, "COMPUTE": _compute(dtype), "BLOCK": ew.BLOCK_CUDA}
+    const = {"FN": fn, "P0_MODE": p_mode, "P1_MODE": 0, "COMPUTE": _compute(dtype), "BLOCK": ew.BLOCK_CUDA,
+             "WIDE": False}
     sig.update({k: "constexpr" for k in const})
     kernel = ew._unary_forward_kernel if direction == "fwd" else ew._unary_backward_kernel
     return Spec(f"unary_{direction}/{formula}/{dtype}" + (f"/p{p_mode}" if p_mode else ""), kernel, sig, const, 4,
@@ -96,12 +97,13 @@ def _gated(name: str, kernel_name: str, saves_output: bool, direction: str, dtyp
     pbuf = "fp64" if dtype == "fp64" else "fp32"
     if direction == "fwd":
         tensors = ["gate_ptr", "up_ptr", "out_ptr"]
-        const = {"FN": fwd, "ROUND_ACT": True, "COMPUTE": _compute(dtype), "BLOCK": gated.BLOCK_CUDA}
+        const = {"FN": fwd, "ROUND_ACT": True, "COMPUTE": _compute(dtype), "BLOCK": gated.BLOCK_CUDA,
+                 "WIDE": False, "ONE_ROW": False}
         kernel = gated._gated_forward_kernel
     else:
         tensors = ["g_ptr", "gate_ptr", "up_ptr", "dgate_ptr", "dup_ptr"]
         const = {"FWD": fwd, "BWD": bwd, "SAVES_OUTPUT": saves_output, "ROUND_ACT": True,
-                 "COMPUTE": _compute(dtype), "BLOCK": gated.BLOCK_CUDA}
+                 "COMPUTE": _compute(dtype), "BLOCK": gated.BLOCK_CUDA, "WIDE": False, "ONE_ROW": False}
         kernel = gated._gated_backward_kernel
     sig = {t: f"*{dtype}" for t in tensors}
     sig.update({"n": "i32", "inner": "i32", "row_stride": "i32", "params_ptr": f"*{pbuf}"})
@@ -117,7 +119,7 @@ def _bias_act(formula: str, kernel_name: str, dtype: str) -> Spec:
 
     pbuf = "fp64" if dtype == "fp64" else "fp32"
     const = {"FN": getattr(km, kernel_name + "_fwd"), "Z_DTYPE": _tl_dtype(dtype), "COMPUTE": _compute(dtype),
-             "BLOCK": 1024}
+             "BLOCK": 1024, "WIDE": False, "INNER_ONE": True}
     sig = {"x_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}", "n": "i32", "C": "i32", "inner": "i32",
            "params_ptr": f"*{pbuf}"}
     sig.update({k: "constexpr" for k in const})

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .elementwise import compute_dtype, param_buffer
+from .elementwise import block_offsets, compute_dtype, param_buffer, wide_index
 from .launch import on_device
 from .rounding import round_to, to_dtype
 
@@ -34,13 +34,17 @@ BLOCK_INTERPRETER = 8192  # the interpreter pays per program: few, large tiles
 @triton.jit
 def _bias_act_forward_kernel(
     x_ptr, b_ptr, y_ptr, n, C, inner, params_ptr,
-    FN: tl.constexpr, Z_DTYPE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
+    FN: tl.constexpr, Z_DTYPE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr,
+    INNER_ONE: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    offs = block_offsets(BLOCK, WIDE)
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
-    b = tl.load(b_ptr + (offs // inner) % C, mask=mask, other=0.0).to(COMPUTE)
+    if INNER_ONE:  # bias along the last (contiguous) dim: no division
+        channel = offs % C
+    else:
+        channel = (offs // inner) % C
+    b = tl.load(b_ptr + channel, mask=mask, other=0.0).to(COMPUTE)
     z = round_to(x + b, Z_DTYPE, COMPUTE)  # eager rounds x + bias to its dtype before the activation
     p0 = tl.load(params_ptr).to(COMPUTE)
     p1 = tl.load(params_ptr + 1).to(COMPUTE)
@@ -136,7 +140,8 @@ def launch_bias_act_forward(fn, x: torch.Tensor, bias: torch.Tensor, out: torch.
     with on_device(x.device):
         _bias_act_forward_kernel[(triton.cdiv(n, block),)](
             x, bias, out, n, C, inner, params,
-            FN=fn, Z_DTYPE=_tl_dtype(z_dtype), COMPUTE=compute, BLOCK=block, num_warps=4,
+            FN=fn, Z_DTYPE=_tl_dtype(z_dtype), COMPUTE=compute, BLOCK=block, WIDE=wide_index(n, block),
+            INNER_ONE=inner == 1, num_warps=4,
         )
     return out
 

@@ -15,7 +15,7 @@ no recompilation per value). A learnable parameter tensor can take the place of 
 ``P?_MODE`` is 0 for the buffer, 1 for a one-element tensor, 2 for a per-channel tensor gathered by
 the element's channel index ``(i // channel_stride) % channels`` (valid for every dense layout).
 
-Offsets are 64-bit, so tensors past 2**31 elements are safe. Math runs in fp32 (fp64 for fp64).
+Offsets are 64-bit for tensors near or past 2**31 elements (``WIDE``), 32-bit below. Math runs in fp32 (fp64 for fp64).
 """
 
 from __future__ import annotations
@@ -36,6 +36,21 @@ PARAM_SCALAR_TENSOR = 1
 PARAM_PER_CHANNEL = 2
 
 
+def wide_index(n: int, block: int) -> bool:
+    """Whether offsets up to ``n`` (rounded up to a block) need 64-bit arithmetic."""
+    return n + block >= 2**31
+
+
+@triton.jit
+def block_offsets(BLOCK: tl.constexpr, WIDE: tl.constexpr):
+    """This program's ``BLOCK`` flat offsets: 64-bit only when ``WIDE`` (32-bit index arithmetic, div/mod
+    included, is several times cheaper on a GPU)."""
+    pid = tl.program_id(0)
+    if WIDE:
+        pid = pid.to(tl.int64)
+    return pid * BLOCK + tl.arange(0, BLOCK)
+
+
 @triton.jit
 def _param(buffer_value, ptr, offs, channel_stride, channels, MODE: tl.constexpr, COMPUTE: tl.constexpr):
     if MODE == 1:
@@ -51,10 +66,9 @@ def _param(buffer_value, ptr, offs, channel_stride, channels, MODE: tl.constexpr
 def _unary_forward_kernel(
     x_ptr, y_ptr, n, params_ptr, w0_ptr, w1_ptr, channel_stride, channels,
     FN: tl.constexpr, P0_MODE: tl.constexpr, P1_MODE: tl.constexpr,
-    COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    offs = block_offsets(BLOCK, WIDE)
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
     p0 = _param(tl.load(params_ptr).to(COMPUTE), w0_ptr, offs, channel_stride, channels, P0_MODE, COMPUTE)
@@ -68,10 +82,9 @@ def _unary_forward_kernel(
 def _unary_backward_kernel(
     g_ptr, s_ptr, dx_ptr, n, params_ptr, w0_ptr, w1_ptr, channel_stride, channels,
     FN: tl.constexpr, P0_MODE: tl.constexpr, P1_MODE: tl.constexpr,
-    COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    offs = block_offsets(BLOCK, WIDE)
     mask = offs < n
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
     s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
@@ -139,7 +152,8 @@ def _launch(kernel, fn, tensors: tuple, ref: torch.Tensor, out: torch.Tensor, sc
     with on_device(ref.device):
         kernel[(triton.cdiv(n, block),)](
             *tensors, out, n, params, w0, w1, cstride, channels,
-            FN=fn, P0_MODE=m0, P1_MODE=m1, COMPUTE=compute_dtype(ref.dtype), BLOCK=block, num_warps=warps,
+            FN=fn, P0_MODE=m0, P1_MODE=m1, COMPUTE=compute_dtype(ref.dtype), BLOCK=block, WIDE=wide_index(n, block),
+            num_warps=warps,
         )
     return out
 

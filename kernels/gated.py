@@ -21,18 +21,27 @@ import triton.language as tl
 
 from .launch import on_device
 from .rounding import round_to, to_dtype
-from .elementwise import BLOCK_CUDA, BLOCK_INTERPRETER, compute_dtype, param_buffer
+from .elementwise import BLOCK_CUDA, BLOCK_INTERPRETER, block_offsets, compute_dtype, param_buffer, wide_index
+
+
+@triton.jit
+def _source(offs, inner, row_stride, ONE_ROW: tl.constexpr):
+    # where output element offs reads its gate and up values; one row (two separate tensors): offs itself
+    if ONE_ROW:
+        return offs
+    else:
+        return (offs // inner) * row_stride + offs % inner
 
 
 @triton.jit
 def _gated_forward_kernel(
     gate_ptr, up_ptr, out_ptr, n, inner, row_stride, params_ptr,
-    FN: tl.constexpr, ROUND_ACT: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
+    FN: tl.constexpr, ROUND_ACT: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr,
+    ONE_ROW: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    offs = block_offsets(BLOCK, WIDE)
     mask = offs < n
-    src = (offs // inner) * row_stride + offs % inner
+    src = _source(offs, inner, row_stride, ONE_ROW)
     gate = tl.load(gate_ptr + src, mask=mask, other=0.0).to(COMPUTE)
     up = tl.load(up_ptr + src, mask=mask, other=0.0).to(COMPUTE)
     p0 = tl.load(params_ptr).to(COMPUTE)
@@ -48,12 +57,11 @@ def _gated_forward_kernel(
 def _gated_backward_kernel(
     g_ptr, gate_ptr, up_ptr, dgate_ptr, dup_ptr, n, inner, row_stride, params_ptr,
     FWD: tl.constexpr, BWD: tl.constexpr, SAVES_OUTPUT: tl.constexpr, ROUND_ACT: tl.constexpr,
-    COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr, ONE_ROW: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    offs = block_offsets(BLOCK, WIDE)
     mask = offs < n
-    src = (offs // inner) * row_stride + offs % inner
+    src = _source(offs, inner, row_stride, ONE_ROW)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
     gate = tl.load(gate_ptr + src, mask=mask, other=0.0).to(COMPUTE)
     up = tl.load(up_ptr + src, mask=mask, other=0.0).to(COMPUTE)
@@ -88,7 +96,8 @@ def launch_gated_forward(fn, gate: torch.Tensor, up: torch.Tensor, out: torch.Te
     with on_device(out.device):
         _gated_forward_kernel[(triton.cdiv(n, block),)](
             gate, up, out, n, inner, row_stride, params,
-            FN=fn, ROUND_ACT=round_act, COMPUTE=compute_dtype(out.dtype), BLOCK=block, num_warps=4,
+            FN=fn, ROUND_ACT=round_act, COMPUTE=compute_dtype(out.dtype), BLOCK=block,
+            WIDE=wide_index(max(n, row_stride * triton.cdiv(n, inner)), block), ONE_ROW=inner >= n, num_warps=4,
         )
     return out
 
@@ -106,5 +115,6 @@ def launch_gated_backward(fwd, bwd, saves_output: bool, grad: torch.Tensor, gate
         _gated_backward_kernel[(triton.cdiv(n, block),)](
             grad, gate, up, d_gate, d_up, n, inner, row_stride, params,
             FWD=fwd, BWD=bwd, SAVES_OUTPUT=saves_output, ROUND_ACT=round_act, COMPUTE=compute_dtype(grad.dtype),
-            BLOCK=block, num_warps=4,
+            BLOCK=block, WIDE=wide_index(max(n, row_stride * triton.cdiv(n, inner)), block), ONE_ROW=inner >= n,
+            num_warps=4,
         )
