@@ -92,6 +92,7 @@ def test_jax_layout_and_fan_geo_avg():
 
 # -- 4. delta_orthogonal: the tap that is the identity under padding="same" --------------------------------
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on its own padding copy
 @pytest.mark.parametrize("k", [3, 4, (2, 5)])
 def test_delta_orthogonal_is_an_isometry_under_same_padding(k):
     conv = nn.Conv2d(8, 8, k, padding="same", bias=False)
