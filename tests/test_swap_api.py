@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import pytest
@@ -292,3 +293,36 @@ def test_partial_attributes_keyword_bound_only():
     back = swap_activations(m, TORCH, functional=True)
     assert m.act.func is F.leaky_relu and m.act.keywords == {"negative_slope": 0.2}
     assert any(r.how == "attribute" for r in back.replaced)
+
+
+class _DtypeCheckedMLP(nn.Module):
+    """T5's feed-forward pattern: a cast decided in Python on a parameter's dtype (which a trace freezes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.wi, self.wo = nn.Linear(4, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = torch.nn.functional.gelu(self.wi(x))
+        if isinstance(self.wo.weight, torch.Tensor) and h.dtype != self.wo.weight.dtype:
+            h = h.to(self.wo.weight.dtype)
+        return self.wo(h)
+
+
+def test_functional_rewrite_guards_a_decision_on_a_parameter_dtype():
+    """functional=True traces the forward with the parameters' dtype; a bf16 input with wo kept in fp32 (as T5
+    keeps it) takes the branch the trace did not see, so it runs under run-time interception instead."""
+    torch.manual_seed(0)
+    model = _DtypeCheckedMLP()
+    model.wi.to(torch.bfloat16)
+    ref = copy.deepcopy(model)
+    report = ti.swap_activations(model, functional=True)
+    switched = [r for r in report.replaced if r.how == "fx"]
+    assert switched and "reads wo.weight in Python" in " ".join(switched[0].notes)
+    x16 = torch.randn(3, 4, dtype=torch.bfloat16)
+    torch.testing.assert_close(model(x16), ref(x16))  # the frozen branch would feed bf16 into the fp32 wo
+    model.to(torch.float32), ref.to(torch.float32)
+    x32 = torch.randn(3, 4)
+    torch.testing.assert_close(model(x32), ref(x32))
+    ti.swap_activations(model, ti.TORCH, functional=True)
+    assert "forward" not in model.__dict__

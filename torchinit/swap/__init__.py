@@ -138,11 +138,19 @@ def swap_activations(model: nn.Module, mapping: dict | None = None, functional: 
         owner.__dict__[attr] = fn
         report.replaced.append(record)
     for rw, fn in rewrites:
+        notes = []
+        inspected = calls.inspected_tensors(rw.graph, rw.owner)
+        if inspected:  # the trace froze a decision on these tensors: other dtypes/devices switch at run time
+            fallback = calls.make_intercepting_forward(rw.owner, rw.path, parsed)
+            fn = calls.guarded_forward(fn, fallback, inspected, "fx")
+            notes.append(f"the forward reads {', '.join(inspected)} in Python (a dtype check, say): the rewritten "
+                         "forward runs while the inputs have its dtype and device, run-time interception otherwise")
         calls.install(rw.owner, fn, rw.hidden)
         for label, old, action in rw.sites:
             if not action.leaves:
                 report.replaced.append(Replaced((label,), old, action.new, "fx",
-                                                ["in-place result written back"] if action.write_back else []))
+                                                (["in-place result written back"] if action.write_back else [])
+                                                + notes))
     for owner, path in restores:
         calls.restore(owner)
         report.restored.append(path)

@@ -433,6 +433,55 @@ def restore(owner: nn.Module) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# parameters read in Python: a trace freezes the decision (T5's ``if hidden.dtype != self.wo.weight.dtype``)
+# ---------------------------------------------------------------------------------------------
+
+GUARD = "_torchinit_guard"  # attribute of a guarded forward: (its kind, the tensor paths it checks)
+
+
+def inspected_tensors(graph: fx.Graph, owner: nn.Module) -> tuple[str, ...]:
+    """Parameters/buffers a traced forward reads without computing with them (a trace proxy went into Python
+    code, so the traced graph holds one branch of a decision that depends on them)."""
+    out = []
+    for n in graph.nodes:
+        if n.op == "get_attr" and not n.users and isinstance(_resolve_attr(owner, n.target, {}), torch.Tensor):
+            out.append(n.target)
+    return tuple(out)
+
+
+def _tensor_at(owner: nn.Module, path: str) -> torch.Tensor:
+    obj = owner
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def guarded_forward(rewritten: Callable, fallback: Callable, inspected: tuple[str, ...], kind: str) -> Callable:
+    """A forward running ``rewritten`` while every floating tensor argument has the dtype and device of each
+    tensor at the paths ``inspected`` (what the trace saw), else ``fallback`` (both unbound functions of the
+    module). ``kind`` ("fx" for switched functional calls, "fuse" for fusions) is recorded for :func:`guard_kind`."""
+
+    def forward(self, *args, **kwargs):
+        for p in inspected:
+            ref = _tensor_at(self, p)
+            for a in (*args, *kwargs.values()):
+                if isinstance(a, torch.Tensor) and a.is_floating_point() and (a.dtype != ref.dtype or
+                                                                               a.device != ref.device):
+                    return fallback(self, *args, **kwargs)
+        return rewritten(self, *args, **kwargs)
+
+    setattr(forward, MARK, "fx")
+    setattr(forward, GUARD, (kind, inspected))
+    return forward
+
+
+def guard_kind(forward: Callable | None) -> str | None:
+    """The kind a :func:`guarded_forward` recorded, else None."""
+    guard = getattr(getattr(forward, "__func__", forward), GUARD, None)
+    return guard[0] if guard is not None else None
+
+
+# ---------------------------------------------------------------------------------------------
 # run-time interception
 # ---------------------------------------------------------------------------------------------
 
@@ -546,4 +595,4 @@ def attribute_sites(module: nn.Module) -> list[AttributeSite]:
 
 __all__ = ["Action", "Rewrite", "Interceptor", "resolve", "traced_graph", "plan_rewrite", "compile_rewrite", "install",
            "restore", "make_intercepting_forward", "attribute_sites", "AttributeSite", "is_candidate_owner",
-           "installed_kind", "MARK"]
+           "installed_kind", "MARK", "GUARD", "inspected_tensors", "guarded_forward", "guard_kind"]

@@ -36,7 +36,7 @@ A forward that reads one of its parameters in Python without computing with it (
 ``if isinstance(self.wo.weight, torch.Tensor) and hidden_states.dtype != self.wo.weight.dtype``) has
 that branch frozen by the trace; its fused forward runs only while every floating tensor argument has
 that parameter's dtype and device (where such checks cast nothing) and calls the original forward
-otherwise (:func:`guarded_forward`); the report notes it.
+otherwise (:func:`torchinit.swap.calls.guarded_forward`); the report notes it.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from .report import Left, Replaced
 # hooks that run when a module is called: a module carrying any of them is not bypassed
 _CALL_HOOKS = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
 _MULS = (operator.mul, torch.mul)
-GUARD = "_torchinit_fuse_guard"  # attribute of a guarded fused forward: the parameter paths it checks
+FUSE_GUARD = "fuse"  # the kind calls.guarded_forward records on a guarded fused forward
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,45 +427,6 @@ def _fuse_layers(graph: fx.Graph, owner: nn.Module, path: str, fused: list, left
 
 
 # ---------------------------------------------------------------------------------------------
-# parameters read in Python: a guarded fused forward
-# ---------------------------------------------------------------------------------------------
-
-
-def _inspected_tensors(graph: fx.Graph, owner: nn.Module) -> list[str]:
-    """Parameters/buffers the forward reads without computing with them (a trace proxy went into Python code)."""
-    out = []
-    for n in graph.nodes:
-        if n.op == "get_attr" and not n.users and isinstance(calls._resolve_attr(owner, n.target, {}), torch.Tensor):
-            out.append(n.target)
-    return out
-
-
-def _tensor_at(owner: nn.Module, path: str) -> torch.Tensor:
-    obj = owner
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def guarded_forward(fused: Callable, original: Callable, inspected: tuple[str, ...]) -> Callable:
-    """A forward running ``fused`` while every floating tensor argument has the dtype and device of each
-    tensor at the paths ``inspected``, else ``original`` (both unbound functions of the module)."""
-
-    def forward(self, *args):
-        for p in inspected:
-            ref = _tensor_at(self, p)
-            for a in args:
-                if isinstance(a, torch.Tensor) and a.is_floating_point() and (a.dtype != ref.dtype or
-                                                                               a.device != ref.device):
-                    return original(self, *args)
-        return fused(self, *args)
-
-    setattr(forward, calls.MARK, "fx")
-    setattr(forward, GUARD, inspected)
-    return forward
-
-
-# ---------------------------------------------------------------------------------------------
 # the pass over a model
 # ---------------------------------------------------------------------------------------------
 
@@ -509,7 +470,7 @@ def fuse_model(model: nn.Module) -> FusePlan:
     places, first_path = walk(model)
     for owner in [model] + [p.module for p in places]:
         forward = owner.__dict__.get("forward")
-        if getattr(getattr(forward, "__func__", forward), GUARD, None) is not None:
+        if calls.guard_kind(forward) == FUSE_GUARD:
             continue  # fused by an earlier call (a guarded forward)
         worth, report_failure = _may_hold_patterns(owner)
         if not worth:
@@ -532,10 +493,10 @@ def fuse_model(model: nn.Module) -> FusePlan:
             continue
         graph.lint()
         fn = calls.compile_rewrite(calls.Rewrite(owner, path, graph))
-        inspected = tuple(_inspected_tensors(graph, owner))
+        inspected = calls.inspected_tensors(graph, owner)
         if inspected:
             current = calls.current_forward(owner)
-            fn = guarded_forward(fn, getattr(current, "__func__", current), inspected)
+            fn = calls.guarded_forward(fn, getattr(current, "__func__", current), inspected, FUSE_GUARD)
             note = (f"the forward reads {', '.join(inspected)} in Python (a dtype check, say): the fused path runs "
                     "while the inputs have its dtype and device, the original forward otherwise")
             for r in fused:
@@ -545,5 +506,4 @@ def fuse_model(model: nn.Module) -> FusePlan:
     return out
 
 
-__all__ = ["fuse_model", "FusePlan", "activation_of", "module_activation", "looks_like_activation",
-           "guarded_forward"]
+__all__ = ["fuse_model", "FusePlan", "activation_of", "module_activation", "looks_like_activation"]
