@@ -121,7 +121,7 @@ def _bias_act(formula: str, kernel_name: str, dtype: str) -> Spec:
     const = {"FN": getattr(km, kernel_name + "_fwd"), "Z_DTYPE": _tl_dtype(dtype), "COMPUTE": _compute(dtype),
              "BLOCK": 1024, "WIDE": False, "INNER_ONE": True}
     sig = {"x_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}", "n": "i32", "C": "i32", "inner": "i32",
-           "params_ptr": f"*{pbuf}"}
+           "params_ptr": f"*{pbuf}", "inner_magic": "i32", "inner_shift": "i32", "c_magic": "i32", "c_shift": "i32"}
     sig.update({k: "constexpr" for k in const})
     return Spec(f"bias_act_fwd/{formula}/{dtype}", cr._bias_act_forward_kernel, sig, const, 4, 1024,
                 BYTES[dtype] * 2, dtype, ("x_ptr", "b_ptr", "y_ptr", "n", "params_ptr"), tags={"bias_act", "fwd"})

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .elementwise import block_offsets, compute_dtype, param_buffer, wide_index
+from .elementwise import block_offsets, compute_dtype, fast_div, fast_divisor, param_buffer, wide_index
 from .launch import on_device
 from .rounding import round_to, to_dtype
 
@@ -33,17 +33,21 @@ BLOCK_INTERPRETER = 8192  # the interpreter pays per program: few, large tiles
 
 @triton.jit
 def _bias_act_forward_kernel(
-    x_ptr, b_ptr, y_ptr, n, C, inner, params_ptr,
+    x_ptr, b_ptr, y_ptr, n, C, inner, params_ptr, inner_magic, inner_shift, c_magic, c_shift,
     FN: tl.constexpr, Z_DTYPE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr,
     INNER_ONE: tl.constexpr,
 ):
     offs = block_offsets(BLOCK, WIDE)
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
-    if INNER_ONE:  # bias along the last (contiguous) dim: no division
-        channel = offs % C
-    else:
+    if WIDE:
         channel = (offs // inner) % C
+    else:  # the channel index by multiply-high divisions (fast_div), and none by inner along the last dim
+        if INNER_ONE:
+            j = offs
+        else:
+            j = fast_div(offs, inner_magic, inner_shift)
+        channel = j - fast_div(j, c_magic, c_shift) * C
     b = tl.load(b_ptr + channel, mask=mask, other=0.0).to(COMPUTE)
     z = round_to(x + b, Z_DTYPE, COMPUTE)  # eager rounds x + bias to its dtype before the activation
     p0 = tl.load(params_ptr).to(COMPUTE)
@@ -139,7 +143,7 @@ def launch_bias_act_forward(fn, x: torch.Tensor, bias: torch.Tensor, out: torch.
                           else torch.float32)
     with on_device(x.device):
         _bias_act_forward_kernel[(triton.cdiv(n, block),)](
-            x, bias, out, n, C, inner, params,
+            x, bias, out, n, C, inner, params, *fast_divisor(inner), *fast_divisor(C),
             FN=fn, Z_DTYPE=_tl_dtype(z_dtype), COMPUTE=compute, BLOCK=block, WIDE=wide_index(n, block),
             INNER_ONE=inner == 1, num_warps=4,
         )
