@@ -105,3 +105,19 @@ def test_softmax_long_rows(n):
     y_ref, gx_ref = _act_and_grads(lambda t: TF.softmax(t, -1), x, g)
     torch.testing.assert_close(y, y_ref)
     torch.testing.assert_close(gx, gx_ref)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 7, 64, 768, 1000, 65535, 65536, 131072, 2**20 + 1, 2**30, 2**31 - 1])
+def test_fast_divisor_divides_every_int32_like_python(d):
+    """bias_act's channel index divides with (magic, shift) from fast_divisor: n // d for 0 <= n < 2**31."""
+    pytest.importorskip("triton")
+    from torchinit.kernels.elementwise import fast_divisor
+
+    magic, shift = fast_divisor(d)
+    assert -2**31 <= magic < 2**31 and 0 <= shift <= 31
+    m = magic % 2**32
+    g = torch.Generator().manual_seed(d)
+    n = torch.cat([torch.randint(0, 2**31, (20000,), generator=g), torch.arange(0, 3 * d).clamp(max=2**31 - 1),
+                   2**31 - 1 - torch.arange(0, 1000)]).to(torch.int64)
+    q = (((n * m) >> 32) + n) >> shift  # uint32 arithmetic, exact in int64 (n * m < 2**63)
+    assert torch.equal(q, n // d)
