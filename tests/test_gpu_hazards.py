@@ -117,7 +117,8 @@ def test_fast_divisor_divides_every_int32_like_python(d):
     assert -2**31 <= magic < 2**31 and 0 <= shift <= 31
     m = magic % 2**32
     g = torch.Generator().manual_seed(d)
-    n = torch.cat([torch.randint(0, 2**31, (20000,), generator=g), torch.arange(0, 3 * d).clamp(max=2**31 - 1),
-                   2**31 - 1 - torch.arange(0, 1000)]).to(torch.int64)
+    multiples = torch.arange(0, min(2**31 // d, 4000) + 1) * d  # around every multiple of d (up to 4000 of them)
+    edges = torch.cat([multiples - 1, multiples, multiples + 1]).clamp(0, 2**31 - 1)
+    n = torch.cat([torch.randint(0, 2**31, (20000,), generator=g), edges, 2**31 - 1 - torch.arange(0, 1000)])
     q = (((n * m) >> 32) + n) >> shift  # uint32 arithmetic, exact in int64 (n * m < 2**63)
     assert torch.equal(q, n // d)
