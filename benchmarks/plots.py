@@ -1,4 +1,8 @@
-"""PNG plots of a result JSON: per op and dtype, time and achieved GB/s against size, one line per implementation."""
+"""PNG plots of a result JSON: per op and dtype, time and achieved GB/s against size, one line per implementation.
+
+Points are medians; the error bars span the recorded quartiles (p25 to p75 of the samples), for the
+achieved bandwidth too (bytes / p75 to bytes / p25).
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,9 @@ def plot_all(data: dict[str, Any], out_dir: str) -> list[str]:
         if "time_s" not in r:
             continue
         size = r["numel"] * DTYPE_BYTES.get(r["dtype"], 4)
-        series[r["op"], r["dtype"]][r["pass"], r["impl"]].append((size, r["time_s"]["median"], r["gbps"]))
+        t = r["time_s"]
+        series[r["op"], r["dtype"]][r["pass"], r["impl"]].append(
+            (size, t["median"], t.get("p25", t["median"]), t.get("p75", t["median"]), r["gbps"]))
     copy = (data.get("env", {}).get("copy") or {}).get("gbps")
     device = data.get("env", {}).get("device_name", "")
     paths = []
@@ -45,11 +51,18 @@ def plot_all(data: dict[str, Any], out_dir: str) -> list[str]:
                     continue
                 color, marker = _STYLE.get(impl, (None, "x"))
                 xs = [p[0] for p in pts]
-                ax_t.plot(xs, [p[1] * 1e6 for p in pts], marker=marker, color=color, label=impl)
-                ax_b.plot(xs, [p[2] for p in pts], marker=marker, color=color, label=impl)
+                us = [p[1] * 1e6 for p in pts]
+                time_err = [[m - p[2] * 1e6 for m, p in zip(us, pts)], [p[3] * 1e6 - m for m, p in zip(us, pts)]]
+                gbps = [p[4] for p in pts]
+                # bandwidth is bytes / time: the slow quartile (p75) gives the low bar, p25 the high one
+                gb_err = [[g - g * p[1] / p[3] for g, p in zip(gbps, pts)],
+                          [g * p[1] / p[2] - g for g, p in zip(gbps, pts)]]
+                ax_t.errorbar(xs, us, yerr=time_err, marker=marker, color=color, label=impl, capsize=3)
+                ax_b.errorbar(xs, gbps, yerr=gb_err, marker=marker, color=color, label=impl, capsize=3)
             if copy:
                 ax_b.axhline(copy, color="gray", linestyle="--", label="copy bandwidth")
-            ax_t.set(xscale="log", yscale="log", title=f"{op} {dtype}: {title}", ylabel="median time (us)")
+            ax_t.set(xscale="log", yscale="log", title=f"{op} {dtype}: {title}",
+                     ylabel="median time (µs), bars: quartiles")
             ax_b.set(xscale="log", yscale="log", xlabel="input size (bytes)", ylabel="achieved GB/s")
             for ax in (ax_t, ax_b):
                 ax.grid(True, alpha=0.3)

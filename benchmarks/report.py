@@ -58,6 +58,24 @@ def fmt_ratio(r: float | None) -> str:
     return "-" if r is None else f"{r:.2f}x"
 
 
+IMPOSSIBLE_MARK = "*"
+IMPOSSIBLE_NOTE = (f"{IMPOSSIBLE_MARK} above 100% of the copy bandwidth measured in the same run: impossible for "
+                   "data streamed from memory, so the tensors were cache-resident (CPU caches hold a 16 MiB "
+                   "working set) or the timing is wrong; do not read it as a kernel beating memory.")
+
+
+def fmt_frac_copy(frac: float | None) -> str:
+    """A fraction of the copy bandwidth as a percentage, marked when it is above 100% (an impossible figure)."""
+    if not frac:
+        return "-"
+    return f"{100 * frac:.0f}%" + (IMPOSSIBLE_MARK if frac > 1.0 else "")
+
+
+def impossible_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The measurements whose achieved bandwidth exceeds the run's copy bandwidth."""
+    return [r for r in data.get("results", []) if (r.get("frac_copy") or 0) > 1.0]
+
+
 def size_label(numel: int, dtype: str) -> str:
     """``16 el`` for tiny tensors, else the input's size in bytes."""
     nbytes = numel * DTYPE_BYTES.get(dtype, 4)
@@ -190,7 +208,7 @@ def _group_rows(data: dict[str, Any], keys: Iterable[tuple[str, str, int, str]],
         if "torchinit_torch" in impls:
             row.append(fmt_ratio(_ratio(t.get("torchinit_torch"), t.get("eager"))))
         row += [f"{ti['gbps']:.1f}" if ti.get("gbps") else "-",
-                f"{100 * ti['frac_copy']:.0f}%" if ti.get("frac_copy") else "-",
+                fmt_frac_copy(ti.get("frac_copy")),
                 f"{fmt_bytes(peak)} / {fmt_bytes(peak_e)}" if peak is not None and peak_e is not None else "n/a"]
         rows.append(row)
     return rows
@@ -221,10 +239,13 @@ def markdown(data: dict[str, Any], source: str) -> str:
             "in `benchmarks/cases.py` (forward: read input + write output; backward: read grad + saved + "
             "write grad_in). Peak memory: extra bytes allocated during one call (CUDA only; the CPU "
             "allocator keeps no peak counter).")
+    flagged = ["", IMPOSSIBLE_NOTE] if impossible_rows(data) else []
     if big:
         lines += ["", "## Largest size", "", note, ""] + _table(_results_header(impls), _group_rows(data, big, impls))
+        lines += flagged
     if keys:
         lines += ["", "## Every size", ""] + _table(_results_header(impls), _group_rows(data, keys, impls))
+        lines += flagged
     errors = [r for r in results if "error" in r]
     if data.get("skipped") or errors:
         lines += ["", "## Skipped and failed", ""]
@@ -283,10 +304,12 @@ def readme_snippet(data: dict[str, Any], source: str) -> str:
         frac = get("fwdbwd", "frac_copy")
         rows.append([op, dt, size_label(n, dt), fmt_ratio(get("fwd", "ti_vs_eager")),
                      fmt_ratio(get("bwd", "ti_vs_eager")), fmt_ratio(get("fwdbwd", "ti_vs_eager")),
-                     fmt_ratio(get("fwdbwd", "ti_vs_compile")), f"{100 * frac:.0f}%" if frac else "-",
+                     fmt_ratio(get("fwdbwd", "ti_vs_compile")), fmt_frac_copy(frac),
                      fmt_ratio((over.get((op, dt, "fwd")) or {}).get("ti_vs_eager"))])
     lines += _table(("op", "dtype", "size", "fwd vs eager", "bwd vs eager", "fwd+bwd vs eager",
                      "fwd+bwd vs compile", "fwd+bwd % of copy BW", "16-el call vs torch"), rows)
+    if any(IMPOSSIBLE_MARK in row[7] for row in rows):
+        lines += ["", IMPOSSIBLE_NOTE]
     return "\n".join(lines) + "\n"
 
 

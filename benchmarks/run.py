@@ -12,7 +12,12 @@ exist) it times forward, backward and forward+backward of torchinit (default bac
 side; measures the device's copy bandwidth in the same run; times one call on a 16-element tensor
 (per-call overhead); optionally times ``apply_init`` against a loop of ``torch.nn.init`` calls. It
 writes a JSON (environment + every measurement), a Markdown report, a README snippet and PNG plots
-into ``--out`` (default ``benchmarks/out/``, not committed).
+into ``--out`` (default ``torchinit-bench/`` in the current directory).
+
+On CPU torch runs on one thread unless ``--threads`` says otherwise: with torch's default thread
+pool a 16-element call measures thread wake-ups (milliseconds on a busy machine), not the op; a
+run with more threads says so. Figures above the copy bandwidth measured in the same run are
+flagged in the report (the data was cache-resident, or the timer was wrong).
 
 Sizes: a plain number is a count of elements; ``64KB``, ``16MB``, ``1GB`` (powers of 1024) are the
 input's size in bytes in each dtype. The CLI (``torchinit bench``) calls :func:`run` with its argv.
@@ -44,7 +49,7 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
           "float16": torch.float16, "fp16": torch.float16, "float64": torch.float64, "fp64": torch.float64}
 IMPLS = ("torchinit", "torchinit_torch", "eager", "compile")
 RESULTS_DIR = os.path.join(_ROOT, "benchmarks", "results")
-OUT_DIR = os.path.join(_ROOT, "benchmarks", "out")
+OUT_DIR = "torchinit-bench"  # relative: under the current directory, not inside the source tree
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]i?B)?\s*$", re.IGNORECASE)
 
@@ -93,11 +98,14 @@ def build_parser(prog: str = "python -m benchmarks.run") -> argparse.ArgumentPar
     p.add_argument("--init-full", action="store_true", help="same as --init-scale full")
     p.add_argument("--init-repeats", type=int, default=0,
                    help="timed runs per init measurement (default: 3 on CUDA, 1 on CPU)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default on CPU: 1, so that timings measure the op rather than "
+                   "the thread pool; 0: torch's own choice)")
     p.add_argument("--clock", choices=("wall", "thread"), default="wall",
                    help="CPU timer: wall clock, or this thread's CPU time (needs --threads 1; for a machine "
                    "shared with other work, where wall time mostly measures the scheduler)")
-    p.add_argument("--out", default=OUT_DIR, help="folder for JSON, Markdown and plots (default benchmarks/out)")
+    p.add_argument("--out", default=OUT_DIR,
+                   help=f"folder for JSON, Markdown and plots (default: {OUT_DIR}/ in the current directory)")
     p.add_argument("--save", action="store_true",
                    help="also write the JSON to benchmarks/results/<date>-<device>.json (results of real runs)")
     p.add_argument("--name", default="", help="file stem for the outputs (default <date>-<device>)")
@@ -187,14 +195,20 @@ def run(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.run
         copy_bytes = parse_size(args.copy_bytes, torch.uint8) if args.copy_bytes else DEFAULT_COPY_BYTES[device.type]
         if args.samples < 1:
             raise ValueError(f"benchmarks.run: --samples must be >= 1, got {args.samples}")
+        if args.threads is None:
+            args.threads = 1 if device.type == "cpu" else 0
+        if args.threads < 0:
+            raise ValueError(f"benchmarks.run: --threads must be >= 1 (or 0 for torch's default), got {args.threads}")
         if args.clock == "thread" and (device.type != "cpu" or args.threads != 1):
             raise ValueError("benchmarks.run: --clock thread times the calling thread only: it needs "
                              "--device cpu and --threads 1")
-        if args.threads < 0:
-            raise ValueError(f"benchmarks.run: --threads must be >= 1 (or 0 for torch's default), got {args.threads}")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if device.type == "cpu" and args.threads != 1:
+        print(f"warning: timing on {args.threads or torch.get_num_threads()} CPU threads: small tensors then "
+              "measure the thread pool's wake-ups, not the op (use --threads 1, the default, for per-op figures)",
+              file=sys.stderr)
 
     threads_before = torch.get_num_threads()
     try:
@@ -304,6 +318,12 @@ def _print_summary(data: dict[str, Any], paths: list[str], n_plots: int) -> None
     for key, v in s["overhead"].items():
         print(f"  {key} per call on {v['numel']} elements: worst torchinit/torch {v['worst_ti_vs_eager']:.2f}x "
               f"({v['worst_op']})")
+    impossible = report.impossible_rows(data)
+    if impossible:
+        worst = max(impossible, key=lambda r: r["frac_copy"])
+        print(f"  warning: {len(impossible)} measurements exceed the copy bandwidth (up to "
+              f"{100 * worst['frac_copy']:.0f}%: {worst['op']} {worst['dtype']} {worst['pass']} {worst['impl']}): "
+              "cache-resident data or a wrong timing, flagged in the report")
     errors = [r for r in data["results"] + data["overhead"] if "error" in r]
     if errors:
         print(f"  {len(errors)} measurements failed (see the report's 'Skipped and failed')")

@@ -13,8 +13,16 @@ then checked against the numbers, not asserted:
 Run:  python examples/digits_init_story.py            (or: torchinit demo)
       python examples/digits_init_story.py --quick    (a reduced grid; also TORCHINIT_EXAMPLE_QUICK=1)
 
-Writes ``digits_results.md`` (the table), ``digits_results.json`` and ``digits_<activation>.png`` (the
-diagnostics of every init for that activation) to ``--out`` (default: ``examples/results``).
+Writes ``digits_results.md`` (the table), ``digits_table.md`` (README's accuracy table, best init in
+bold), ``digits_results.json`` and ``digits_<activation>.png`` (the diagnostics of every init for that
+activation) to ``--out``: by default ``torchinit/demo`` under the user's cache folder (``$XDG_CACHE_HOME``
+or ``~/.cache``), outside the source tree; the folder is printed at the end. The copy README cites is
+``examples/results`` (``--out examples/results`` regenerates it).
+
+Reproducible: every pairing runs on one thread with deterministic algorithms, its seed fixed, so a rerun
+on the same machine and torch build gives the same table bit for bit. Another CPU can still differ: torch
+picks its matmul kernels by the CPU's vector instructions (AVX2, AVX-512), whose roundings differ, and
+150 steps of SGD amplify that; ``cpu_capability`` in the JSON says which ran.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -66,7 +74,9 @@ def parse_args(argv: Sequence[str] | None, prog: str | None = None) -> argparse.
     p.add_argument("--quick", action="store_true",
                    help=f"reduced run: activations {QUICK_ACTIVATIONS}, inits {QUICK_INITS}, 30 steps "
                         "(also set by the environment variable TORCHINIT_EXAMPLE_QUICK=1)")
-    p.add_argument("--out", default=str(here / "results"), help="folder for the table, JSON and plots")
+    p.add_argument("--out", default=str(default_out_dir()),
+                   help="folder for the table, JSON and plots (default: outside the source tree; "
+                        f"README's copy is {here / 'results'})")
     p.add_argument("--steps", type=int, default=None, help="SGD steps per pairing (default 150; quick 30)")
     p.add_argument("--lr", type=float, default=0.02, help="SGD learning rate (momentum 0.9)")
     p.add_argument("--batch", type=int, default=64, help="minibatch size")
@@ -78,6 +88,7 @@ def parse_args(argv: Sequence[str] | None, prog: str | None = None) -> argparse.
     p.add_argument("--activations", default=None, help="comma-separated subset of " + ",".join(ACTIVATIONS))
     p.add_argument("--inits", default=None, help="comma-separated subset of " + ",".join(INITS))
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     ns = p.parse_args(argv)
     ns.quick = ns.quick or os.environ.get("TORCHINIT_EXAMPLE_QUICK", "") not in ("", "0")
     ns.acts = _subset(p, ns.activations, ACTIVATIONS, QUICK_ACTIVATIONS if ns.quick else None, "--activations")
@@ -87,6 +98,12 @@ def parse_args(argv: Sequence[str] | None, prog: str | None = None) -> argparse.
     if ns.workers is None:
         ns.workers = 1 if ns.quick else max(1, min(2, os.cpu_count() or 1))
     return ns
+
+
+def default_out_dir() -> Path:
+    """``<user cache>/torchinit/demo``: ``$XDG_CACHE_HOME`` or ``~/.cache``, never inside the source tree."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "torchinit" / "demo"
 
 
 def _subset(p: argparse.ArgumentParser, text: str | None, known: dict, quick: tuple | None, flag: str) -> list[str]:
@@ -140,7 +157,8 @@ def initialise(model: nn.Module, init: str, batch: torch.Tensor, seed: int) -> N
 
 def run_activation(act: str, inits: list[str], data: dict[str, torch.Tensor], cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """Every init for one activation: diagnose at init, train, evaluate. Returns one row per init."""
-    torch.set_num_threads(1)  # tiny matrices: one thread each is faster, and workers run side by side
+    torch.set_num_threads(1)  # tiny matrices: one thread each is faster, workers run side by side, and
+    torch.use_deterministic_algorithms(True)  # the reductions' order is fixed: a rerun gives the same table
     rows = []
     probe_x, probe_y = data["x_tr"][:256], data["y_tr"][:256]
     for init in inits:
@@ -268,25 +286,37 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
     data = load_data(ns.seed)
     cfg = {k: getattr(ns, k) for k in ("steps", "lr", "batch", "depth", "width", "seed")}
-    if ns.workers > 1 and len(ns.acts) > 1:
+    pairings = [(act, init) for act in ns.acts for init in ns.init_names]
+    bar = _progress(len(pairings), not ns.no_progress)
+    if ns.workers > 1 and len(pairings) > 1:
         import multiprocessing as mp
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with ProcessPoolExecutor(max_workers=ns.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(run_activation, act, ns.init_names, data, cfg) for act in ns.acts]
-            per_act = [f.result() for f in futures]
+            futures = [pool.submit(run_activation, act, [init], data, cfg) for act, init in pairings]
+            for future in as_completed(futures):
+                bar.update()
+            per_pairing = [f.result() for f in futures]
     else:
-        threads = torch.get_num_threads()
-        per_act = [run_activation(act, ns.init_names, data, cfg) for act in ns.acts]
+        threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+        per_pairing = []
+        for act, init in pairings:
+            per_pairing.append(run_activation(act, [init], data, cfg))
+            bar.update()
         torch.set_num_threads(threads)
-    rows = [r for group in per_act for r in group]
+        torch.use_deterministic_algorithms(deterministic)
+    bar.close()
+    rows = [r for group in per_pairing for r in group]
     seconds = time.perf_counter() - t0
     env = {"machine": f"{platform.machine()} CPU ({os.cpu_count()} logical cores)", "torch": torch.__version__,
            "torchinit": torchinit.__version__, "threads": f"{ns.workers} worker process(es) x 1 thread",
+           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "deterministic": True,
            "seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu0}
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, cfg, env)
     (out / "digits_results.md").write_text(text)
+    table = accuracy_table(rows)
+    (out / "digits_table.md").write_text(table)
     (out / "digits_results.json").write_text(json.dumps(
         {"config": cfg, "env": env, "rows": [{k: v for k, v in r.items() if k != "report"} for r in rows]},
         indent=1))
@@ -296,9 +326,43 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             plot_reports(reports, out / f"digits_{act}.png",
                          f"digits MLP, {act}: signal at init ({ns.depth} hidden layers of {ns.width})")
     print(text)
-    print(f"wrote {out / 'digits_results.md'}, digits_results.json"
-          + ("" if ns.no_plots else f" and {len(ns.acts)} plot(s)") + f" in {time.perf_counter() - t0:.1f} s")
+    print(table)
+    print(f"wrote digits_results.md, digits_table.md, digits_results.json"
+          + ("" if ns.no_plots else f" and {len(ns.acts)} plot(s)") + f" in {time.perf_counter() - t0:.1f} s to:")
+    print(f"  {out.resolve()}")
     return 0
+
+
+def accuracy_table(rows: list[dict[str, Any]]) -> str:
+    """README's table: test accuracy per activation (rows) and init (columns), the best of each row in bold."""
+    acts = list(dict.fromkeys(r["activation"] for r in rows))
+    inits = list(dict.fromkeys(r["init"] for r in rows))
+    by = {(r["activation"], r["init"]): r["acc"] for r in rows}
+    lines = ["| activation | " + " | ".join(inits) + " |",
+             "|---" * (len(inits) + 1) + "|"]
+    for act in acts:
+        accs = {i: by.get((act, i)) for i in inits}
+        # rounded as shown, so that a tie on the page is bold twice; no bold when none learned
+        shown = {i: f"{a:.3f}" for i, a in accs.items() if a is not None}
+        best = max(shown.values()) if shown else None
+        learned = best is not None and float(best) >= CHANCE + 0.15
+        cells = [(f"**{v}**" if learned and v == best else v) if (v := shown.get(i)) else "-" for i in inits]
+        lines.append(f"| {act} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    """A tqdm bar over the pairings (to stderr), or a silent stand-in without tqdm or when disabled."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        enabled = False
+    if not enabled:
+        class _NoBar:
+            def update(self, n: int = 1) -> None: ...
+            def close(self) -> None: ...
+        return _NoBar()
+    return tqdm(total=total, unit="pairing", desc="activation x init", dynamic_ncols=True)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def test_bad_arguments_are_refused(capsys):
     assert "12XB" in capsys.readouterr().err
     assert bench_run.run(["--dtypes", "int8"]) == 2
     assert bench_run.run(["--ops", "nope"]) == 2
-    assert bench_run.run(["--clock", "thread", "--device", "cpu"]) == 2  # thread CPU time needs --threads 1
+    assert bench_run.run(["--clock", "thread", "--device", "cpu", "--threads", "2"]) == 2  # it needs --threads 1
     assert "--threads 1" in capsys.readouterr().err
     assert bench_run.parse_size("1MB", torch.bfloat16) == 2**19
     assert bench_run.parse_size("16", torch.float32) == 16
@@ -147,3 +147,48 @@ def test_cuda_timer_reads_every_do_bench_time(monkeypatch):
     stats = timing.cuda_time(lambda: None)
     assert stats.median == pytest.approx(2e-3) and stats.samples == 5
     assert stats.p25 == pytest.approx(2e-3) and stats.p75 == pytest.approx(3e-3)
+
+
+def test_cpu_defaults_one_thread_current_directory_quartile_bars_and_flags(tmp_path, monkeypatch, capsys):
+    from matplotlib.axes import Axes
+
+    drawn = []
+    real_errorbar = Axes.errorbar
+
+    def recording_errorbar(self, x, y, yerr=None, **kwargs):
+        drawn.append((self, list(x), list(y), yerr))
+        return real_errorbar(self, x, y, yerr=yerr, **kwargs)
+
+    monkeypatch.setattr(Axes, "errorbar", recording_errorbar)
+    monkeypatch.chdir(tmp_path)
+    argv = [a for a in SMALL if a not in ("--threads", "1")]  # no --threads, no --out: the defaults
+    assert bench_run.run(["--ops", "relu", "--no-compile", "--passes", "fwd"] + argv) == 0
+    out_dir = tmp_path / "torchinit-bench"  # the current directory, not the source tree
+    data = json.loads((out_dir / "smoke.json").read_text(encoding="utf-8"))
+    assert data["env"]["torch_threads"] == 1  # CPU default: one thread
+    assert "warning: timing on" not in capsys.readouterr().err
+
+    # the plot's time panel: medians in µs with the recorded quartiles as the error bars
+    rows = sorted((r for r in data["results"] if r["impl"] == "eager"), key=lambda r: r["numel"])
+    ax, xs, ys, yerr = next(d for d in drawn if "µs" in d[0].get_ylabel() and d[0].get_title().startswith("relu"))
+    eager = next(d for d in drawn if d[0] is ax and d[2] == pytest.approx([r["time_s"]["median"] * 1e6 for r in rows]))
+    low, high = eager[3]
+    assert low == pytest.approx([(r["time_s"]["median"] - r["time_s"]["p25"]) * 1e6 for r in rows])
+    assert high == pytest.approx([(r["time_s"]["p75"] - r["time_s"]["median"]) * 1e6 for r in rows])
+
+    # a figure above the copy bandwidth is flagged wherever it is shown
+    data["results"][0]["frac_copy"] = 1.2
+    data["results"][0]["impl"] = "torchinit"
+    md, snippet = report.markdown(data, "x.json"), report.readme_snippet(data, "x.json")
+    assert "120%*" in md and report.IMPOSSIBLE_NOTE in md
+    assert report.fmt_frac_copy(0.5) == "50%" and report.fmt_frac_copy(1.01) == "101%*"
+    assert report.impossible_rows(data) == [data["results"][0]]
+    assert report.IMPOSSIBLE_NOTE not in report.readme_snippet({**data, "results": []}, "x.json")
+    del snippet
+
+
+def test_several_cpu_threads_are_warned_about(tmp_path, capsys):
+    assert bench_run.run(["--ops", "relu", "--no-compile", "--passes", "fwd", "--no-plots", "--overhead-numel", "0"]
+                         + [a for a in SMALL if a not in ("--threads", "1")] + ["--threads", "2", "--out",
+                                                                                 str(tmp_path)]) == 0
+    assert "warning: timing on 2 CPU threads" in capsys.readouterr().err

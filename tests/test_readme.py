@@ -4,8 +4,8 @@ Each block runs on its own, in a fresh namespace that holds only the prelude bel
 README's prose assumes (``model``: a Conv2d -> ReLU -> pool -> Linear net whose layers are named
 ``stem`` and ``head``; ``build_model`` that builds it; ``x``; ``inputs``, a batch for ``model``) and
 the imports ``torch``, ``nn``, ``torchvision`` and ``torchinit as ti``. A block runs in a temporary
-working directory, so files it writes (plots) land there. When the prose after a block says it
-"prints" and an unlabelled fenced block follows, the block's standard output must be that text.
+working directory, so files it writes (plots) land there. When one short paragraph after a block says
+it "prints" and an unlabelled fenced block follows it, the block's standard output must be that text.
 Blocks that are not Python (shell commands, printed output) are fenced without the ``python`` label.
 """
 
@@ -61,8 +61,9 @@ def readme_blocks(text: str) -> list[Block]:
     for (m, block), nxt in zip(found, found[1:] + [None]):
         if block.lang != "python" or nxt is None:
             continue
-        between = text[m.end():nxt[0].start()]
-        if nxt[1].lang == "" and re.search(r"\bprints\b", between):
+        between = text[m.end():nxt[0].start()].strip()
+        # one short paragraph saying "prints", right between the code and an unlabelled block
+        if nxt[1].lang == "" and "\n\n" not in between and re.search(r"\bprints\b", between):
             block.expected_output = nxt[1].code
     return [b for _, b in found]
 
@@ -71,10 +72,11 @@ PYTHON_BLOCKS = [b for b in readme_blocks(README.read_text(encoding="utf-8")) if
 
 
 def test_parser_finds_fences_and_their_printed_output():
-    text = "a\n```python\nprint(1)\n```\nprints:\n```\n1\n```\n```bash\nls\n```\n```python\nx = 2\n```\n"
+    text = ("a\n```python\nprint(1)\n```\nprints:\n```\n1\n```\n```bash\nls\n```\n```python\nx = 2\n```\n"
+            "It prints nothing.\n\n## Layout\n\n```\ntree\n```\n")
     blocks = readme_blocks(text)
-    assert [(b.lang, b.line) for b in blocks] == [("python", 3), ("", 7), ("bash", 10), ("python", 13)]
-    assert blocks[0].expected_output == "1\n" and blocks[3].expected_output is None
+    assert [(b.lang, b.line) for b in blocks] == [("python", 3), ("", 7), ("bash", 10), ("python", 13), ("", 20)]
+    assert blocks[0].expected_output == "1\n" and blocks[3].expected_output is None  # not a later paragraph
 
 
 def test_readme_has_python_blocks():
