@@ -59,9 +59,9 @@ def fmt_ratio(r: float | None) -> str:
 
 
 IMPOSSIBLE_MARK = "*"
-IMPOSSIBLE_NOTE = (f"{IMPOSSIBLE_MARK} above 100% of the copy bandwidth measured in the same run: impossible for "
-                   "data streamed from memory, so the tensors were cache-resident (CPU caches hold a 16 MiB "
-                   "working set) or the timing is wrong; do not read it as a kernel beating memory.")
+IMPOSSIBLE_NOTE = (f"\\{IMPOSSIBLE_MARK} above 100% of the copy bandwidth measured in the same run: impossible for "
+                   "data streamed from memory, so the tensors stayed in cache (a large CPU cache can hold a "
+                   "16 MiB working set) or the timing is wrong; not a kernel beating memory.")
 
 
 def fmt_frac_copy(frac: float | None) -> str:
