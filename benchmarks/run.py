@@ -37,16 +37,14 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:  # importable by file path (the CLI) as well as with -m from the repository root
     sys.path.insert(0, _ROOT)
 
-import torch  # noqa: E402
-
-from benchmarks import cases as cases_mod  # noqa: E402
-from benchmarks import measure, report, timing  # noqa: E402
+from benchmarks import report  # noqa: E402  (no torch: the arguments are parsed before torch is imported)
 
 DEFAULT_SIZES = {"cpu": ["16", "64KB", "1MB", "16MB"],
                  "cuda": ["16", "1MB", "16MB", "256MB", "1GB"]}
 DEFAULT_COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2**30}
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16, "float64": torch.float64, "fp64": torch.float64}
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16", "float64": "float64", "fp64": "float64"}  # name -> torch.<dtype>
+PASSES = tuple(report.PASS_NAMES)  # fwd, bwd, fwdbwd: as benchmarks.measure.PASSES, without importing torch
 IMPLS = ("torchinit", "torchinit_torch", "eager", "compile")
 RESULTS_DIR = os.path.join(_ROOT, "benchmarks", "results")
 OUT_DIR = "torchinit-bench"  # relative: under the current directory, not inside the source tree
@@ -64,7 +62,7 @@ def parse_size(token: str, dtype: torch.dtype) -> int:
         numel = value
     else:
         nbytes = value * 1024 ** {"KB": 1, "MB": 2, "GB": 3}[unit]
-        numel = nbytes // torch.empty((), dtype=dtype).element_size()
+        numel = nbytes // dtype.itemsize
     if numel < 1:
         raise ValueError(f"benchmarks.run: size {token!r} gives no elements")
     return numel
@@ -80,7 +78,7 @@ def build_parser(prog: str = "python -m benchmarks.run") -> argparse.ArgumentPar
                    "default cpu: 16,64KB,1MB,16MB; cuda: 16,1MB,16MB,256MB,1GB")
     p.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated dtypes (float32, bfloat16, ...)")
     p.add_argument("--impls", default=",".join(IMPLS), help="implementations to time (torchinit_torch: CUDA only)")
-    p.add_argument("--passes", default=",".join(measure.PASSES), help="fwd, bwd, fwdbwd")
+    p.add_argument("--passes", default=",".join(PASSES), help="fwd, bwd, fwdbwd")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile baseline")
     p.add_argument("--compile-dynamic", choices=("on", "off"), default="on",
                    help="torch.compile dynamic=True (default: one compile per op and grad mode covers every "
@@ -112,6 +110,15 @@ def build_parser(prog: str = "python -m benchmarks.run") -> argparse.ArgumentPar
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _load_harness() -> None:
+    """Import torch and the measuring modules, once the arguments are parsed (so --help and errors answer at once)."""
+    global torch, cases_mod, measure, timing
+    import torch
+
+    from benchmarks import cases as cases_mod
+    from benchmarks import measure, timing
 
 
 def _split(text: str) -> list[str]:
@@ -180,9 +187,10 @@ def run(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.run
     ``--save`` the JSON also to ``benchmarks/results/``; prints the headline ratios.
     """
     args = build_parser(prog).parse_args(argv)
+    _load_harness()
     try:
         device = _device(args.device)
-        dtypes = [DTYPES[d] for d in _check_choice("dtype", _split(args.dtypes), list(DTYPES))]
+        dtypes = [getattr(torch, DTYPES[d]) for d in _check_choice("dtype", _split(args.dtypes), list(DTYPES))]
         size_tokens = _split(args.sizes) or DEFAULT_SIZES[device.type]
         for dt in dtypes:
             for tok in size_tokens:
@@ -190,7 +198,7 @@ def run(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.run
         wanted = _check_choice("implementation", _split(args.impls), IMPLS)
         if args.no_compile and "compile" in wanted:
             wanted.remove("compile")
-        passes = tuple(_check_choice("pass", _split(args.passes), measure.PASSES))
+        passes = tuple(_check_choice("pass", _split(args.passes), PASSES))
         found = cases_mod.discover(_split(args.ops) or None)
         copy_bytes = parse_size(args.copy_bytes, torch.uint8) if args.copy_bytes else DEFAULT_COPY_BYTES[device.type]
         if args.samples < 1:

@@ -38,17 +38,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-from torch import nn
-
-import torchinit
-import torchinit.nn as tinn
-from torchinit.diagnose import diagnose, plot_reports
-from torchinit.init import apply_init, lsuv
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "sigmoid": tinn.Sigmoid, "tanh": tinn.Tanh, "relu": tinn.ReLU, "leaky_relu": tinn.LeakyReLU,
-    "elu": tinn.ELU, "selu": tinn.SELU, "gelu": tinn.GELU, "silu": tinn.SiLU,
+#: activation -> its torchinit.nn class (by name: torch is imported only after the arguments are parsed)
+ACTIVATIONS: dict[str, str] = {
+    "sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "leaky_relu": "LeakyReLU",
+    "elu": "ELU", "selu": "SELU", "gelu": "GELU", "silu": "SiLU",
 }
 #: init label -> (apply_init scheme, scheme kwargs); "lsuv" is data-dependent and handled apart.
 INITS: dict[str, tuple[str, dict[str, Any]] | None] = {
@@ -106,6 +99,18 @@ def default_out_dir() -> Path:
     return Path(cache) / "torchinit" / "demo"
 
 
+def _load_torch() -> None:
+    """Import torch and torchinit, once the arguments are parsed (``--help`` and mistakes answer at once)."""
+    global torch, nn, torchinit, tinn, diagnose, plot_reports, apply_init, lsuv
+    import torch
+    from torch import nn
+
+    import torchinit
+    import torchinit.nn as tinn
+    from torchinit.diagnose import diagnose, plot_reports
+    from torchinit.init import apply_init, lsuv
+
+
 def _subset(p: argparse.ArgumentParser, text: str | None, known: dict, quick: tuple | None, flag: str) -> list[str]:
     if text is None:
         return list(quick) if quick else list(known)
@@ -137,7 +142,7 @@ def build_mlp(act: str, depth: int, width: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     fan_in = 64
     for _ in range(depth):
-        layers += [nn.Linear(fan_in, width), ACTIVATIONS[act]()]
+        layers += [nn.Linear(fan_in, width), getattr(tinn, ACTIVATIONS[act])()]
         fan_in = width
     layers.append(nn.Linear(fan_in, 10))
     return nn.Sequential(*layers)
@@ -157,6 +162,7 @@ def initialise(model: nn.Module, init: str, batch: torch.Tensor, seed: int) -> N
 
 def run_activation(act: str, inits: list[str], data: dict[str, torch.Tensor], cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """Every init for one activation: diagnose at init, train, evaluate. Returns one row per init."""
+    _load_torch()  # a worker started by "spawn" imports this module afresh
     torch.set_num_threads(1)  # tiny matrices: one thread each is faster, workers run side by side, and
     torch.use_deterministic_algorithms(True)  # the reductions' order is fixed: a rerun gives the same table
     rows = []
@@ -283,6 +289,7 @@ def _g(v: float | None) -> str:
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run the grid, print the table and the claims, write the Markdown, JSON and plots. Returns 0."""
     ns = parse_args(argv, prog)
+    _load_torch()
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
     data = load_data(ns.seed)
     cfg = {k: getattr(ns, k) for k in ("steps", "lr", "batch", "depth", "width", "seed")}

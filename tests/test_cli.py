@@ -170,6 +170,10 @@ def _command(*argv: str) -> subprocess.CompletedProcess:
     (["diagnose", "resnet18", "--functional"], 2, "--functional needs --act"),
     (["diagnose", "resnet18", "--input-shape", "2,0"], 2, "--input-shape"),
     (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+    (["bench", "--help"], 0, "usage: torchinit bench"),
+    (["bench", "--frob"], 2, "unrecognized arguments: --frob"),
+    (["demo", "--help"], 0, "usage: torchinit demo"),
+    (["demo", "--activations", "nope"], 2, "--activations: unknown ['nope']"),
 ])
 def test_help_version_and_argument_errors_do_not_import_torch(argv, status, shown):
     out = _command(*argv)
