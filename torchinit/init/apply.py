@@ -62,11 +62,10 @@ class _Entry:
 
 
 def _is_dtensor(t: torch.Tensor) -> bool:
-    try:
-        from torch.distributed.tensor import DTensor
-    except Exception:  # pragma: no cover - torch without distributed
-        return False
-    return isinstance(t, DTensor)
+    # the shared check: importing torch.distributed.tensor here cost the first apply_init about 1 s
+    from ..sharding import is_dtensor
+
+    return is_dtensor(t)
 
 
 def _collect(model: nn.Module, fn: str) -> list[tuple[list[ParamInfo], torch.Tensor]]:
