@@ -388,6 +388,8 @@ import socket, sys
 import torch
 import torchinit as ti
 import torchinit.functional as F
+ti.apply_init(torch.nn.Linear(3, 3), "kaiming_normal", seed=0)  # first use: still no DTensor import
+F.gelu(torch.randn(3))
 print("dtensor imported by torchinit:", "torch.distributed.tensor" in sys.modules)
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
