@@ -71,6 +71,17 @@ def test_diagnose_compares_several_schemes(tiny, capsys):
     assert (tiny / "diagnose-build-zeros-xavier_normal-lsuv.png").is_file()
 
 
+def test_scheme_names_are_accepted_as_apply_init_accepts_them(tiny, capsys):
+    rc = cli.main(["diagnose", "tiny_models:build", "--input-shape", "8,16", "--scheme", "kaiming_normal", "--scheme",
+                   "Kaiming_Normal_", "--scheme", "He", "--scheme", "LSUV", "--scheme", "data_init", "--json", "r.json",
+                   "--no-plot"])
+    assert rc == 0, capsys.readouterr().err
+    data = json.loads((tiny / "r.json").read_text())
+    assert list(data) == ["kaiming_normal", "Kaiming_Normal_", "He", "LSUV", "data_init"]
+    # case and the trailing underscore do not change the scheme: same seed, same weights, same measurements
+    assert data["kaiming_normal"]["layers"] == data["Kaiming_Normal_"]["layers"]
+
+
 def test_plot_names_and_titles_say_the_scheme_and_activation():
     assert cli.plot_file_name("resnet18", ["kaiming_normal"], "gelu") == "diagnose-resnet18-kaiming_normal-gelu.png"
     assert cli.plot_file_name("resnet18", [], None) == "diagnose-resnet18.png"

@@ -296,10 +296,13 @@ def _scheme_names() -> list[str]:
 
 
 def _check_scheme(name: str) -> None:
-    names = _scheme_names()
-    if name not in names:
+    """Accept what apply_init accepts: scheme names and aliases, any case, with or without a trailing underscore."""
+    from .init.schemes import canonical_name, data_scheme_name
+
+    if canonical_name(name) is None and data_scheme_name(name) is None:
+        names = _scheme_names()
         import difflib
-        close = difflib.get_close_matches(name, names, n=3)
+        close = difflib.get_close_matches(name.lower(), names, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise CLIError(f"unknown scheme {name!r}{hint} (known: {', '.join(names)})")
 
@@ -309,10 +312,11 @@ def _init_fn(scheme: str, inputs: Any, seed: int) -> Callable[[Any], None]:
 
 
 def _initialise(model: Any, scheme: str, inputs: Any, seed: int) -> None:
-    from .init import apply_init, lsuv
+    from .init import apply_init
+    from .init.schemes import data_scheme_name
 
-    if scheme == "lsuv":
-        lsuv(model, inputs, seed=seed)
+    if data_scheme_name(scheme) is not None:  # lsuv, data_init: run on the probe batch
+        apply_init(model, scheme, data=inputs, seed=seed)
     else:
         apply_init(model, scheme, seed=seed)
 
