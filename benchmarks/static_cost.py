@@ -229,7 +229,8 @@ def _sampler(kind: str, dtype: str) -> Spec:
     const = {"KIND": ks._KIND[kind], "BLOCK": ks._BLOCK}
     sig.update({k: "constexpr" for k in const})
     # 4 elements per Philox counter; only the output is written
-    return Spec(f"sampler/{kind}/{dtype}", ks._sample_kernel, sig, const, 4, 4 * ks._BLOCK, BYTES[dtype], dtype,
+    return Spec(f"sampler/{kind}/{dtype}", ks._sample_kernel, sig, const, ks.NUM_WARPS_CUDA, 4 * ks._BLOCK,
+                BYTES[dtype], dtype,
                 ("out_ptr",), tags={"sampler"}, options={"enable_fp_fusion": False})
 
 
