@@ -446,3 +446,13 @@ def test_backend_name_typos_suggest_the_closest(monkeypatch):
         with ti.use_backend("troch"):
             pass
     assert ti.get_backend() == "auto"
+
+
+@pytest.mark.parametrize("name, memory", [("relu", "bits"), ("relu6", "bits"), ("leaky_relu", "bits"),
+                                          ("hardtanh", "bits"), ("prelu", "bits"), ("gelu", "fewbit"),
+                                          ("silu", "fewbit"), ("mish", "fewbit")])
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.complex64], ids=str)
+def test_memory_modes_on_non_floating_input_behave_like_torch(name, memory, dtype):
+    x = _non_floating_input(dtype)  # no gradient to save memory for: the default path, torch's own function
+    module = tnn.ACTIVATION_MODULES[name](memory=memory)
+    _assert_same_outcome(_outcome(module, x), _outcome(TORCH_TWINS[name](), x), f"{name}(memory={memory!r})")

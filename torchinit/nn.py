@@ -75,6 +75,11 @@ def _bits(module) -> bool:
     return getattr(module, "memory", "default") == "bits"
 
 
+def _floating(input) -> bool:
+    """The memory modes apply to floating-point inputs; any other dtype takes the default path (torch's own)."""
+    return not isinstance(input, torch.Tensor) or input.is_floating_point()
+
+
 class ReLU(nn.ReLU):
     __doc__ = """max(0, x); see :func:`torchinit.functional.relu`.""" + _MEMORY_DOC
 
@@ -83,7 +88,7 @@ class ReLU(nn.ReLU):
         self.memory = _check_memory("ReLU", memory, ("default", "bits"))
 
     def forward(self, input: Tensor) -> Tensor:
-        if _bits(self):
+        if _bits(self) and _floating(input):
             return _fused.relu_bits(input, inplace=self.inplace)
         return F.relu(input, inplace=self.inplace)
 
@@ -96,7 +101,7 @@ class ReLU6(nn.ReLU6):
         self.memory = _check_memory("ReLU6", memory, ("default", "bits"))
 
     def forward(self, input: Tensor) -> Tensor:
-        if _bits(self):
+        if _bits(self) and _floating(input):
             return _fused.relu6_bits(input, inplace=self.inplace)
         return F.relu6(input, inplace=self.inplace)
 
@@ -109,7 +114,7 @@ class LeakyReLU(nn.LeakyReLU):
         self.memory = _check_memory("LeakyReLU", memory, ("default", "bits"))
 
     def forward(self, input: Tensor) -> Tensor:
-        if _bits(self):
+        if _bits(self) and _floating(input):
             return _fused.leaky_relu_bits(input, self.negative_slope, self.inplace)
         return F.leaky_relu(input, self.negative_slope, self.inplace)
 
@@ -126,7 +131,7 @@ class PReLU(nn.PReLU):
         self.memory = _check_memory("PReLU", memory, ("default", "bits"))
 
     def forward(self, input: Tensor) -> Tensor:
-        if _bits(self):
+        if _bits(self) and _floating(input):
             return _fused.prelu_bits(input, self.weight)
         return F.prelu(input, self.weight)
 
@@ -162,7 +167,7 @@ class GELU(nn.GELU, _FewBit):
         self._set_memory("GELU", memory, memory_bits)
 
     def forward(self, input: Tensor) -> Tensor:
-        if self._fewbit():
+        if self._fewbit() and _floating(input):
             return _fused.gelu_fewbit(input, self.approximate, self.memory_bits)
         return F.gelu(input, approximate=self.approximate)
 
@@ -175,7 +180,7 @@ class SiLU(nn.SiLU, _FewBit):
         self._set_memory("SiLU", memory, memory_bits)
 
     def forward(self, input: Tensor) -> Tensor:
-        if self._fewbit():
+        if self._fewbit() and _floating(input):
             return _fused.silu_fewbit(input, self.memory_bits)
         return F.silu(input, inplace=self.inplace)
 
@@ -188,7 +193,7 @@ class Mish(nn.Mish, _FewBit):
         self._set_memory("Mish", memory, memory_bits)
 
     def forward(self, input: Tensor) -> Tensor:
-        if self._fewbit():
+        if self._fewbit() and _floating(input):
             return _fused.mish_fewbit(input, self.memory_bits)
         return F.mish(input, inplace=self.inplace)
 
@@ -249,7 +254,7 @@ class Hardtanh(nn.Hardtanh):
         self.memory = _check_memory("Hardtanh", memory, ("default", "bits"))
 
     def forward(self, input: Tensor) -> Tensor:
-        if _bits(self):
+        if _bits(self) and _floating(input):
             return _fused.hardtanh_bits(input, self.min_val, self.max_val, self.inplace)
         return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
 
