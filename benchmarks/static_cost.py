@@ -129,6 +129,30 @@ def _bias_act(formula: str, kernel_name: str, dtype: str) -> Spec:
                 BYTES[dtype] * 2, dtype, ("x_ptr", "b_ptr", "y_ptr", "n", "params_ptr"), tags={"bias_act", "fwd"})
 
 
+def _bias_act_bwd(formula: str, kernel_name: str, saves_output: bool, dtype: str, channels: int = 768) -> Spec:
+    """bias_act's backward (``dx`` and the bias-gradient partial sums in one pass) for a bias along the
+    contiguous last dim of ``channels``, as after a Linear; the tile walk loops ``ITERS`` times, so the
+    static count (prologue and epilogue included) over one iteration's elements is an upper bound."""
+    from torchinit.kernels import channel_reduce as cr
+    from torchinit.kernels import math as km
+
+    acc = "fp64" if dtype == "fp64" else "fp32"
+    block_c = min(triton_next_pow2(channels), 64)
+    block_j = cr.BLOCK_CUDA // block_c
+    bwd = getattr(km, kernel_name + "_bwd")
+    sig = {"g_ptr": f"*{dtype}", "s_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "w0_ptr": f"*{dtype}",
+           "w1_ptr": f"*{dtype}", "dx_ptr": f"*{dtype}", "part_ptr": f"*{acc}", "params_ptr": f"*{acc}",
+           "J": "i32", "C": "i32", "inner": "constexpr", "n_programs_j": "i32", "ITERS": "i32"}
+    const = {"inner": 1, "BWD": bwd, "PGRAD": bwd, "BIAS": True, "SAVES_OUTPUT": saves_output, "W0_MODE": 0,
+             "W1_MODE": 0, "N_PART": 0, "Z_DTYPE": _tl_dtype(dtype), "COMPUTE": _compute(dtype),
+             "BLOCK_J": block_j, "BLOCK_C": block_c}
+    sig.update({k: "constexpr" for k in const})
+    sig = {a: sig[a] for a in cr._channel_backward_kernel.arg_names}
+    return Spec(f"bias_act_bwd/{formula}/{dtype}", cr._channel_backward_kernel, sig, const, 4, block_j * block_c,
+                BYTES[dtype] * 3, dtype, ("g_ptr", "s_ptr", "b_ptr", "dx_ptr", "part_ptr", "params_ptr", "C"),
+                tags={"bias_act", "bwd"})
+
+
 def _softmax(direction: str, n: int, dtype: str, log: bool = False) -> Spec:
     from torchinit.kernels import softmax as sm
 
@@ -268,9 +292,10 @@ def specs(full: bool = False, dtypes=None) -> list[Spec]:
             for direction in ("fwd", "bwd"):
                 out.append(_gated(name, kernel_name, saves_output, direction, dtype))
     bias = formulas if full else [f for f in formulas if f[0] in ("gelu_tanh", "relu")]
-    for name, kernel_name, _ in bias:
+    for name, kernel_name, saves_output in bias:
         for dtype in dtypes:
             out.append(_bias_act(name, kernel_name, dtype))
+            out.append(_bias_act_bwd(name, kernel_name, saves_output, dtype))
     for n in ((1024, 32768, 131072) if full else (1024, 32768)):
         for dtype in dtypes:
             for direction in ("fwd", "bwd"):
