@@ -60,6 +60,24 @@ def _out_of_place(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor
     return forward
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _fp32_math(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """A composite torch form computed in fp32 for fp16/bf16 tensors and rounded once, as the kernels do
+    ("fp32 math inside"): in the half dtype each op of the composite rounds (star_relu's three roundings
+    were measured 2 fp16 ulps off the once-rounded value)."""
+
+    def wrapped(*args):
+        like = next(a for a in args if isinstance(a, torch.Tensor))
+        if like.dtype not in _HALF:
+            return fn(*args)
+        up = [a.float() if isinstance(a, torch.Tensor) and a.dtype in _HALF else a for a in args]
+        return fn(*up).to(like.dtype)
+
+    return wrapped
+
+
 def channel_view(w: Param, x: torch.Tensor) -> Param:
     """A per-channel parameter shaped to broadcast against ``x`` along dim 1 (dim 0 for 1-D ``x``)."""
     if not isinstance(w, torch.Tensor) or w.numel() == 1 or x.dim() < 2:
@@ -157,7 +175,8 @@ FORMULAS: dict[str, Formula] = {
                 lambda g, y, p0, p1, p2: aten.tanh_backward(g, y)),
         Formula("silu", "input", lambda x, p0, p1, p2, inplace: F.silu(x, inplace=inplace),
                 lambda g, x, p0, p1, p2: aten.silu_backward(g, x)),
-        Formula("swish", "input", _out_of_place(lambda x, p0, p1, p2: x * torch.sigmoid(p0 * x)), _swish_backward,
+        Formula("swish", "input", _out_of_place(_fp32_math(lambda x, p0, p1, p2: x * torch.sigmoid(p0 * x))),
+                _fp32_math(_swish_backward),
                 param_grads=_swish_param_grads),
         Formula("mish", "input", lambda x, p0, p1, p2, inplace: F.mish(x, inplace=inplace),
                 lambda g, x, p0, p1, p2: aten.mish_backward(g, x)),
@@ -171,10 +190,11 @@ FORMULAS: dict[str, Formula] = {
                 lambda g, x, p0, p1, p2: aten.hardsigmoid_backward(g, x)),
         Formula("softsign", "input", _out_of_place(lambda x, p0, p1, p2: F.softsign(x)), _softsign_backward),
         Formula("tanhshrink", "input", _out_of_place(lambda x, p0, p1, p2: F.tanhshrink(x)), _tanhshrink_backward),
-        Formula("squared_relu", "input", _out_of_place(lambda x, p0, p1, p2: torch.relu(x).square()),
-                _squared_relu_backward),
-        Formula("star_relu", "input", _out_of_place(lambda x, p0, p1, p2: p0 * torch.relu(x).square() + p1),
-                _star_relu_backward, param_grads=_star_relu_param_grads),
+        Formula("squared_relu", "input", _out_of_place(_fp32_math(lambda x, p0, p1, p2: torch.relu(x).square())),
+                _fp32_math(_squared_relu_backward)),
+        Formula("star_relu", "input",
+                _out_of_place(_fp32_math(lambda x, p0, p1, p2: p0 * torch.relu(x).square() + p1)),
+                _fp32_math(_star_relu_backward), param_grads=_star_relu_param_grads),
     ]
 }
 
