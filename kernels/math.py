@@ -128,7 +128,8 @@ def star_relu_bwd(g, x, p0, p1, p2):
 @triton.jit
 def elu_fwd(x, p0, p1, p2):
     # p0 = alpha, p1 = scale, p2 = input_scale (elu: 1, 1; selu: fixed constants; celu: 1, 1/alpha)
-    return tl.where(x <= 0, libm.expm1(x * p2) * (p0 * p1), x * p1)
+    # the exponential branch for x < 0 only: at +-0 torch returns x * scale (so +0 stays +0 when alpha < 0)
+    return tl.where(x < 0, libm.expm1(x * p2) * (p0 * p1), x * p1)
 
 
 @triton.jit
@@ -360,7 +361,8 @@ def tanhshrink_fwd(x, p0, p1, p2):
     if x.dtype == tl.float64:  # fp64 keeps the plain difference (the series would need ~32 terms there)
         return x - libm.tanh(x)
     else:
-        return tl.where(tl.abs(x) <= 0.85, _tanhshrink_series(x), x - libm.tanh(x))
+        # + 0.0: x - tanh(x) is +0 at -0 and where it underflows, as in torch; the series' product would be -0
+        return tl.where(tl.abs(x) <= 0.85, _tanhshrink_series(x) + 0.0, x - libm.tanh(x))
 
 
 @triton.jit
