@@ -385,3 +385,23 @@ def test_plot_names_layers_labels_axes_styles_lines_and_keeps_the_head_out_of_th
     head_std = reports["a"].depth_layers()[-1].std
     trunk_max = max(r.std for r in reports["b"].trunk())
     assert head_std > 100 * trunk_max and ax_f.get_ylim()[1] < head_std  # the head does not set the scale
+
+
+def test_compare_inits_takes_presets_and_data_schemes_like_apply_init():
+    """An uncalled preset (ti.init.zero_init_residual) is a scheme for apply_init, not a fn(model) to call;
+    "lsuv" gets the diagnosis batch as its data."""
+    import torchinit as ti
+    import torchvision
+
+    def build():
+        torch.manual_seed(0)
+        return torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=4)
+
+    x = torch.randn(2, 3, 16, 16)
+    assert len(ti.compare_inits(build, [ti.init.zero_init_residual, "he"], x, path=None)) == 2
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    (lsuv_report,) = ti.compare_inits(mlp, ["LSUV"], torch.randn(64, 8), path=None).values()
+    assert lsuv_report.verdict == "ok"
+    # a preset that does not cover the model says so (before: "keyword options only", from calling it)
+    with pytest.raises(ti.init.PresetError, match="torchinit.init.timm: Sequential has no 'pos_embed'"):
+        ti.compare_inits(mlp, [ti.init.timm], torch.randn(4, 8), path=None)

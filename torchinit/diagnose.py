@@ -528,18 +528,21 @@ def _scheme_label(scheme: Any) -> str:
 def _initialise(model: nn.Module, scheme: Any, seed: int, inputs: Any) -> None:
     if scheme is None:
         return
-    if callable(scheme) and not isinstance(scheme, (str, type)):
-        scheme(model)
-        return
     try:
-        from .init import apply_init, lsuv
+        from .init import apply_init
+        from .init.presets import is_preset
+        from .init.schemes import data_scheme_name
     except ImportError as exc:  # the init package is optional for diagnose itself
+        if callable(scheme) and not isinstance(scheme, (str, type)):
+            scheme(model)
+            return
         raise ImportError("torchinit.compare_inits: scheme names need torchinit.init.apply_init, which could not be "
                           f"imported ({exc}); pass callables fn(model) instead") from exc
-    if scheme == "lsuv":  # data-dependent: needs the inputs, not only the shapes
-        lsuv(model, inputs, seed=seed)
-    else:
-        apply_init(model, scheme, seed=seed)
+    if callable(scheme) and not isinstance(scheme, (str, type)) and not is_preset(scheme):
+        scheme(model)  # the caller's own fn(model); presets (called or not) go to apply_init
+        return
+    # data-dependent schemes ("lsuv", "data_init") take the batch the diagnosis runs on
+    apply_init(model, scheme, seed=seed, **({"data": inputs} if data_scheme_name(scheme) else {}))
 
 
 _LINE_STYLES = ("-", "--", "-.", ":")
