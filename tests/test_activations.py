@@ -336,8 +336,10 @@ def test_auto_uses_torch_path_on_cpu(monkeypatch):
 
 def test_saves_the_least_for_backward():
     """Output-saving activations keep their output (shared with the next layer), others their input."""
-    for name, expect in [("sigmoid", "output"), ("relu", "output"), ("tanh", "output"), ("elu", "output"),
-                         ("selu", "output"), ("gelu", "input"), ("silu", "input")]:
+    # elu/selu out of place keep their input, as torch does (from the output, y + alpha loses every digit where
+    # y rounds to -alpha: x < -17 in fp32); in place they keep the output (test_inplace_elu_saves_its_output)
+    for name, expect in [("sigmoid", "output"), ("relu", "output"), ("tanh", "output"), ("elu", "input"),
+                         ("selu", "input"), ("gelu", "input"), ("silu", "input")]:
         fn = CASES[name][0]
         x = torch.randn(8, requires_grad=True)
         saved = []
@@ -403,3 +405,24 @@ def test_cuda_offsets_past_2_31_elements():
     tail = slice(n - 10000, n)
     torch.testing.assert_close(y[tail], TF.silu(x[tail]), **tolerance(torch.bfloat16))
     torch.testing.assert_close(y[:10000], TF.silu(x[:10000]), **tolerance(torch.bfloat16))
+
+
+def test_elu_backward_keeps_the_digits_far_left():
+    """Where elu's output rounds to -alpha (x < -17 in fp32, < -5.6 in bf16) the gradient is still alpha*exp(x),
+    as fp64 gives (saving the output, it was 0); in place the output is saved, as torch's elu_ does."""
+    for dtype, xs in ((torch.float32, [-17.5, -30.0, -80.0]), (torch.bfloat16, [-6.0, -9.0, -20.0])):
+        x = torch.tensor(xs, dtype=dtype)
+        want = torch.exp(x.double()).to(dtype)  # alpha = 1
+        for backend in BACKENDS:
+            with ti.use_backend(backend):
+                _, gx = _run(F.elu, x, {}, torch.ones_like(x))
+            torch.testing.assert_close(gx, want, rtol=tolerance(dtype)["rtol"], atol=0, msg=backend)
+    x = torch.randn(8, requires_grad=True)
+    h = x * 1.0
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        with ti.use_backend("triton"):
+            y = F.elu(h, inplace=True)
+    assert len(saved) == 1 and saved[0].data_ptr() == y.data_ptr()
+    (g,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(g, torch.where(x > 0, 1.0, torch.exp(x.detach())))

@@ -206,6 +206,9 @@ class Resolved:
     formula: Formula
     weights: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
     scalars: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: the formula an in-place call runs instead, where it differs: an output-saving twin of an input-saving
+    #: formula (in place the input is overwritten; out of place saving the input is exact, as in torch)
+    inplace_formula: Formula | None = None
 
     def params(self) -> tuple[Param, Param, float]:
         """``(p0, p1, p2)`` for the torch forms: a weight where one is given, else the scalar."""
@@ -236,8 +239,11 @@ def _leaky(negative_slope: float = 0.01, **_) -> Resolved:
 
 
 def _elu_like(alpha: float, scale: float, input_scale: float) -> Resolved:
-    name = "elu" if alpha >= 0 else "elu_from_input"
-    return Resolved(FORMULAS[name], scalars=(float(alpha), float(scale), float(input_scale)))
+    # out of place the input is saved, as torch's elu does: the derivative from the output, y + alpha*scale,
+    # loses every digit where y rounds to -alpha*scale (x < -17 in fp32, x < -5.6 in bf16); in place (alpha >= 0
+    # only, where the output determines the input) the output is saved, as torch's elu_ does
+    return Resolved(FORMULAS["elu_from_input"], scalars=(float(alpha), float(scale), float(input_scale)),
+                    inplace_formula=FORMULAS["elu"] if alpha >= 0 else None)
 
 
 def _gelu(approximate: str = "none", **_) -> Resolved:

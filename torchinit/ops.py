@@ -608,7 +608,7 @@ def run_activation(name: str, x: torch.Tensor, inplace: bool = False, **argument
     if x.dtype not in _FLOATING:
         return torch_twin(name, x, inplace, arguments)
     resolved = _resolve(name, arguments)
-    formula = resolved.formula
+    formula = resolved.inplace_formula if inplace and resolved.inplace_formula is not None else resolved.formula
     if not backend.use_custom_op(name, x.device):
         return formula.forward(x, *resolved.params(), inplace)
     w0, w1 = resolved.weights
