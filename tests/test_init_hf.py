@@ -12,7 +12,6 @@ or a failure is reproducible). Constant groups (biases, norm weights) must be eq
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 

@@ -26,7 +26,6 @@ does not, up to at least torch 2.14). Double backward is not supported.
 from __future__ import annotations
 
 import functools
-import warnings
 
 import torch
 

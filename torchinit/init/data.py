@@ -15,7 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .fill import Stream, materialize
-from .roles import is_conv1d_hf
+from ..layers import is_hf_conv1d
 from .sampling import derive_key
 from .schemes import Action
 
@@ -83,7 +83,7 @@ class _Capture:
 def _matches(m: nn.Module, types: Sequence[type | str]) -> bool:
     for t in types:
         if isinstance(t, str):
-            if t == "Conv1D" and is_conv1d_hf(m) or any(c.__name__ == t for c in type(m).__mro__):
+            if t == "Conv1D" and is_hf_conv1d(m) or any(c.__name__ == t for c in type(m).__mro__):
                 return True
         elif isinstance(m, t):
             return True
@@ -348,7 +348,7 @@ def _unit_dim(m: nn.Module) -> int:
 
 
 def _weight_out_dim(m: nn.Module) -> int:
-    return 1 if (isinstance(m, nn.modules.conv._ConvNd) and m.transposed) or is_conv1d_hf(m) else 0
+    return 1 if (isinstance(m, nn.modules.conv._ConvNd) and m.transposed) or is_hf_conv1d(m) else 0
 
 
 def data_init(model: nn.Module, batch: Any, init_scale: float = 1.0, layers: Sequence[type | str] = _DEFAULT_LAYERS,

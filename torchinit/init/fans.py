@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .roles import is_conv1d_hf, is_norm_layer
+from ..layers import is_hf_conv1d
+from .roles import is_norm_layer
 
 __all__ = ["Block", "ParamInfo", "param_info", "tensor_fans", "is_norm_layer", "is_weight_layer"]
 
@@ -89,7 +90,7 @@ def tensor_fans(shape: tuple[int, ...] | torch.Size, fn: str = "tensor_fans") ->
 def is_weight_layer(m: nn.Module) -> bool:
     """Layers whose weights scale the signal: Linear, HF Conv1D, Bilinear, convolutions, embeddings, RNNs, attention."""
     return isinstance(m, (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag,
-                          nn.RNNBase, nn.MultiheadAttention)) or is_conv1d_hf(m)
+                          nn.RNNBase, nn.MultiheadAttention)) or is_hf_conv1d(m)
 
 
 def _whole(shape: torch.Size, fan_in: int, fan_out: int, recurrent: bool = False) -> tuple[Block, ...]:
@@ -140,7 +141,7 @@ def param_info(module: nn.Module, module_name: str, local_name: str, tensor: tor
         return make("bias" if is_bias else "other", known=is_bias)
     if isinstance(module, nn.Linear) and local_name == "weight":
         return make("weight", _whole(shape, shape[1], shape[0]))
-    if local_name == "weight" and is_conv1d_hf(module):
+    if local_name == "weight" and is_hf_conv1d(module):
         return make("weight", _whole(shape, shape[0], shape[1]))
     if isinstance(module, nn.Bilinear) and local_name == "weight":
         return make("weight", _whole(shape, shape[1] * shape[2], shape[0] * shape[2]))

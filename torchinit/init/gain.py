@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from typing import Any, Callable
 
 import torch

@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
+from ..layers import is_hf_conv1d
 from .roles import (
     checkpoint_named_modules, is_norm_layer, is_residual_projection, residual_blocks, residual_projection_patterns,
 )
@@ -153,7 +154,7 @@ def gpt2(*, std: float = 0.02, n_layers: int | None = None, residual: Sequence[s
     def build(model: nn.Module) -> PresetPlan:
         pats = patterns if patterns is not None else residual_projection_patterns()
         mods = checkpoint_named_modules(model)
-        if not any(isinstance(m, (nn.Linear, nn.Embedding)) or type(m).__name__ == "Conv1D" for _, m in mods):
+        if not any(isinstance(m, (nn.Linear, nn.Embedding)) or is_hf_conv1d(m) for _, m in mods):
             raise PresetError(f"torchinit.init.gpt2: {_model_kind(model)} has no Linear, Conv1D or Embedding layer; "
                               "this preset is for transformers (GPT-2, Llama, BERT, T5, ...)")
         proj = [n for n, m in mods if n and is_residual_projection(n, m, pats)]
@@ -336,7 +337,7 @@ def fixup(*, nonlinearity: str = "relu") -> Preset:
         base_gain = math.sqrt(2.0) if nonlinearity == "relu" else 1.0
         rules = [Rule(layers=_CONVS + (nn.Linear,), scheme="kaiming_normal", mode="fan_in", nonlinearity=nonlinearity,
                       label="fixup: He")]
-        scaled, last = [], []
+        last = []
         for b in branches:
             m = len(b.layers)
             if m > 1:

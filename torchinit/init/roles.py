@@ -38,8 +38,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..layers import is_hf_conv1d
+
 __all__ = ["checkpoint_named_modules", "RESIDUAL_PROJECTIONS", "register_residual_projection", "residual_projection_patterns",
-           "is_residual_projection", "is_norm_layer", "norm_identity_weight", "is_conv1d_hf", "ResidualBlock",
+           "is_residual_projection", "is_norm_layer", "norm_identity_weight", "ResidualBlock",
            "residual_blocks"]
 
 #: child attributes through which a wrapper holds the wrapped model: left out of names
@@ -92,15 +94,8 @@ def residual_projection_patterns() -> list[str]:
     return list(RESIDUAL_PROJECTIONS) + list(_EXTRA)
 
 
-def is_conv1d_hf(m: nn.Module) -> bool:
-    """Hugging Face's ``Conv1D`` (GPT-2's linear layer with an (in, out) weight), recognised by name and shape."""
-    w = getattr(m, "weight", None)
-    return (type(m).__name__ == "Conv1D" and hasattr(m, "nf") and isinstance(w, torch.Tensor) and w.dim() == 2
-            and w.shape[1] == m.nf)
-
-
 def _is_projection_layer(m: nn.Module) -> bool:
-    return isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) or is_conv1d_hf(m)
+    return isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) or is_hf_conv1d(m)
 
 
 def is_residual_projection(name: str, m: nn.Module, patterns: list[str] | tuple[str, ...] | None = None) -> bool:
@@ -224,7 +219,7 @@ def _branch(block_name: str, m: nn.Module) -> tuple[list[str], str | None, list[
             full = f"{prefix}.{cname}"
             if cname in _LAYER_SCALES and isinstance(getattr(child, "gamma", None), torch.Tensor):
                 scales.append(f"{full}.gamma")  # timm LayerScale
-            elif isinstance(child, _CONVS + (nn.Linear,)) or is_conv1d_hf(child):
+            elif isinstance(child, _CONVS + (nn.Linear,)) or is_hf_conv1d(child):
                 layers.append(full)
             elif is_norm_layer(child) and isinstance(getattr(child, "weight", None), torch.Tensor):
                 norms.append(full)

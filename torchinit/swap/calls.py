@@ -449,13 +449,6 @@ def inspected_tensors(graph: fx.Graph, owner: nn.Module) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _tensor_at(owner: nn.Module, path: str) -> torch.Tensor:
-    obj = owner
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def guarded_forward(rewritten: Callable, fallback: Callable, inspected: tuple[str, ...], kind: str) -> Callable:
     """A forward running ``rewritten`` while every floating tensor argument has the dtype and device of each
     tensor at the paths ``inspected`` (what the trace saw), else ``fallback`` (both unbound functions of the
@@ -463,7 +456,7 @@ def guarded_forward(rewritten: Callable, fallback: Callable, inspected: tuple[st
 
     def forward(self, *args, **kwargs):
         for p in inspected:
-            ref = _tensor_at(self, p)
+            ref = _resolve_attr(self, p, {})
             for a in (*args, *kwargs.values()):
                 if isinstance(a, torch.Tensor) and a.is_floating_point() and (a.dtype != ref.dtype or
                                                                                a.device != ref.device):

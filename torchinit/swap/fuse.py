@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.fx as fx
@@ -338,7 +337,7 @@ def _computes_addmm(layer: nn.Module) -> bool:
     rounding error a dot product of its length may have in its dtype (either summation order)."""
     w = layer.weight
     if w.device.type == "meta":
-        return True  # nothing to run on: the structure (is_addmm_conv1d) is all there is to check
+        return True  # nothing to run on: the structure (is_hf_conv1d) is all there is to check
     nx = w.shape[0]
     x = torch.linspace(-1.0, 1.0, nx, dtype=w.dtype, device=w.device).reshape(1, 1, nx)
     with torch.no_grad():

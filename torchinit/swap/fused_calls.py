@@ -20,6 +20,7 @@ from torch import nn
 
 from .. import functional as tif
 from ..fused import bias_act, gated, geglu, reglu, swiglu
+from ..layers import is_hf_conv1d
 
 Tensor = torch.Tensor
 
@@ -44,26 +45,12 @@ def _torch_form(cls: type) -> str | None:
     return None
 
 
-def is_addmm_conv1d(module: nn.Module) -> bool:
-    """Hugging Face's ``Conv1D`` by structure: class ``Conv1D``, ``nf`` outputs, an ``(nx, nf)`` weight, a 1-D bias.
-
-    Its forward is ``addmm(bias, x.view(-1, nx), weight).view(..., nf)``; :func:`torchinit.swap.fuse`
-    checks that on a probe before fusing, so a class of that name computing something else is reported.
-    """
-    if type(module).__name__ != "Conv1D" or module._modules:
-        return False
-    w, b = module._parameters.get("weight"), module._parameters.get("bias")
-    nf = module.__dict__.get("nf")
-    return (isinstance(w, Tensor) and w.dim() == 2 and isinstance(nf, int) and w.shape[1] == nf
-            and (b is None or (isinstance(b, Tensor) and b.dim() == 1 and b.numel() == nf)))
-
-
 def layer_form(module: nn.Module) -> str | None:
     """How ``module`` computes ``y = x W (+ b)``: a key of :data:`BIAS_DIM`, or None for any other module."""
     form = _torch_form(type(module))
     if form is not None:
         return None if isinstance(module.weight, nn.parameter.UninitializedParameter) else form
-    return "addmm" if is_addmm_conv1d(module) else None
+    return "addmm" if is_hf_conv1d(module) else None
 
 
 def layer_without_bias(layer: nn.Module, x: Tensor, form: str) -> Tensor:
@@ -139,5 +126,5 @@ def gated_halves(x: Tensor, dim: int, act: str, **act_kwargs) -> Tensor:
 #: functions a shallow trace keeps as single calls (a re-traced fused forward stays fused)
 LEAF_FUNCTIONS = (layer_bias_act, gated_product, gated_halves)
 
-__all__ = ["BIAS_DIM", "GLU_FUNCTIONS", "has_hooks", "layer_form", "is_addmm_conv1d", "layer_without_bias", "layer_bias_act",
+__all__ = ["BIAS_DIM", "GLU_FUNCTIONS", "has_hooks", "layer_form", "layer_without_bias", "layer_bias_act",
            "glu_name", "gated_product", "gated_halves", "LEAF_FUNCTIONS"]
