@@ -2,7 +2,8 @@
 
 Each program takes ``BLOCK`` Philox counters; counter ``g`` yields the four elements ``4g .. 4g + 3`` of
 the parameter (``tl.rand4x`` / ``tl.randn4x`` words 0..3), transformed in fp32 and stored once in the
-output's dtype. ``start`` is the global index of the output's first element, so a shard writes only its
+output's dtype (a whole block of an output starting on a counter, the steady state, with one vector store
+per thread and counter, no mask). ``start`` is the global index of the output's first element, so a shard writes only its
 own elements and they equal the same elements of the whole tensor. The formulas are those of
 ``torchinit.init.sampling`` (the torch reference): uniform is bit for bit equal; normal and truncated
 normal agree within a few ulps (transcendental functions). FMA contraction is disabled on GPU so that
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
-
 from torchinit.kernels.launch import on_device
 from torchinit.kernels.rounding import to_dtype
+
 from torchinit.init.sampling import Dist, _f32, trunc_params
 
 _KIND = {"uniform": 0, "normal": 1, "trunc_normal": 2}
@@ -59,17 +60,28 @@ def _trunc(u, p_lo, p_span, zlo, zhi):
 
 
 @triton.jit
-def _store_word(out_ptr, v, g, k: tl.constexpr, start, n, lo_clip, hi_clip, KIND: tl.constexpr):
-    idx = g * 4 + k - start
-    mask = (idx >= 0) & (idx < n)
+def _finish(r, s1, s0, lo_clip, hi_clip, KIND: tl.constexpr, DTYPE: tl.constexpr):
+    v = r * s1 + s0
     if KIND == 2:
         v = tl.minimum(tl.maximum(v, lo_clip), hi_clip)
-    tl.store(out_ptr + idx, to_dtype(v, out_ptr.dtype.element_ty), mask=mask)
+    return to_dtype(v, DTYPE)
 
 
 @triton.jit
-def _sample_kernel(out_ptr, seed, start, n, g_first, s0, s1, p_lo, p_span, zlo, zhi, lo_clip, hi_clip,
-                   KIND: tl.constexpr, BLOCK: tl.constexpr):
+def _store_word(out_ptr, v, idx, n):
+    tl.store(out_ptr + idx, v, mask=(idx >= 0) & (idx < n))
+
+
+# The seed and the element range are runtime values: Triton would otherwise specialise each of them on being
+# 1 or a multiple of 16 (and type it by value, i32 or i64), so that a warm-up with key=1 compiled a kernel
+# no real 63-bit key uses and every new key, start or size parity compiled another one. Typed i64 and not
+# specialised, they give one compiled kernel per (dtype, kind) whatever the values.
+_RUNTIME_INTS = ("seed", "start", "n", "g_first")
+
+
+@triton.jit(do_not_specialize=_RUNTIME_INTS)
+def _sample_kernel(out_ptr, seed: tl.int64, start: tl.int64, n: tl.int64, g_first: tl.int64, s0, s1, p_lo, p_span,
+                   zlo, zhi, lo_clip, hi_clip, KIND: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     g = g_first + pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
     if KIND == 1:
@@ -82,26 +94,29 @@ def _sample_kernel(out_ptr, seed, start, n, g_first, s0, s1, p_lo, p_span, zlo, 
         r2 = _trunc(r2, p_lo, p_span, zlo, zhi)
         r3 = _trunc(r3, p_lo, p_span, zlo, zhi)
     # uniform: v = u * span + lo (s1 = span, s0 = lo); normal/trunc: v = z * std + mean (s1 = std, s0 = mean)
-    v0 = r0 * s1 + s0
-    v1 = r1 * s1 + s0
-    v2 = r2 * s1 + s0
-    v3 = r3 * s1 + s0
-    _store_word(out_ptr, v0, g, 0, start, n, lo_clip, hi_clip, KIND)
-    _store_word(out_ptr, v1, g, 1, start, n, lo_clip, hi_clip, KIND)
-    _store_word(out_ptr, v2, g, 2, start, n, lo_clip, hi_clip, KIND)
-    _store_word(out_ptr, v3, g, 3, start, n, lo_clip, hi_clip, KIND)
+    v0 = _finish(r0, s1, s0, lo_clip, hi_clip, KIND, out_ptr.dtype.element_ty)
+    v1 = _finish(r1, s1, s0, lo_clip, hi_clip, KIND, out_ptr.dtype.element_ty)
+    v2 = _finish(r2, s1, s0, lo_clip, hi_clip, KIND, out_ptr.dtype.element_ty)
+    v3 = _finish(r3, s1, s0, lo_clip, hi_clip, KIND, out_ptr.dtype.element_ty)
+    first = pid.to(tl.int64) * (4 * BLOCK)  # this program's first element, relative to element 4 * g_first
+    head = start - g_first * 4  # start % 4: elements of the first counter before the output's first element
+    if (head == 0) & (first + 4 * BLOCK <= n):
+        # a whole block of an output that starts on a counter (every block but the last, for whole tensors):
+        # element 4g + k is word k of counter g, so the four words interleaved are contiguous in each thread;
+        # no mask, offsets contiguous and aligned: one vector store per thread and counter
+        v = tl.reshape(tl.join(tl.join(v0, v2), tl.join(v1, v3)), [4 * BLOCK])
+        tl.store(out_ptr + first + tl.arange(0, 4 * BLOCK), v)
+    else:
+        idx = first - head + tl.arange(0, BLOCK).to(tl.int64) * 4
+        _store_word(out_ptr, v0, idx, n)
+        _store_word(out_ptr, v1, idx + 1, n)
+        _store_word(out_ptr, v2, idx + 2, n)
+        _store_word(out_ptr, v3, idx + 3, n)
 
 
-def fill(out, d: Dist, key: int, start: int = 0, block: int = _BLOCK) -> None:
-    """Fill the contiguous 1-D tensor ``out`` (any float dtype) with draws of ``d`` for the global elements
-    ``start .. start + out.numel() - 1`` under Philox ``key``, in one pass."""
-    if d.kind not in _KIND:
-        raise ValueError(f"torchinit.kernels.sampling.fill: unknown distribution kind {d.kind!r}; expected one of {sorted(_KIND)}")
-    if out.dim() != 1 or not out.is_contiguous():
-        raise ValueError("torchinit.kernels.sampling.fill: out must be a contiguous 1-D tensor")
+def launch_args(out, d: Dist, key: int, start: int = 0, block: int = _BLOCK) -> tuple[tuple, tuple, dict]:
+    """``(grid, args, kwargs)`` of the sampler launch :func:`fill` makes (``out`` a non-empty 1-D tensor)."""
     n = out.numel()
-    if n == 0:
-        return
     g_first = start >> 2
     g_last = (start + n - 1) >> 2
     grid = (triton.cdiv(g_last - g_first + 1, block),)
@@ -115,11 +130,23 @@ def fill(out, d: Dist, key: int, start: int = 0, block: int = _BLOCK) -> None:
         if d.kind == "trunc_normal":
             p_lo, p_span, zlo, zhi = trunc_params(d)
             lo_clip, hi_clip = _f32(max(d.a, -3e38)), _f32(min(d.b, 3e38))
-    kwargs = {}
+    kwargs = {"KIND": _KIND[d.kind], "BLOCK": block}
     if out.device.type == "cuda":
         kwargs["enable_fp_fusion"] = False
         # 8 warps: 4 counters (16 values) per thread; with 4 warps the fp32 normal sampler spilled on sm_90
         kwargs["num_warps"] = NUM_WARPS_CUDA
+    return grid, (out, key, start, n, g_first, s0, s1, p_lo, p_span, zlo, zhi, lo_clip, hi_clip), kwargs
+
+
+def fill(out, d: Dist, key: int, start: int = 0, block: int = _BLOCK) -> None:
+    """Fill the contiguous 1-D tensor ``out`` (any float dtype) with draws of ``d`` for the global elements
+    ``start .. start + out.numel() - 1`` under Philox ``key``, in one pass."""
+    if d.kind not in _KIND:
+        raise ValueError(f"torchinit.kernels.sampling.fill: unknown distribution kind {d.kind!r}; expected one of {sorted(_KIND)}")
+    if out.dim() != 1 or not out.is_contiguous():
+        raise ValueError("torchinit.kernels.sampling.fill: out must be a contiguous 1-D tensor")
+    if out.numel() == 0:
+        return
+    grid, args, kwargs = launch_args(out, d, key, start, block)
     with on_device(out.device):
-        _sample_kernel[grid](out, key, start, n, g_first, s0, s1, p_lo, p_span, zlo, zhi, lo_clip, hi_clip,
-                             KIND=_KIND[d.kind], BLOCK=block, **kwargs)
+        _sample_kernel[grid](*args, **kwargs)

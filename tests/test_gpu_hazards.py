@@ -122,3 +122,24 @@ def test_fast_divisor_divides_every_int32_like_python(d):
     n = torch.cat([torch.randint(0, 2**31, (20000,), generator=g), edges, 2**31 - 1 - torch.arange(0, 1000)])
     q = (((n * m) >> 32) + n) >> shift  # uint32 arithmetic, exact in int64 (n * m < 2**63)
     assert torch.equal(q, n // d)
+
+
+@pytest.mark.gpu
+def test_sampler_warm_up_and_real_keys_share_one_compiled_kernel():
+    """apply_init warms the sampler up with key=1 on 7 elements; real 63-bit keys, starts and sizes then run
+    the kernel that warm-up compiled (one cache entry per dtype and kind), and the draws equal the torch
+    sampler's (uniform bit for bit)."""
+    from torchinit.kernels import sampling as ks
+
+    from torchinit.init.sampling import Dist, counter_sample
+
+    d = Dist("uniform", a=-0.5, b=0.5)
+    device = torch.cuda.current_device()
+    ks.fill(torch.empty(7, device="cuda"), d, key=1, start=3)
+    cache = ks._sample_kernel.device_caches[device][0]
+    before = len(cache)
+    for key, start, n in [((1 << 62) + 16, 0, 1 << 20), (0x5DEECE66D1234567, 1 << 33, 4099), (2**63 - 1, 5, 77)]:
+        out = torch.empty(n, device="cuda")
+        ks.fill(out, d, key, start)
+        assert torch.equal(out.cpu(), counter_sample(d, key, n, start)), (key, start, n)
+    assert len(cache) == before

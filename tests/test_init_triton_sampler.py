@@ -50,6 +50,13 @@ SCRIPT = textwrap.dedent(
             res[tag] = {"equal": bool(torch.equal(buf, want)),
                         "maxulp": float(((buf - want).abs() / torch.finfo(torch.float32).eps
                                          / want.abs().clamp(min=1e-3)).max()) if size else 0.0}
+    for name, d in dists.items():  # whole blocks (the unmasked vector-store path) and tails, small blocks
+        for start, size, block in [(0, 4099, 1024), (8, 600, 32), (4, 256, 16)]:
+            buf = torch.empty(size)
+            ks.fill(buf, d, key, start, block=block)
+            want = counter_sample(d, key, size, start)
+            res[f"blocks:{name}:{start}:{size}"] = float(((buf - want).abs() / torch.finfo(torch.float32).eps
+                                                         / want.abs().clamp(min=1e-3)).max())
     for dt in (torch.bfloat16, torch.float16):
         buf = torch.empty(2048, dtype=dt)
         ks.fill(buf, dists["uniform"], key, 0)
@@ -102,5 +109,55 @@ def test_normal_and_truncated_within_ulps(results, name):
         assert results[k]["maxulp"] <= 8, (k, results[k])
 
 
+def test_whole_blocks_and_tails(results):
+    """Outputs of several whole blocks (stored unmasked, four words interleaved) and a tail: uniform bit for
+    bit, normal and truncated normal within the same ulps as above."""
+    tags = [k for k in results if k.startswith("blocks:")]
+    assert len(tags) == 12
+    for k in tags:
+        assert results[k] <= (0.0 if k.startswith("blocks:uniform:") else 8), (k, results[k])
+
+
 def test_apply_init_through_kernel(results):
     assert results["apply_init_triton_equals_torch"]
+
+
+SPECIALISATION_SCRIPT = textwrap.dedent(
+    """
+    import json, random, torch
+    from triton.backends.nvidia.compiler import CUDABackend
+    from triton.runtime.jit import create_function_from_signature
+    from torchinit.init.sampling import Dist
+    from torchinit.kernels import sampling as ks
+
+    k = ks._sample_kernel
+    binder = create_function_from_signature(k.signature, k.params, CUDABackend)  # what JITFunction.run keys on
+    res = {}
+    for kind, d in {"uniform": Dist("uniform", a=-1.0, b=1.0), "normal": Dist("normal"),
+                    "trunc_normal": Dist("trunc_normal", 0.0, 1.0, -2.0, 2.0)}.items():
+        # torchinit/init/apply.py _prepare_in_place's warm-up: key=1, start=3 on 7 elements
+        _, args, kwargs = ks.launch_args(torch.empty(7), d, key=1, start=3)
+        warm = binder(*args, **kwargs)[1]
+        real = []
+        for key, start, n in [(random.Random(0).getrandbits(63), 0, 768 * 3072), ((1 << 62) + 16, 0, 4096),
+                              (12345678901234567, 1 << 33, 77)]:
+            _, args, kwargs = ks.launch_args(torch.empty(n), d, key=key, start=start)
+            real.append(binder(*args, **kwargs)[1])
+        res[kind] = {"warm": repr(warm), "real": [repr(r) for r in real]}
+    print("RESULT" + json.dumps(res))
+    """
+)
+
+
+def test_warm_up_compiles_the_specialisation_real_keys_use():
+    """The sampler's seed and element range are typed i64 and not specialised (Triton specialises ints equal to
+    1 or divisible by 16): apply_init's warm-up launch (key=1, start=3, 7 elements) has the same specialisation
+    key as real launches with 63-bit keys, any start and size, so it compiles the kernel they run (one per
+    dtype and kind; the old kernel keyed key=1 as a constant and real keys as i64)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", SPECIALISATION_SCRIPT], check=False, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
+    for kind, r in res.items():
+        assert all(real == r["warm"] for real in r["real"]), (kind, r)
