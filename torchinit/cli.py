@@ -292,14 +292,15 @@ def _scheme_names() -> list[str]:
         from .init import scheme_names
     except ImportError as exc:
         raise CLIError(f"torchinit.init is not available ({exc})") from exc
-    return sorted(set(scheme_names()) | {"lsuv"})
+    return scheme_names()
 
 
 def _check_scheme(name: str) -> None:
-    """Accept what apply_init accepts: scheme names and aliases, any case, with or without a trailing underscore."""
-    from .init.schemes import canonical_name, data_scheme_name
+    """Accept what apply_init accepts: scheme names and aliases (data-dependent ones too), any case, with or
+    without a trailing underscore."""
+    from .init.schemes import is_scheme_name
 
-    if canonical_name(name) is None and data_scheme_name(name) is None:
+    if not is_scheme_name(name):
         names = _scheme_names()
         import difflib
         close = difflib.get_close_matches(name.lower(), names, n=3)
@@ -312,13 +313,9 @@ def _init_fn(scheme: str, inputs: Any, seed: int) -> Callable[[Any], None]:
 
 
 def _initialise(model: Any, scheme: str, inputs: Any, seed: int) -> None:
-    from .init import apply_init
-    from .init.schemes import data_scheme_name
+    from .init.apply import apply_init_with_batch
 
-    if data_scheme_name(scheme) is not None:  # lsuv, data_init: run on the probe batch
-        apply_init(model, scheme, data=inputs, seed=seed)
-    else:
-        apply_init(model, scheme, seed=seed)
+    apply_init_with_batch(model, scheme, inputs, seed=seed)  # data-dependent schemes run on the probe batch
 
 
 def _swap(model: Any, act: str, functional: bool) -> None:

@@ -316,7 +316,7 @@ def compare_inits(build_model: Callable[[], nn.Module], schemes: Sequence[Any] |
         build_model: called once per scheme to build a fresh model; a model itself is accepted too,
             and each scheme then gets its own deep copy (the model passed is left as it is).
         schemes: scheme names or rules for :func:`torchinit.init.apply_init` (a list; labels are their
-            ``str``) or a mapping label -> scheme. ``"lsuv"`` runs :func:`torchinit.init.lsuv` on ``inputs``.
+            ``str``) or a mapping label -> scheme. Data-dependent schemes (``"lsuv"``) run on ``inputs``.
             A scheme may also be a callable ``fn(model)`` that initialises the model in place, or None to
             keep the model's own initialisation.
         inputs, loss_fn, factor: as for :func:`diagnose`.
@@ -529,9 +529,8 @@ def _initialise(model: nn.Module, scheme: Any, seed: int, inputs: Any) -> None:
     if scheme is None:
         return
     try:
-        from .init import apply_init
+        from .init.apply import apply_init_with_batch
         from .init.presets import is_preset
-        from .init.schemes import data_scheme_name
     except ImportError as exc:  # the init package is optional for diagnose itself
         if callable(scheme) and not isinstance(scheme, (str, type)):
             scheme(model)
@@ -541,8 +540,7 @@ def _initialise(model: nn.Module, scheme: Any, seed: int, inputs: Any) -> None:
     if callable(scheme) and not isinstance(scheme, (str, type)) and not is_preset(scheme):
         scheme(model)  # the caller's own fn(model); presets (called or not) go to apply_init
         return
-    # data-dependent schemes ("lsuv", "data_init") take the batch the diagnosis runs on
-    apply_init(model, scheme, seed=seed, **({"data": inputs} if data_scheme_name(scheme) else {}))
+    apply_init_with_batch(model, scheme, inputs, seed=seed)  # data-dependent schemes run on the diagnosis batch
 
 
 _LINE_STYLES = ("-", "--", "-.", ":")

@@ -3,10 +3,12 @@ counter-based reproducible sampling, presets and data-dependent inits.
 
 Modules, each with one job: ``fans`` (fans and roles per layer type) -> ``gain`` (torch's table and
 Gauss-Hermite gains) and ``autogain`` (which activation acts on a layer) -> ``philox``/``sampling``
-(counter-based RNG, torch and Triton) -> ``schemes`` (the registry) -> ``fill`` (write an action) ->
-``rules`` (matching) -> ``apply`` (plan, validate, sample, commit) -> ``report``; ``roles`` (residual
-projections, norms and their reset, residual blocks, across libraries), ``functions`` (the
-torch.nn.init-style API), ``presets``, ``data`` (LSUV, ZCA, data init).
+(counter-based RNG, torch and Triton) -> ``actions`` (the value kinds: how each is checked, made, written
+in place and reported) -> ``fill`` (write an action) -> ``data`` (LSUV, ZCA, data init) -> ``schemes``
+(the registry, data-dependent schemes included) -> ``rules`` (matching) -> ``presets`` -> ``normalize``
+(apply_init's argument as rules) -> ``apply`` (plan, validate, sample, commit) -> ``report``; ``roles``
+(residual projections, norms and their reset, residual blocks, across libraries), ``functions`` (the
+torch.nn.init-style API), ``errors``. Each imports only modules before it.
 """
 
 from .apply import InitError, apply_init

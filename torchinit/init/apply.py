@@ -31,22 +31,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from .autogain import LayerGains, find_gains
-from .fans import Block, ParamInfo, param_info
 from . import philox
+from .actions import Action, Empty, Whole
+from .autogain import LayerGains, find_gains
+from .errors import InitError
+from .fans import Block, ParamInfo, param_info
 from .fill import Stream, fill_into_, materialize, writes_in_place
+from .normalize import normalize_rules
 from .presets import PresetError
 from .report import InitReport, ReportRow
 from .roles import checkpoint_named_modules
-from .rules import Resolved, Rule, normalize_rules
+from .rules import Resolved, Rule
 from .sampling import Dist, derive_key, sample_into_, use_triton_for
-from .schemes import Action, Ctx, DATA_SCHEMES, data_scheme_name, did_you_mean, plan_action
+from .schemes import DATA_SCHEMES, Ctx, data_scheme_name, did_you_mean, plan_action
 
-__all__ = ["apply_init", "InitError"]
-
-
-class InitError(ValueError):
-    """Raised by apply_init when the plan is invalid; lists every problem found."""
+__all__ = ["apply_init", "apply_init_with_batch", "InitError"]
 
 
 @dataclass
@@ -114,7 +113,7 @@ def _plan_entry(e: _Entry, gains: dict[str, LayerGains] | None, fn: str) -> None
         ctx = Ctx(f"{fn}: {e.name} ({e.resolved.scheme.name})", bshape, fi, fo, auto, info.groups,
                   role=info.role, module=info.module)
         if e.param.numel() == 0:
-            e.actions = [(None, Action("empty"))]
+            e.actions = [(None, Empty())]
             e.notes = {"empty": True}
             return
         action = plan_action(e.resolved.scheme, e.resolved.kwargs, ctx)
@@ -125,65 +124,10 @@ def _plan_entry(e: _Entry, gains: dict[str, LayerGains] | None, fn: str) -> None
         e.notes = ctx.notes
 
 
-def _call_function(e: _Entry, seed: int | None, generator: torch.Generator | None) -> torch.Tensor:
-    """Run a torch.nn.init-style function scheme on a fresh tensor shaped like the parameter (user code runs
-    before any write); seeded per parameter name with ``seed``."""
-    import inspect
-
-    action = e.actions[0][1]
-    assert action.fn is not None
-    p = e.param
-    out = torch.empty(p.shape, dtype=p.dtype, device=p.device)
-    kwargs = dict(action.fn_kwargs)
-    try:
-        takes_generator = "generator" in inspect.signature(action.fn).parameters
-    except (TypeError, ValueError):
-        takes_generator = False
-    devices = [p.device] if p.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        if seed is not None:
-            torch.manual_seed(derive_key(seed, e.name, "function"))
-        elif generator is not None and (not takes_generator or generator.device != p.device):
-            torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator, device=generator.device)))
-        elif generator is not None:
-            kwargs["generator"] = generator
-        try:
-            result = action.fn(out, **kwargs)
-        except Exception as exc:
-            raise InitError(f"apply_init: {e.name}: {e.resolved.scheme.name} raised {type(exc).__name__}: {exc}") from exc
-    value = result if isinstance(result, torch.Tensor) and result.shape == out.shape else out
-    e.notes["measured_std"] = float(value.detach().double().std()) if value.numel() > 1 else None
-    return value
-
-
 def _stream(seed: int | None, generator: torch.Generator | None, name: str) -> Stream:
     if seed is not None:
         return Stream(derive_key(seed, name))
     return Stream(None, generator)
-
-
-def _torch_default(e: _Entry, seed: int | None, generator: torch.Generator | None) -> torch.Tensor:
-    """Run the owning module's ``reset_parameters`` on a seeded RNG and return this parameter's new value;
-    every parameter of the module is restored afterwards."""
-    m = e.info.module
-    reset = getattr(m, "reset_parameters", None) or getattr(m, "_reset_parameters", None)
-    if reset is None:
-        raise InitError(f"apply_init: {e.info.name}: torch_default needs {type(m).__name__}.reset_parameters()")
-    saved = {n: p.detach().clone() for n, p in m.named_parameters(recurse=False)}
-    devices = [p.device for p in saved.values() if p.device.type == "cuda"]
-    try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            if seed is not None:
-                torch.manual_seed(derive_key(seed, e.info.module_name, "torch_default"))
-            elif generator is not None:
-                torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator, device=generator.device)))
-            reset()
-            new = getattr(m, e.info.local_name).detach().clone()
-    finally:
-        with torch.no_grad():
-            for n, p in m.named_parameters(recurse=False):
-                p.copy_(saved[n])
-    return new
 
 
 def _local_region(p: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]]:
@@ -233,12 +177,8 @@ def _sample_dtensor(e: _Entry, seed: int | None) -> torch.Tensor:
     if len(actions) == 1 and next(iter(actions)).elementwise:
         action = next(iter(actions))
         start, index = _global_index(gshape, lshape, offset, local.device)
-        if action.kind == "constant":
-            return torch.full(lshape, action.value, dtype=torch.float32, device=local.device).to(local.dtype)
-        from .sampling import sample
-
-        return sample(action.dist, lshape, local.dtype, local.device, derive_key(seed, e.name), None,
-                      start=start or 0, index=index)
+        return action.materialize(lshape, local.dtype, local.device, Stream(derive_key(seed, e.name), None, start or 0),
+                                  index=index)
     full = _sample_full(e, local.device, local.dtype, gshape, seed, None)
     region = tuple(slice(o, o + n) for o, n in zip(offset, lshape))
     return full[region].contiguous()
@@ -263,12 +203,17 @@ def _block_targets(e: _Entry, base: Stream) -> list[tuple[torch.Tensor, Any, Str
 def _in_place_targets(e: _Entry, seed: int | None, generator: torch.Generator | None) -> list | None:
     """The in-place writes of an entry, or None when its value must be staged."""
     p = e.param
-    if _is_dtensor(p) or not p.is_contiguous() or any(a.kind in ("torch_default", "function") for _, a in e.actions):
+    if _is_dtensor(p) or not p.is_contiguous():
         return None
     targets = _block_targets(e, _stream(seed, generator, e.name))
     if all(writes_in_place(a, view, s) for view, a, s in targets):
         return targets
     return None
+
+
+#: the distribution each sampling path (a Dist family) is run with once before the first write
+_WARM_UP = {"uniform": Dist("uniform", a=-1.0, b=1.0), "normal": Dist("normal"),
+            "trunc_normal": Dist("trunc_normal", 0.0, 1.0, -2.0, 2.0)}
 
 
 def _prepare_in_place(writes: list, seed: int | None) -> dict[torch.device, philox.Workspace]:
@@ -279,15 +224,14 @@ def _prepare_in_place(writes: list, seed: int | None) -> dict[torch.device, phil
     counters: dict[torch.device, int] = {}
     paths = set()
     for view, action, _ in writes:
-        if action.kind == "dist":
-            paths.add((view.device, view.dtype, action.dist.kind))
+        d = action.sampled()
+        if d is not None:
+            paths.add((view.device, view.dtype, d.kind))
             counters[view.device] = max(counters.get(view.device, 0), view.numel() // 4 + 2)
     workspaces = {dev: philox.Workspace(min(n, philox.BLOCK_COUNTERS), dev)
                   for dev, n in counters.items() if not use_triton_for(dev)}
-    for dev, dtype, kind in sorted(paths, key=str):
-        d = {"uniform": Dist("uniform", a=-1.0, b=1.0), "normal": Dist("normal"),
-             "trunc_normal": Dist("trunc_normal", 0.0, 1.0, -2.0, 2.0)}[kind]
-        sample_into_(torch.empty(7, dtype=dtype, device=dev), d, key=1, start=3, ws=workspaces.get(dev))
+    for dev, dtype, family in sorted(paths, key=str):
+        sample_into_(torch.empty(7, dtype=dtype, device=dev), _WARM_UP[family], key=1, start=3, ws=workspaces.get(dev))
     return workspaces
 
 
@@ -296,12 +240,9 @@ def _staged_value(e: _Entry, seed: int | None, generator: torch.Generator | None
     p = e.param
     if _is_dtensor(p):
         return _sample_dtensor(e, seed)
-    if e.actions[0][1].kind == "torch_default":
-        return _torch_default(e, seed, generator)
-    if e.actions[0][1].kind == "function":
-        if _is_dtensor(p):
-            raise InitError(f"apply_init: {e.name} is a DTensor: init functions run on whole tensors; use a named scheme")
-        return _call_function(e, seed, generator)
+    action = e.actions[0][1]
+    if action.whole:  # the module's reset or user code makes the whole parameter, blocks or not
+        return action.stage(Whole(p, e.info, e.name, e.resolved.scheme.name, seed, generator, e.notes))
     return _sample_full(e, p.device, p.dtype, tuple(p.shape), seed, generator)
 
 
@@ -341,24 +282,6 @@ def _padding_row(e: _Entry) -> int | None:
     return None
 
 
-def _validate_action(action: Action, fn: str, name: str) -> None:
-    """Checks that planning cannot do from the arguments alone: a truncation interval with no mass, and
-    scalars the fp32 sampler cannot hold (a std or a uniform span beyond fp32's range)."""
-    if action.kind == "dist" and action.dist is not None:
-        d = action.dist
-        scalars = {"mean": d.mean, "std": d.std} if d.kind != "uniform" else {"b - a": d.b - d.a, "a": d.a}
-        for label, v in scalars.items():
-            if not math.isfinite(v) or abs(v) > 3.4e38:
-                raise ValueError(f"{fn}: {name}: {label} = {v:g} is beyond fp32's range (values are drawn in fp32)")
-    if action.kind == "dist" and action.dist is not None and action.dist.kind == "trunc_normal":
-        from .sampling import trunc_params
-
-        try:
-            trunc_params(action.dist)
-        except ValueError as exc:
-            raise ValueError(f"{fn}: {name}: {exc}") from None
-
-
 def _plan_all(entries: list[_Entry], losers: list[_Entry], gains: dict[str, LayerGains] | None, fn: str) -> list[str]:
     """Plan (and so validate) every parameter under its winning rule and under every rule it overrides."""
     errors: list[str] = []
@@ -367,7 +290,7 @@ def _plan_all(entries: list[_Entry], losers: list[_Entry], gains: dict[str, Laye
         try:
             _plan_entry(e, gains, fn)
             for _, a in e.actions:
-                _validate_action(a, fn, e.name)
+                a.check(fn, e.name)
         except (ValueError, TypeError) as exc:
             msg = str(exc)
             if id(e) in loser_ids:
@@ -396,23 +319,16 @@ def _unmatched_summary(rules: list[Rule], used: list[bool], fn: str, model: nn.M
 
 def _data_scheme(model: nn.Module, name: str, data: Any, seed: int | None, generator: torch.Generator | None,
                  kwargs: dict[str, Any], fn: str) -> InitReport:
-    """Run a data-dependent scheme (``lsuv``, ``data_init``) and report it like any scheme."""
-    import inspect
-
-    from . import data as data_mod
-
-    runner = {"lsuv": data_mod.lsuv, "data_init": data_mod.data_init}[name]
+    """Run a registered data-dependent scheme (``lsuv``, ``data_init``) and report it like any scheme."""
+    scheme = DATA_SCHEMES[name]
     if data is None:
         raise InitError(f"{fn}: {name!r} is data-dependent: pass a batch, apply_init(model, {name!r}, data=batch)")
-    accepted = [p for p in inspect.signature(runner).parameters if p not in ("model", "batch", "seed", "generator")]
+    accepted = scheme.params
     for k in kwargs:
         if k not in accepted:
             raise InitError(f"{fn}: {name!r} got unexpected argument {k!r}{did_you_mean(k, accepted, n=1)} "
                             f"(it accepts: {', '.join(accepted)})")
-    if name == "lsuv":
-        sub = runner(model, data, seed=seed, generator=generator, **kwargs)
-    else:
-        sub = runner(model, data, **kwargs)
+    sub = scheme(model, data, seed, generator, kwargs)
     names = {n: p for n, p in model.named_parameters()}
 
     def owner(n: str) -> str:
@@ -538,7 +454,7 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
 
     # stage what cannot be written in place (nothing is written yet), prove the in-place paths, then write
     live = [e for e in entries
-            if e.actions[0][1].kind != "empty"
+            if e.actions[0][1].writes
             and not (e.param.device.type == "meta" or (_is_dtensor(e.param) and e.param.to_local().device.type == "meta"))]
     targets = {id(e): _in_place_targets(e, seed, generator) for e in live}
     if seed is None and any(t is None for t in targets.values()):
@@ -565,7 +481,7 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
     padded = [f"{e.name}[{_padding_row(e)}]" for e in live if _padding_row(e) is not None and not _is_dtensor(e.param)]
     if padded:
         notes.append(f"{fn}: embedding padding rows zeroed (as nn.Embedding resets them): {', '.join(padded)}")
-    empty = [e.name for e in entries if e.actions[0][1].kind == "empty"]
+    empty = [e.name for e in entries if not e.actions[0][1].writes]
     if empty:
         warnings.warn(f"{fn}: Initializing zero-element tensors is a no-op ({', '.join(empty)})", UserWarning,
                       stacklevel=2)
@@ -579,12 +495,19 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
             scheme = "orthogonal (per gate)"
         elif len(e.actions) > 1:
             scheme += f" (x{len(e.actions)} blocks)"
-        elif action.kind == "constant" and scheme == "norm_reset":
-            scheme = f"norm_reset ({action.value:g})"
-        std = e.notes.get("measured_std") if action.kind == "function" else action.report_std(shape)
+        elif "scheme_label" in e.notes:
+            scheme = e.notes["scheme_label"]
+        std = e.notes["measured_std"] if "measured_std" in e.notes else action.report_std(shape)
         rows.append(ReportRow(
             name=e.name, shape=tuple(e.param.shape), layer=e.info.layer, rule=rules[e.rule_index].label(e.rule_index),
             scheme=scheme, fan_in=e.info.fan_in, fan_out=e.info.fan_out, gain=e.notes.get("gain"),
             activation=e.notes.get("activation"), std=std, sampled=id(e) in sampled, tied=e.tied))
     return InitReport(rows, [(u.name, tuple(t.shape), u.layer) for u, t in untouched], seed=seed, notes=notes,
                       unmatched=unmatched)
+
+
+def apply_init_with_batch(model: nn.Module, scheme_or_rules: Any, batch: Any, seed: int | None = None) -> InitReport:
+    """:func:`apply_init` for a caller that holds a batch (the CLI, ``compare_inits``): a data-dependent scheme
+    runs on it (``data=batch``), any other scheme is applied without it."""
+    data = {"data": batch} if data_scheme_name(scheme_or_rules) is not None else {}
+    return apply_init(model, scheme_or_rules, seed=seed, **data)

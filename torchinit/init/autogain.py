@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import operator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn

@@ -14,10 +14,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .fill import Stream, materialize
 from ..layers import is_hf_conv1d
+from .actions import Orthogonal, Stream
 from .sampling import derive_key
-from .schemes import Action
 
 __all__ = ["lsuv", "LSUVReport", "LSUVLayer", "zca_", "data_init", "DataInitReport"]
 
@@ -229,8 +228,8 @@ def lsuv(model: nn.Module, batch: Any, tol: float = 0.1, max_iter: int = 10, ort
         if orthonormal:
             for name, m in selected.items():
                 w = m.weight
-                w.copy_(materialize(Action("orthogonal"), tuple(w.shape), w.dtype, w.device,
-                                    _param_stream(seed, generator, f"{name}.weight")))
+                w.copy_(Orthogonal().materialize(tuple(w.shape), w.dtype, w.device,
+                                                 _param_stream(seed, generator, f"{name}.weight")))
                 if getattr(m, "bias", None) is not None:
                     m.bias.zero_()
         order = _ordered(cap, selected)
@@ -309,7 +308,7 @@ def zca_(layer: nn.Module, data: torch.Tensor, eps: float = 1e-2, generator: tor
             idx = torch.linspace(0, dim - 1, out).round().long()
             filt = w[idx]
         else:
-            q = materialize(Action("orthogonal"), (out, dim), torch.float64, torch.device("cpu"), Stream(None, generator))
+            q = Orthogonal().materialize((out, dim), torch.float64, torch.device("cpu"), Stream(None, generator))
             filt = math.sqrt(out / dim) * q @ w
         layer.weight.copy_(filt.reshape(layer.weight.shape).to(layer.weight))
         if getattr(layer, "bias", None) is not None:

@@ -1,8 +1,11 @@
 """The scheme registry: every scheme turns (shape, fans, gain context, its arguments) into an :class:`Action`.
 
-An action says what to write (an elementwise distribution, a constant, an orthogonal matrix, ...), not
-how; ``fill.py`` writes it. Planning is pure and cheap, so :func:`~torchinit.init.apply_init` plans (and
-so validates) every parameter before it samples any.
+An action is a value kind (``actions.py``: a draw from a distribution, a constant, an orthogonal matrix,
+...) that knows how it is written; ``fill.py`` and ``apply.py`` call it. Planning is pure and cheap, so
+:func:`~torchinit.init.apply_init` plans (and so validates) every parameter before it samples any. Every
+fan-scaled scheme (xavier, kaiming, lecun, glorot, he, auto) is a row of one mechanism,
+:func:`_variance_scaling`, as JAX's ``variance_scaling(scale, mode, distribution)``. Data-dependent
+schemes (lsuv, data_init) are registered too (:class:`DataScheme`, :data:`DATA_SCHEMES`).
 
 Names mean what they mean where they come from: ``xavier_*``/``kaiming_*`` follow torch (``*_normal``
 untruncated); ``glorot_normal``, ``he_normal``, ``lecun_normal`` and ``variance_scaling`` follow JAX/Keras
@@ -18,58 +21,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .actions import (
+    Action, Constant, DeltaOrthogonal, Dirac, Draw, Eye, Function, Orthogonal, Sparse, TorchDefault,
+)
+from .data import data_init, lsuv
 from .gain import calculate_gain
 from .roles import norm_identity_weight
 from .sampling import Dist
 
-__all__ = ["Action", "Ctx", "SchemeDef", "Scheme", "SCHEMES", "ALIASES", "DATA_SCHEMES", "resolve_scheme",
-           "scheme_names", "canonical_name", "data_scheme_name", "did_you_mean", "TRUNC_NORMAL_STD_CORRECTION"]
+__all__ = ["Action", "Ctx", "SchemeDef", "Scheme", "SCHEMES", "ALIASES", "DataScheme", "DATA_SCHEMES",
+           "resolve_scheme", "scheme_names", "canonical_name", "data_scheme_name", "is_scheme_name", "did_you_mean",
+           "TRUNC_NORMAL_STD_CORRECTION"]
 
 # std of a standard normal truncated to [-2, 2]: Keras/Flax divide by it so the variance is as asked
 TRUNC_NORMAL_STD_CORRECTION = 0.87962566103423978
-
-
-@dataclass(frozen=True)
-class Action:
-    """What to write into one block of a parameter."""
-
-    kind: str  # "dist", "constant", "orthogonal", "delta_orthogonal", "dirac", "eye", "sparse", "torch_default",
-    #            "function" (a torch.nn.init-style function called on the tensor), "empty" (zero elements: no-op)
-    dist: Dist | None = None
-    value: float = 0.0
-    gain: float = 1.0
-    sparsity: float = 0.0
-    std: float = 0.0
-    groups: int = 1
-    fn: Callable[..., Any] | None = field(default=None, compare=False)
-    fn_kwargs: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def random(self) -> bool:
-        """Whether the action draws random numbers (needs a floating-point tensor)."""
-        return self.kind in ("dist", "orthogonal", "delta_orthogonal", "sparse", "function")
-
-    @property
-    def elementwise(self) -> bool:
-        return self.kind in ("dist", "constant")
-
-    def report_std(self, shape: tuple[int, ...]) -> float | None:
-        """The standard deviation of the written values (None where it is not a distribution)."""
-        if self.kind == "dist":
-            assert self.dist is not None
-            return self.dist.variance_std
-        if self.kind == "constant":
-            return 0.0
-        if self.kind in ("orthogonal", "delta_orthogonal") and len(shape) >= 2:
-            rows, cols = shape[0], math.prod(shape[1:]) if self.kind == "orthogonal" else shape[1]
-            std = self.gain / math.sqrt(max(rows, cols))
-            if self.kind == "delta_orthogonal":
-                std /= math.sqrt(math.prod(shape[2:]))
-            return std
-        if self.kind == "sparse" and len(shape) == 2:
-            zeros = math.ceil(self.sparsity * shape[0])
-            return self.std * math.sqrt(1 - zeros / shape[0])
-        return None
 
 
 @dataclass
@@ -82,7 +47,7 @@ class Ctx:
     fan_out: int | None
     auto_gain: Callable[[str], tuple[float, str | None]] | None = None  # mode -> (gain, activation)
     groups: int = 1
-    notes: dict[str, Any] = field(default_factory=dict)  # the planner records gain / activation here
+    notes: dict[str, Any] = field(default_factory=dict)  # the planner records gain, activation, scheme_label
     role: str = "weight"  # the parameter's role (fans.ParamInfo.role)
     module: Any = None  # the owning module, where known (norm_reset reads it)
 
@@ -136,42 +101,49 @@ def _num(fn: str, arg: str, v: Any, positive: bool = False, unit: bool = False) 
     return float(v)
 
 
-def _normal_or_uniform(dist: str, std: float) -> Action:
-    if dist == "normal":
-        return Action("dist", Dist("normal", 0.0, std))
-    bound = math.sqrt(3.0) * std
-    return Action("dist", Dist("uniform", a=-bound, b=bound))
+def _variance_scaling(ctx: Ctx, scale: float | None, mode: str, distribution: str,
+                      gain: float | None = None) -> Action:
+    """JAX's ``variance_scaling(scale, mode, distribution)``: values of variance ``scale / fan(mode)`` from a
+    normal truncated at +-2 sigma (std divided by the truncated normal's, so the variance is kept), an
+    untruncated normal or a uniform.
 
-
-def _variance_scaling(ctx: Ctx, scale: float, mode: str, distribution: str) -> Action:
-    scale = _num(ctx.fn, "scale", scale, positive=True)
-    var = scale / ctx.fan(mode)
-    ctx.notes.setdefault("gain", math.sqrt(scale))
+    Every fan-scaled scheme is a row of it. JAX's rows (lecun, glorot_normal, he_normal, variance_scaling)
+    give ``scale`` and get JAX's arithmetic: ``var = scale / fan``, ``std = sqrt(var)``, ``bound =
+    sqrt(3 var)``. torch.nn.init's rows (xavier, kaiming, auto) give ``gain`` instead (scale = gain**2) and
+    get torch's: ``std = gain / sqrt(fan)``, ``bound = sqrt(3) * std``, so their values are torch's bit for bit.
+    """
+    if gain is None:
+        scale = _num(ctx.fn, "scale", scale, positive=True)
+        var = scale / ctx.fan(mode)
+        ctx.notes.setdefault("gain", math.sqrt(scale))
+        std, bound = math.sqrt(var), math.sqrt(3.0 * var)
+    else:
+        std = gain / math.sqrt(ctx.fan(mode))
+        bound = math.sqrt(3.0) * std
     if distribution == "truncated_normal":
-        std = math.sqrt(var) / TRUNC_NORMAL_STD_CORRECTION
-        return Action("dist", Dist("trunc_normal", 0.0, std, -2.0 * std, 2.0 * std))
+        std = std / TRUNC_NORMAL_STD_CORRECTION
+        return Draw(Dist("trunc_normal", 0.0, std, -2.0 * std, 2.0 * std))
     if distribution in ("normal", "untruncated_normal"):
-        return Action("dist", Dist("normal", 0.0, math.sqrt(var)))
+        return Draw(Dist("normal", 0.0, std))
     if distribution == "uniform":
-        bound = math.sqrt(3.0 * var)
-        return Action("dist", Dist("uniform", a=-bound, b=bound))
+        return Draw(Dist("uniform", a=-bound, b=bound))
     raise ValueError(f"{ctx.fn}: distribution must be 'truncated_normal', 'normal' or 'uniform', got {distribution!r}"
                      f"{did_you_mean(str(distribution), ('truncated_normal', 'normal', 'uniform', 'untruncated_normal'), 1)}")
 
 
 def _p_constant(ctx: Ctx, val: float) -> Action:
-    return Action("constant", value=_num(ctx.fn, "val", val))
+    return Constant(_num(ctx.fn, "val", val))
 
 
 def _p_normal(ctx: Ctx, mean: float, std: float) -> Action:
-    return Action("dist", Dist("normal", _num(ctx.fn, "mean", mean), _num(ctx.fn, "std", std, positive=True)))
+    return Draw(Dist("normal", _num(ctx.fn, "mean", mean), _num(ctx.fn, "std", std, positive=True)))
 
 
 def _p_uniform(ctx: Ctx, a: float, b: float) -> Action:
     a, b = _num(ctx.fn, "a", a), _num(ctx.fn, "b", b)
     if not a < b:
         raise ValueError(f"{ctx.fn}: expected a < b, got a={a}, b={b}")
-    return Action("dist", Dist("uniform", a=a, b=b))
+    return Draw(Dist("uniform", a=a, b=b))
 
 
 def _p_trunc_normal(ctx: Ctx, mean: float, std: float, a: float, b: float, units: str) -> Action:
@@ -186,35 +158,48 @@ def _p_trunc_normal(ctx: Ctx, mean: float, std: float, a: float, b: float, units
                          f"{did_you_mean(str(units), ('abs', 'std'), 1)}")
     if not a < b:
         raise ValueError(f"{ctx.fn}: expected a < b, got a={a}, b={b}")
-    return Action("dist", Dist("trunc_normal", mean, std, float(a), float(b)))
+    return Draw(Dist("trunc_normal", mean, std, float(a), float(b)))
 
 
-def _p_xavier(dist: str) -> Callable[..., Action]:
+# -- the rows of _variance_scaling ---------------------------------------------------------------------------
+
+def _p_xavier(distribution: str) -> Callable[..., Action]:
+    """torch's xavier_*: scale gain**2 over fan_avg (torch's arithmetic)."""
     def plan(ctx: Ctx, gain: Any) -> Action:
-        g = ctx.gain(gain, "fan_avg")
-        return _normal_or_uniform(dist, g / math.sqrt(ctx.fan("fan_avg")))
+        return _variance_scaling(ctx, None, "fan_avg", distribution, gain=ctx.gain(gain, "fan_avg"))
 
     return plan
 
 
-def _p_kaiming(dist: str) -> Callable[..., Action]:
+def _p_kaiming(distribution: str) -> Callable[..., Action]:
+    """torch's kaiming_*: scale calculate_gain(nonlinearity, a)**2 (or gain**2) over fan(mode)."""
     def plan(ctx: Ctx, a: float, mode: str, nonlinearity: Any, gain: Any) -> Action:
-        fan = ctx.fan(mode)
+        ctx.fan(mode)  # the mode is checked before the gain, as torch does
         if gain is None:
             g = calculate_gain(nonlinearity, a) if nonlinearity in ("leaky_relu",) else calculate_gain(nonlinearity)
             ctx.notes["gain"] = g
             ctx.notes["activation"] = nonlinearity if isinstance(nonlinearity, str) else type(nonlinearity).__name__
         else:
             g = ctx.gain(gain, mode)
-        return _normal_or_uniform(dist, g / math.sqrt(fan))
+        return _variance_scaling(ctx, None, mode, distribution, gain=g)
 
     return plan
 
 
-def _p_lecun(dist: str) -> Callable[..., Action]:
+def _p_auto(ctx: Ctx, mode: str, distribution: str) -> Action:
+    """The activation-aware gain found in the model (torch's arithmetic, as kaiming with that gain)."""
+    g = ctx.gain("auto", mode)
+    if distribution not in ("normal", "uniform"):
+        raise ValueError(f"{ctx.fn}: distribution must be 'normal' or 'uniform', got {distribution!r}"
+                         f"{did_you_mean(str(distribution), ('normal', 'uniform'), 1)}")
+    return _variance_scaling(ctx, None, mode, distribution, gain=g)
+
+
+def _p_lecun(distribution: str) -> Callable[..., Action]:
+    """Keras/JAX's lecun_*: scale gain**2 over fan_in."""
     def plan(ctx: Ctx, gain: Any) -> Action:
         g = ctx.gain(gain, "fan_in")
-        return _variance_scaling(ctx, g * g, "fan_in", "truncated_normal" if dist == "normal" else "uniform")
+        return _variance_scaling(ctx, g * g, "fan_in", distribution)
 
     return plan
 
@@ -231,16 +216,18 @@ def _p_variance_scaling(ctx: Ctx, scale: float, mode: str, distribution: str) ->
     return _variance_scaling(ctx, scale, mode, distribution)
 
 
+# -- structured values --------------------------------------------------------------------------------------
+
 def _p_orthogonal(ctx: Ctx, gain: Any) -> Action:
     if len(ctx.shape) < 2:
         raise ValueError(f"{ctx.fn}: needs a tensor with at least 2 dimensions, got shape {ctx.shape}")
-    return Action("orthogonal", gain=ctx.gain(gain, "fan_in"))
+    return Orthogonal(ctx.gain(gain, "fan_in"))
 
 
 def _p_delta_orthogonal(ctx: Ctx, gain: Any) -> Action:
     if len(ctx.shape) < 3:
         raise ValueError(f"{ctx.fn}: needs a convolution weight (3 to 5 dimensions), got shape {ctx.shape}")
-    return Action("delta_orthogonal", gain=ctx.gain(gain, "fan_in"))
+    return DeltaOrthogonal(ctx.gain(gain, "fan_in"))
 
 
 def _p_dirac(ctx: Ctx, groups: int | None) -> Action:
@@ -249,56 +236,49 @@ def _p_dirac(ctx: Ctx, groups: int | None) -> Action:
     g = ctx.groups if groups is None else groups
     if isinstance(g, bool) or not isinstance(g, int) or g < 1 or ctx.shape[0] % g:
         raise ValueError(f"{ctx.fn}: groups must be a positive int dividing dim 0 ({ctx.shape[0]}), got {g!r}")
-    return Action("dirac", groups=g)
+    return Dirac(g)
 
 
 def _p_eye(ctx: Ctx) -> Action:
     if len(ctx.shape) != 2:
         raise ValueError(f"{ctx.fn}: needs a 2-dimensional tensor, got shape {ctx.shape}")
-    return Action("eye")
+    return Eye()
 
 
 def _p_identity(ctx: Ctx) -> Action:
     if len(ctx.shape) == 2:
-        return Action("eye")
+        return Eye()
     return _p_dirac(ctx, None)
 
 
 def _p_sparse(ctx: Ctx, sparsity: float, std: float) -> Action:
     if len(ctx.shape) != 2:
         raise ValueError(f"{ctx.fn}: needs a 2-dimensional tensor, got shape {ctx.shape}")
-    return Action("sparse", sparsity=_num(ctx.fn, "sparsity", sparsity, unit=True),
-                  std=_num(ctx.fn, "std", std, positive=True))
+    return Sparse(_num(ctx.fn, "sparsity", sparsity, unit=True), _num(ctx.fn, "std", std, positive=True))
 
 
 def _p_torch_default(ctx: Ctx) -> Action:
-    return Action("torch_default")
+    return TorchDefault()
 
 
 def _p_norm_reset(ctx: Ctx) -> Action:
     if ctx.role == "norm_weight":
         value = norm_identity_weight(ctx.module) if ctx.module is not None else 1.0
         ctx.notes["norm_identity"] = value
-        return Action("constant", value=value)
-    if ctx.role in ("norm_bias", "bias"):
-        return Action("constant", value=0.0)
-    raise ValueError(f"{ctx.fn}: norm_reset applies to the weight and bias of normalisation layers, got a parameter "
-                     f"of role {ctx.role!r}")
+    elif ctx.role in ("norm_bias", "bias"):
+        value = 0.0
+    else:
+        raise ValueError(f"{ctx.fn}: norm_reset applies to the weight and bias of normalisation layers, got a "
+                         f"parameter of role {ctx.role!r}")
+    ctx.notes["scheme_label"] = f"norm_reset ({value:g})"  # the report's scheme column
+    return Constant(value)
 
 
 def _p_prior_prob(ctx: Ctx, prob: float) -> Action:
     p = _num(ctx.fn, "prob", prob)
     if not 0 < p < 1:
         raise ValueError(f"{ctx.fn}: prob must be in (0, 1), got {p}")
-    return Action("constant", value=-math.log((1 - p) / p))
-
-
-def _p_auto(ctx: Ctx, mode: str, distribution: str) -> Action:
-    g = ctx.gain("auto", mode)
-    if distribution not in ("normal", "uniform"):
-        raise ValueError(f"{ctx.fn}: distribution must be 'normal' or 'uniform', got {distribution!r}"
-                         f"{did_you_mean(str(distribution), ('normal', 'uniform'), 1)}")
-    return _normal_or_uniform(distribution, g / math.sqrt(ctx.fan(mode)))
+    return Constant(-math.log((1 - p) / p))
 
 
 @dataclass(frozen=True)
@@ -326,8 +306,8 @@ def _reg(name: str, plan: Callable[..., Action], fan_based: bool = False, random
 _REQUIRED = object()
 
 SCHEMES: dict[str, SchemeDef] = {s.name: s for s in [
-    _reg("zeros", lambda ctx: Action("constant", value=0.0)),
-    _reg("ones", lambda ctx: Action("constant", value=1.0)),
+    _reg("zeros", lambda ctx: Constant(0.0)),
+    _reg("ones", lambda ctx: Constant(1.0)),
     _reg("constant", _p_constant, val=_REQUIRED),
     _reg("normal", _p_normal, mean=0.0, std=1.0),
     _reg("uniform", _p_uniform, a=0.0, b=1.0),
@@ -337,7 +317,7 @@ SCHEMES: dict[str, SchemeDef] = {s.name: s for s in [
     _reg("kaiming_uniform", _p_kaiming("uniform"), True, True, a=0.0, mode="fan_in", nonlinearity="leaky_relu", gain=None),
     _reg("kaiming_normal", _p_kaiming("normal"), True, True, a=0.0, mode="fan_in", nonlinearity="leaky_relu", gain=None),
     _reg("lecun_uniform", _p_lecun("uniform"), True, True, gain=1.0),
-    _reg("lecun_normal", _p_lecun("normal"), True, True, gain=1.0),
+    _reg("lecun_normal", _p_lecun("truncated_normal"), True, True, gain=1.0),
     _reg("glorot_normal", _p_jax(1.0, "fan_avg"), True, True),
     _reg("he_normal", _p_jax(2.0, "fan_in"), True, True),
     _reg("variance_scaling", _p_variance_scaling, True, True, scale=1.0, mode="fan_in", distribution="truncated_normal"),
@@ -366,7 +346,28 @@ ALIASES: dict[str, str] = {
 
 #: Data-dependent schemes: they run the model on a batch (``apply_init(model, "lsuv", data=batch)``) and so
 #: apply to the whole model, not inside a Rule. Name -> what runs them (see ``data.py``).
-DATA_SCHEMES: dict[str, str] = {"lsuv": "torchinit.init.lsuv", "data_init": "torchinit.init.data_init"}
+@dataclass(frozen=True)
+class DataScheme:
+    """A registered data-dependent scheme: ``run(model, batch, **options)`` initialises the whole model from
+    the outputs it computes on ``batch`` and returns its own report (``.layers`` with ``.name``, and
+    ``.skipped``); it gets ``seed`` / ``generator`` where it takes them."""
+
+    name: str
+    run: Callable[..., Any]
+
+    @property
+    def params(self) -> list[str]:
+        """The options it accepts (besides the model, the batch and the randomness)."""
+        return [p for p in inspect.signature(self.run).parameters if p not in ("model", "batch", "seed", "generator")]
+
+    def __call__(self, model: Any, batch: Any, seed: int | None, generator: Any, options: dict[str, Any]) -> Any:
+        """Run it on ``batch`` with ``options`` (checked against :attr:`params` by the caller)."""
+        takes = inspect.signature(self.run).parameters
+        rng = {k: v for k, v in (("seed", seed), ("generator", generator)) if k in takes}
+        return self.run(model, batch, **rng, **options)
+
+
+DATA_SCHEMES: dict[str, DataScheme] = {s.name: s for s in [DataScheme("lsuv", lsuv), DataScheme("data_init", data_init)]}
 
 
 def scheme_names() -> list[str]:
@@ -402,6 +403,12 @@ def data_scheme_name(obj: Any) -> str | None:
     return None
 
 
+def is_scheme_name(name: str) -> bool:
+    """Whether ``name`` names a registered scheme, per parameter or data-dependent (aliases, any case, a
+    trailing underscore)."""
+    return canonical_name(name) is not None or data_scheme_name(name) is not None
+
+
 def _function_params(fn: Callable[..., Any]) -> dict[str, Any]:
     """The keyword arguments an init function takes after the tensor (``generator`` excluded)."""
     try:
@@ -425,7 +432,7 @@ def _function_scheme(fn: Callable[..., Any]) -> SchemeDef:
     def plan(ctx: Ctx, **kwargs: Any) -> Action:
         if len(ctx.shape) < 1:
             raise ValueError(f"{ctx.fn}: an init function needs a tensor with at least 1 dimension, got shape {ctx.shape}")
-        return Action("function", fn=fn, fn_kwargs=tuple(kwargs.items()))
+        return Function(fn, tuple(kwargs.items()))
 
     return SchemeDef(_function_name(fn), plan, params, fan_based=True, random_matrix=False)
 
