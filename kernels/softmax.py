@@ -9,6 +9,12 @@ copy is made for contiguous inputs, nor for transposed, sliced or expanded input
 dims; a layout whose batch dims cannot be merged into two, together with the (contiguous) output's,
 is copied first (some permutations of 4-D and larger tensors).
 
+Two readings of those rows: by rows (a program takes whole rows, threads along the reduced dim: coalesced when
+that dim is contiguous) and, when the reduced dim is strided in some tensor while a batch dim has stride 1
+(softmax over C or N of an NCHW tensor, over C of a channels_last one), by columns (:class:`ColumnGeometry`):
+a program takes the whole reduced dim for ``BLOCK_I`` consecutive indices of that batch dim, so a warp reads
+consecutive addresses (the row kernels put a warp's threads ``4 * H * W`` bytes apart there).
+
 Two strategies, chosen per call:
 
 * one pass: a row fits in one block (``n <= single_pass_max``); a program takes ``ROWS`` rows at a
@@ -52,6 +58,8 @@ TILE_CUDA = 4096  # elements per program in the one-pass kernels (rows * block)
 SINGLE_PASS_MAX_INTERPRETER = 4096
 CHUNK_INTERPRETER = 4096
 TILE_INTERPRETER = 16384
+# column kernels (a strided reduced dim, a contiguous batch dim): consecutive inner elements per program on a GPU
+COLUMN_MIN_CUDA = 32
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,6 +70,75 @@ TILE_INTERPRETER = 16384
 @triton.jit
 def _row_starts(r, b1, s0, s1):
     return (r // b1) * s0 + (r % b1) * s1
+
+
+# The math of a tile, shared by the row kernels (rows along axis 0, the reduced dim along axis 1) and the
+# column kernels (the reduced dim along axis 0, a contiguous batch dim along axis 1): ``AXIS`` is the reduced one.
+
+
+@triton.jit
+def _load_input(ptr, offs, mask, ROUND_IN: tl.constexpr, OUT_TY: tl.constexpr, COMPUTE: tl.constexpr):
+    x = tl.load(ptr + offs, mask=mask, other=float("-inf"))
+    if ROUND_IN:  # torch casts to the output dtype before the reduction
+        x = to_dtype(x, OUT_TY)
+    return x.to(COMPUTE)
+
+
+@triton.jit
+def _fwd_tile(x, LOG: tl.constexpr, AXIS: tl.constexpr):
+    m = tl.max(x, axis=AXIS)
+    z = x - tl.expand_dims(m, AXIS)
+    e = tl.exp(z)
+    d = tl.sum(e, axis=AXIS)
+    if LOG:
+        y = z - tl.expand_dims(tl.log(d), AXIS)
+    else:
+        y = e / tl.expand_dims(d, AXIS)
+    return y
+
+
+@triton.jit
+def _online_step(m, d, x, AXIS: tl.constexpr):
+    # running maximum m and sum d of exp(x - m), rescaled when m grows
+    m_new = tl.maximum(m, tl.max(x, axis=AXIS))
+    # while a row has seen only -inf, shift by 0 so that exp gives 0 instead of exp(-inf + inf) = NaN
+    shift = tl.where(m_new == float("-inf"), 0.0, m_new).to(m.dtype)
+    d = d * tl.exp(m - shift) + tl.sum(tl.exp(x - tl.expand_dims(shift, AXIS)), axis=AXIS)
+    return m_new, d
+
+
+@triton.jit
+def _online_out(x, m, d, LOG: tl.constexpr, AXIS: tl.constexpr):
+    # with LOG, m is already the row's log-sum-exp (m + log d, taken once after the first pass)
+    if LOG:
+        y = x - tl.expand_dims(m, AXIS)
+    else:
+        y = tl.exp(x - tl.expand_dims(m, AXIS)) / tl.expand_dims(d, AXIS)
+    return y
+
+
+@triton.jit
+def _bwd_sum(g, y, LOG: tl.constexpr, AXIS: tl.constexpr):
+    if LOG:
+        s = tl.sum(g, axis=AXIS)
+    else:
+        s = tl.sum(g * y, axis=AXIS)
+    return s
+
+
+@triton.jit
+def _bwd_dx(g, y, s, LOG: tl.constexpr, ROUND_OUT: tl.constexpr, Y_TY: tl.constexpr, COMPUTE: tl.constexpr,
+            AXIS: tl.constexpr):
+    if LOG:  # dx = g - exp(y) * sum(g)
+        dx = g - tl.exp(y) * tl.expand_dims(s, AXIS)
+    else:  # dx = y * (g - sum(g * y))
+        dx = y * (g - tl.expand_dims(s, AXIS))
+    if ROUND_OUT:  # the gradient exists in the output dtype before the cast back to the input dtype
+        dx = round_to(dx, Y_TY, COMPUTE)
+    return dx
+
+
+# Row kernels: a program takes ROWS rows (axis 0) of BLOCK elements (axis 1), rows starting at _row_starts.
 
 
 @triton.jit
@@ -76,18 +153,8 @@ def _softmax_fwd_one_pass(
     cols = tl.arange(0, BLOCK).to(tl.int64)
     mask = rmask[:, None] & (cols[None, :] < n)
     xrow = _row_starts(r, b1, xs0, xs1)
-    x = tl.load(x_ptr + xrow[:, None] + cols[None, :] * xsn, mask=mask, other=float("-inf"))
-    if ROUND_IN:  # torch casts to the output dtype before the reduction
-        x = to_dtype(x, y_ptr.dtype.element_ty)
-    x = x.to(COMPUTE)
-    m = tl.max(x, axis=1)
-    z = x - m[:, None]
-    e = tl.exp(z)
-    d = tl.sum(e, axis=1)
-    if LOG:
-        y = z - tl.log(d)[:, None]
-    else:
-        y = e / d[:, None]
+    x = _load_input(x_ptr, xrow[:, None] + cols[None, :] * xsn, mask, ROUND_IN, y_ptr.dtype.element_ty, COMPUTE)
+    y = _fwd_tile(x, LOG, 1)
     yrow = _row_starts(r, b1, ys0, ys1)
     tl.store(y_ptr + yrow[:, None] + cols[None, :] * ysn, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
 
@@ -109,28 +176,15 @@ def _softmax_fwd_online(
     for start in range(0, n, BLOCK):
         c = start + cols
         mask = rmask[:, None] & (c[None, :] < n)
-        x = tl.load(x_ptr + xrow[:, None] + c[None, :] * xsn, mask=mask, other=float("-inf"))
-        if ROUND_IN:
-            x = to_dtype(x, y_ptr.dtype.element_ty)
-        x = x.to(COMPUTE)
-        m_new = tl.maximum(m, tl.max(x, axis=1))
-        # while a row has seen only -inf, shift by 0 so that exp gives 0 instead of exp(-inf + inf) = NaN
-        shift = tl.where(m_new == float("-inf"), 0.0, m_new).to(COMPUTE)
-        d = d * tl.exp(m - shift) + tl.sum(tl.exp(x - shift[:, None]), axis=1)
-        m = m_new
+        x = _load_input(x_ptr, xrow[:, None] + c[None, :] * xsn, mask, ROUND_IN, y_ptr.dtype.element_ty, COMPUTE)
+        m, d = _online_step(m, d, x, 1)
     if LOG:
-        lse = m + tl.log(d)
+        m = m + tl.log(d)
     for start in range(0, n, BLOCK):
         c = start + cols
         mask = rmask[:, None] & (c[None, :] < n)
-        x = tl.load(x_ptr + xrow[:, None] + c[None, :] * xsn, mask=mask, other=float("-inf"))
-        if ROUND_IN:
-            x = to_dtype(x, y_ptr.dtype.element_ty)
-        x = x.to(COMPUTE)
-        if LOG:
-            y = x - lse[:, None]
-        else:
-            y = tl.exp(x - m[:, None]) / d[:, None]
+        x = _load_input(x_ptr, xrow[:, None] + c[None, :] * xsn, mask, ROUND_IN, y_ptr.dtype.element_ty, COMPUTE)
+        y = _online_out(x, m, d, LOG, 1)
         tl.store(y_ptr + yrow[:, None] + c[None, :] * ysn, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
 
 
@@ -149,14 +203,7 @@ def _softmax_bwd_one_pass(
     y = tl.load(y_ptr + _row_starts(r, b1, ys0, ys1)[:, None] + cols[None, :] * ysn, mask=mask, other=0.0)
     g = g.to(COMPUTE)
     y = y.to(COMPUTE)
-    if LOG:  # dx = g - exp(y) * sum(g)
-        s = tl.sum(g, axis=1)
-        dx = g - tl.exp(y) * s[:, None]
-    else:  # dx = y * (g - sum(g * y))
-        s = tl.sum(g * y, axis=1)
-        dx = y * (g - s[:, None])
-    if ROUND_OUT:  # the gradient exists in the output dtype before the cast back to the input dtype
-        dx = round_to(dx, y_ptr.dtype.element_ty, COMPUTE)
+    dx = _bwd_dx(g, y, _bwd_sum(g, y, LOG, 1), LOG, ROUND_OUT, y_ptr.dtype.element_ty, COMPUTE, 1)
     drow = _row_starts(r, b1, ds0, ds1)
     tl.store(dx_ptr + drow[:, None] + cols[None, :] * dsn, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
 
@@ -189,13 +236,92 @@ def _softmax_bwd_online(
         mask = rmask[:, None] & (c[None, :] < n)
         g = tl.load(g_ptr + grow[:, None] + c[None, :] * gsn, mask=mask, other=0.0).to(COMPUTE)
         y = tl.load(y_ptr + yrow[:, None] + c[None, :] * ysn, mask=mask, other=0.0).to(COMPUTE)
-        if LOG:
-            dx = g - tl.exp(y) * s[:, None]
-        else:
-            dx = y * (g - s[:, None])
-        if ROUND_OUT:
-            dx = round_to(dx, y_ptr.dtype.element_ty, COMPUTE)
+        dx = _bwd_dx(g, y, s, LOG, ROUND_OUT, y_ptr.dtype.element_ty, COMPUTE, 1)
         tl.store(dx_ptr + drow[:, None] + c[None, :] * dsn, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
+
+
+# Column kernels, for a reduced dim that is not contiguous while a batch dim is (softmax over C of NCHW, over
+# dim 0, ...): program pid takes outer index o = pid // tiles and BLOCK_I consecutive inner indices i, i.e.
+# columns of a [BLOCK_N (reduced, axis 0), BLOCK_I (inner, axis 1)] tile at o * s0 + i * s1 + k * sn. With the
+# inner stride 1 (Triton specialises it to the constant 1) neighbouring threads read neighbouring addresses
+# (coalesced, vectorised when aligned); no division per element, one per program.
+
+
+@triton.jit
+def _column_starts(pid, tiles, b1, s0, s1, BLOCK_I: tl.constexpr):
+    o = (pid // tiles).to(tl.int64)
+    i = (pid % tiles) * BLOCK_I + tl.arange(0, BLOCK_I)
+    return o * s0 + i.to(tl.int64) * s1, i < b1
+
+
+@triton.jit
+def _softmax_fwd_columns(
+    x_ptr, y_ptr, b1, n, tiles, xs0, xs1, xsn, ys0, ys1, ysn,
+    LOG: tl.constexpr, ROUND_IN: tl.constexpr, COMPUTE: tl.constexpr, ONE_PASS: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    xcol, imask = _column_starts(pid, tiles, b1, xs0, xs1, BLOCK_I)
+    ycol, _ = _column_starts(pid, tiles, b1, ys0, ys1, BLOCK_I)
+    k = tl.arange(0, BLOCK_N).to(tl.int64)[:, None]
+    if ONE_PASS:
+        mask = (k < n) & imask[None, :]
+        x = _load_input(x_ptr, xcol[None, :] + k * xsn, mask, ROUND_IN, y_ptr.dtype.element_ty, COMPUTE)
+        y = _fwd_tile(x, LOG, 0)
+        tl.store(y_ptr + ycol[None, :] + k * ysn, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
+    else:
+        m = tl.full([BLOCK_I], float("-inf"), COMPUTE)
+        d = tl.zeros([BLOCK_I], COMPUTE)
+        for start in range(0, n, BLOCK_N):
+            kk = start + k
+            mask = (kk < n) & imask[None, :]
+            x = _load_input(x_ptr, xcol[None, :] + kk * xsn, mask, ROUND_IN, y_ptr.dtype.element_ty, COMPUTE)
+            m, d = _online_step(m, d, x, 0)
+        if LOG:
+            m = m + tl.log(d)
+        for start in range(0, n, BLOCK_N):
+            kk = start + k
+            mask = (kk < n) & imask[None, :]
+            x = _load_input(x_ptr, xcol[None, :] + kk * xsn, mask, ROUND_IN, y_ptr.dtype.element_ty, COMPUTE)
+            y = _online_out(x, m, d, LOG, 0)
+            tl.store(y_ptr + ycol[None, :] + kk * ysn, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _softmax_bwd_columns(
+    g_ptr, y_ptr, dx_ptr, b1, n, tiles, gs0, gs1, gsn, ys0, ys1, ysn, ds0, ds1, dsn,
+    LOG: tl.constexpr, ROUND_OUT: tl.constexpr, COMPUTE: tl.constexpr, ONE_PASS: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    gcol, imask = _column_starts(pid, tiles, b1, gs0, gs1, BLOCK_I)
+    ycol, _ = _column_starts(pid, tiles, b1, ys0, ys1, BLOCK_I)
+    dcol, _ = _column_starts(pid, tiles, b1, ds0, ds1, BLOCK_I)
+    k = tl.arange(0, BLOCK_N).to(tl.int64)[:, None]
+    if ONE_PASS:
+        mask = (k < n) & imask[None, :]
+        g = tl.load(g_ptr + gcol[None, :] + k * gsn, mask=mask, other=0.0).to(COMPUTE)
+        y = tl.load(y_ptr + ycol[None, :] + k * ysn, mask=mask, other=0.0).to(COMPUTE)
+        dx = _bwd_dx(g, y, _bwd_sum(g, y, LOG, 0), LOG, ROUND_OUT, y_ptr.dtype.element_ty, COMPUTE, 0)
+        tl.store(dx_ptr + dcol[None, :] + k * dsn, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
+    else:
+        s = tl.zeros([BLOCK_I], COMPUTE)
+        for start in range(0, n, BLOCK_N):
+            kk = start + k
+            mask = (kk < n) & imask[None, :]
+            g = tl.load(g_ptr + gcol[None, :] + kk * gsn, mask=mask, other=0.0).to(COMPUTE)
+            if LOG:
+                s += tl.sum(g, axis=0)
+            else:
+                y = tl.load(y_ptr + ycol[None, :] + kk * ysn, mask=mask, other=0.0).to(COMPUTE)
+                s += tl.sum(g * y, axis=0)
+        for start in range(0, n, BLOCK_N):
+            kk = start + k
+            mask = (kk < n) & imask[None, :]
+            g = tl.load(g_ptr + gcol[None, :] + kk * gsn, mask=mask, other=0.0).to(COMPUTE)
+            y = tl.load(y_ptr + ycol[None, :] + kk * ysn, mask=mask, other=0.0).to(COMPUTE)
+            dx = _bwd_dx(g, y, s, LOG, ROUND_OUT, y_ptr.dtype.element_ty, COMPUTE, 0)
+            tl.store(dx_ptr + dcol[None, :] + kk * dsn, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +385,54 @@ def _launch_params(geo: RowGeometry, device: torch.device, backward: bool = Fals
     return one_pass, block, rows, triton.next_power_of_2(warps)
 
 
+@dataclass(frozen=True)
+class ColumnGeometry:
+    """A reduction over a strided dim read by columns: ``b0`` outer indices times ``b1`` inner indices (a batch
+    group of stride 1 in some tensor), ``n`` reduced elements; per tensor ``(s0, s1, sn)``."""
+
+    b0: int
+    b1: int
+    n: int
+    strides: tuple[tuple[int, int, int], ...]
+
+
+def column_geometry(geo: RowGeometry) -> ColumnGeometry | None:
+    """``geo`` read by columns, or None where rows suit: the reduced dim is contiguous in every tensor already,
+    or no batch group has stride 1 in any tensor (then nothing is coalesced either way)."""
+    if all(sn == 1 for _, _, sn in geo.strides) or geo.n == 1:
+        return None
+    b0, b1, strides = geo.rows // geo.b1, geo.b1, geo.strides
+    if b1 == 1:  # a single batch group (the outer one in RowGeometry): make it the inner one
+        b0, b1, strides = 1, b0, tuple((0, s0, sn) for s0, _, sn in strides)
+    if b1 == 1 or not any(s1 == 1 for _, s1, _ in strides):
+        return None
+    return ColumnGeometry(b0, b1, geo.n, strides)
+
+
+def _column_params(geo: ColumnGeometry, device: torch.device, backward: bool = False) -> tuple[bool, int, int, int]:
+    """(one_pass, BLOCK_N, BLOCK_I, num_warps) for a column read: on a GPU at least COLUMN_MIN_CUDA consecutive
+    inner elements per program (whole 32-byte sectors at every dtype), the rest of the tile down the reduced dim."""
+    single_max, chunk, tile = _limits(device, backward)
+    wide = triton.next_power_of_2(geo.b1)
+    min_i = 1 if device.type == "cpu" else min(wide, COLUMN_MIN_CUDA)
+    one_pass = triton.next_power_of_2(geo.n) * min_i <= single_max
+    block_n = triton.next_power_of_2(geo.n) if one_pass else max(1, chunk // min_i)
+    block_i = max(min_i, min(wide, tile // block_n))
+    warps = max(1, min(32, block_n * block_i // 1024))
+    return one_pass, block_n, block_i, triton.next_power_of_2(warps)
+
+
+def _launch_columns(kernel, tensors: list[torch.Tensor], geo: ColumnGeometry, device: torch.device,
+                    backward: bool, **constexprs) -> None:
+    one_pass, block_n, block_i, warps = _column_params(geo, device, backward)
+    tiles = triton.cdiv(geo.b1, block_i)
+    with _on_device(device):
+        kernel[(geo.b0 * tiles,)](
+            *tensors, geo.b1, geo.n, tiles, *[s for triple in geo.strides for s in triple],
+            ONE_PASS=one_pass, BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps, **constexprs,
+        )
+
+
 def _contiguous_call(tensors: list[torch.Tensor], out: torch.Tensor, dim: int, launch) -> torch.Tensor:
     """Run ``launch`` on contiguous copies when no two-group geometry exists for the given layouts."""
     dense = [t.contiguous() for t in tensors]
@@ -285,15 +459,17 @@ def softmax_forward(x: torch.Tensor, dim: int, out: torch.Tensor, log: bool = Fa
 
     def launch(ins, o, geo):
         (xi,) = ins
+        const = {"LOG": log, "ROUND_IN": xi.dtype != o.dtype, "COMPUTE": compute_dtype(o.dtype)}
+        cols = column_geometry(geo)
+        if cols is not None:
+            _launch_columns(_softmax_fwd_columns, [xi, o], cols, o.device, False, **const)
+            return
         one_pass, block, rows, warps = _launch_params(geo, o.device)
         kernel = _softmax_fwd_one_pass if one_pass else _softmax_fwd_online
         grid = (triton.cdiv(geo.rows, rows),)
         with _on_device(o.device):
-            kernel[grid](
-                xi, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
-                LOG=log, ROUND_IN=xi.dtype != o.dtype, COMPUTE=compute_dtype(o.dtype),
-                ROWS=rows, BLOCK=block, num_warps=warps,
-            )
+            kernel[grid](xi, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo), ROWS=rows, BLOCK=block,
+                         num_warps=warps, **const)
 
     geo = row_geometry([x, out], dim)
     if geo is None:
@@ -314,15 +490,17 @@ def softmax_backward(grad: torch.Tensor, output: torch.Tensor, dim: int, out: to
 
     def launch(ins, o, geo):
         g, y = ins
+        const = {"LOG": log, "ROUND_OUT": y.dtype != o.dtype, "COMPUTE": compute_dtype(y.dtype)}
+        cols = column_geometry(geo)
+        if cols is not None:
+            _launch_columns(_softmax_bwd_columns, [g, y, o], cols, o.device, True, **const)
+            return
         one_pass, block, rows, warps = _launch_params(geo, o.device, backward=True)
         kernel = _softmax_bwd_one_pass if one_pass else _softmax_bwd_online
         grid = (triton.cdiv(geo.rows, rows),)
         with _on_device(o.device):
-            kernel[grid](
-                g, y, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo),
-                LOG=log, ROUND_OUT=y.dtype != o.dtype,
-                COMPUTE=compute_dtype(y.dtype), ROWS=rows, BLOCK=block, num_warps=warps,
-            )
+            kernel[grid](g, y, o, geo.rows, geo.n, geo.b1, *_flat_strides(geo), ROWS=rows, BLOCK=block,
+                         num_warps=warps, **const)
 
     geo = row_geometry([grad, output, out], dim)
     if geo is None:

@@ -3,6 +3,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 import torch.nn.functional as TF
@@ -11,6 +18,19 @@ import torchinit as ti
 import torchinit.functional as F
 
 CUDA_GRID_Y_LIMIT = 65_535  # grid axes 1 and 2 (axis 0: 2**31 - 1)
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _nvidia_tools_present() -> bool:
+    try:
+        import triton
+    except ImportError:
+        return False
+    bin_dir = pathlib.Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    return (bin_dir / "ptxas").exists() and (bin_dir / "cuobjdump").exists()
+
+
+needs_nvidia_tools = pytest.mark.skipif(not _nvidia_tools_present(), reason="no Triton NVIDIA backend to compile with")
 
 
 @pytest.mark.parametrize("shape, dim", [((131072, 64), 0), ((64, 131072), 1), ((2, 70000, 3, 3), 1),
@@ -143,3 +163,119 @@ def test_sampler_warm_up_and_real_keys_share_one_compiled_kernel():
         ks.fill(out, d, key, start)
         assert torch.equal(out.cpu(), counter_sample(d, key, n, start)), (key, start, n)
     assert len(cache) == before
+
+
+# The launches a host function makes, recorded on meta tensors (their data_ptr() is the storage offset times the
+# item size, so alignment comes out as for a fresh CUDA allocation) and compiled for sm_90 with the specialisation
+# Triton's own binder gives them (ints equal to 1 become constants, multiples of 16 get the divisibility hint).
+COMPILE_HELPERS = textwrap.dedent(
+    """
+    import json, re, torch, triton
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.compiler import CUDABackend
+    from triton.compiler import ASTSource
+    from triton.runtime.jit import create_function_from_signature
+
+    def record(kernels, fn):
+        launches = []
+        for k in kernels:
+            k.run = lambda *args, grid, warmup, _k=k, **kw: launches.append((_k, grid, args, kw))
+        try:
+            fn()
+        finally:
+            for k in kernels:
+                del k.run
+        return launches
+
+    def compile_launch(k, args, kwargs, arch=90):
+        options = {o: kwargs.pop(o) for o in list(kwargs) if o in ("num_warps", "enable_fp_fusion")}
+        spec = create_function_from_signature(k.signature, k.params, CUDABackend)(*args, **kwargs)[1]
+        sig, const, attrs = {}, {}, {}
+        for i, (name, (ty, sp)) in enumerate(zip(k.arg_names, spec)):
+            sig[name] = ty
+            if ty == "constexpr":
+                const[name] = sp
+            elif sp == "D":
+                attrs[(i,)] = [["tt.divisibility", 16]]
+        src = ASTSource(fn=k, signature=sig, constexprs=const, attrs=attrs)
+        return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
+
+    def load_layouts(compiled):
+        # (threadsPerWarp, order) of each global load's blocked layout in the TTGIR
+        ttgir = compiled.asm["ttgir"]
+        blocked = dict(re.findall(r"^(#\\w+) = #ttg\\.blocked<\\{(.*?)\\}>$", ttgir, re.M))
+        out = []
+        for line in ttgir.splitlines():
+            if "tt.load" in line and "tt.ptr" in line:
+                (enc,) = set(re.findall(r"#blocked\\d*", line))
+                fields = dict(re.findall(r"(\\w+) = \\[([\\d, ]*)\\]", blocked[enc]))
+                out.append(([int(v) for v in fields["threadsPerWarp"].split(",")],
+                            [int(v) for v in fields["order"].split(",")]))
+        return out
+    """
+)
+
+SOFTMAX_COALESCING_SCRIPT = COMPILE_HELPERS + textwrap.dedent(
+    """
+    from torchinit.kernels import softmax as sm
+
+    kernels = [getattr(sm, n) for n in dir(sm) if n.startswith("_softmax_") and hasattr(getattr(sm, n), "run")]
+    res = []
+    for shape, dim, dtype in [((32, 64, 14, 14), 1, torch.float32), ((8, 512, 7, 7), 1, torch.bfloat16),
+                              ((64, 1000), 0, torch.float16), ((16, 3, 28, 28), 0, torch.float32)]:
+        x = torch.empty(shape, device="meta", dtype=dtype)
+        y = torch.empty_like(x)
+        calls = record(kernels, lambda: sm.softmax_forward(x, dim, y))
+        calls += record(kernels, lambda: sm.softmax_backward(x, y, dim, torch.empty_like(x)))
+        for k, grid, args, kw in calls:
+            names = dict(zip(k.arg_names, args))
+            stride_of = next(v for a, v in names.items() if a.endswith("sn"))  # the reduced dim's stride
+            for tpw, order in load_layouts(compile_launch(k, args, dict(kw))):
+                fast = order[0]  # the axis a warp's threads run along first
+                # the column kernels hold the reduced dim on axis 0, the row kernels on axis 1
+                reduced_axis = 0 if k.__name__.endswith("_columns") else 1
+                res.append({"case": f"{shape} dim={dim} {dtype} {k.__name__}", "threads_along_fast_axis": tpw[fast],
+                            "fast_axis_is_reduced": fast == reduced_axis, "reduced_stride": stride_of})
+    print("RESULT" + json.dumps(res))
+    """
+)
+
+
+def _run_compile_script(script: str):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
+
+
+@needs_nvidia_tools
+def test_softmax_over_a_strided_dim_reads_coalesced():
+    """Softmax forward and backward over C of NCHW tensors (H*W not a multiple of 16 too) and over dim 0,
+    compiled for sm_90 as launched: every global load's warp runs along a unit-stride axis, never along the
+    strided reduced dim (the row kernels put the 32 threads of a warp on C, 4*H*W bytes apart: one sector per
+    thread, a quarter to an eighth of each sector used)."""
+    res = _run_compile_script(SOFTMAX_COALESCING_SCRIPT)
+    assert res
+    for r in res:
+        assert r["reduced_stride"] != 1, r  # these cases reduce over a strided dim
+        assert not (r["fast_axis_is_reduced"] and r["threads_along_fast_axis"] > 1), r
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_softmax_over_every_dim_of_nchw(dtype, memory_format):
+    """Column kernels (C or N of NCHW, C of channels_last) and row kernels, forward and backward, one pass
+    (C = 64) and online (N = 40000 > the one-pass limit), against torch in fp64 rounded once."""
+    torch.manual_seed(0)
+    for shape in [(8, 64, 14, 14), (40000, 3, 2, 2)]:
+        x = (3 * torch.randn(shape, device="cuda")).to(dtype).contiguous(memory_format=memory_format)
+        g = torch.randn(shape, device="cuda").to(dtype)
+        for dim in (0, 1, -1):
+            with ti.use_backend("triton"):
+                y, gx = _act_and_grads(lambda t, d=dim: F.softmax(t, d), x, g)
+            y_ref, gx_ref = _act_and_grads(lambda t, d=dim: TF.softmax(t.double(), d), x, g.double())
+            torch.testing.assert_close(y, y_ref.to(dtype))
+            tol = torch.finfo(dtype).eps * gx_ref.abs().max().item()
+            torch.testing.assert_close(gx.double(), gx_ref, rtol=4 * torch.finfo(dtype).eps, atol=8 * tol)
