@@ -439,7 +439,7 @@ def apply_init(model: nn.Module, scheme_or_rules: Any, seed: int | None = None,
         raise InitError("\n".join(dict.fromkeys(errors)))
 
     needs_auto = any(
-        e.resolved.kwargs.get("gain") == "auto" or e.resolved.scheme.name == "auto" for e in entries + losers)
+        e.resolved.kwargs.get("gain") == "auto" or e.resolved.scheme.auto_gain for e in entries + losers)
     gains = _clean_keys(model, find_gains(_unwrapped(model))) if needs_auto else None
     errors.extend(_plan_all(entries, losers, gains, fn))
     if strict and untouched:

@@ -226,7 +226,7 @@ class Rule:
             return Resolved(sdef, kw, "bias")
         if how == "explicit":
             return Resolved(sdef, kw, "explicit")
-        if sdef.name == "torch_default" and role != "other":
+        if sdef.whole_module and role != "other":
             return Resolved(sdef, kw, "weight")  # the layer's own reset covers its biases and norms too
         if role == "weight":
             if info.recurrent and sdef.random_matrix:

@@ -287,7 +287,9 @@ class SchemeDef:
 
     ``fan_based`` schemes describe weight matrices: on a bias they give way to the rule's ``bias`` and on
     a normalisation weight to the norm's reset; ``random_matrix`` ones become per-gate orthogonal on
-    recurrent weights; ``bias_only`` ones (prior_prob) refuse weights.
+    recurrent weights; ``bias_only`` ones (prior_prob) refuse weights; ``whole_module`` ones (torch_default,
+    the layer's own reset) selected through a module cover its biases and norms too; ``auto_gain`` ones
+    (auto) always read the activation gains found in the model.
     """
 
     name: str
@@ -296,11 +298,13 @@ class SchemeDef:
     fan_based: bool = False
     random_matrix: bool = False
     bias_only: bool = False
+    whole_module: bool = False
+    auto_gain: bool = False
 
 
 def _reg(name: str, plan: Callable[..., Action], fan_based: bool = False, random_matrix: bool = False,
-         bias_only: bool = False, **params: Any) -> SchemeDef:
-    return SchemeDef(name, plan, params, fan_based, random_matrix, bias_only)
+         bias_only: bool = False, whole_module: bool = False, auto_gain: bool = False, **params: Any) -> SchemeDef:
+    return SchemeDef(name, plan, params, fan_based, random_matrix, bias_only, whole_module, auto_gain)
 
 
 _REQUIRED = object()
@@ -327,10 +331,10 @@ SCHEMES: dict[str, SchemeDef] = {s.name: s for s in [
     _reg("eye", _p_eye, True, False),
     _reg("identity", _p_identity, True, False),
     _reg("sparse", _p_sparse, True, True, sparsity=_REQUIRED, std=0.01),
-    _reg("torch_default", _p_torch_default, True, False),
+    _reg("torch_default", _p_torch_default, True, False, whole_module=True),
     _reg("prior_prob", _p_prior_prob, bias_only=True, prob=0.01),
     _reg("norm_reset", _p_norm_reset),
-    _reg("auto", _p_auto, True, True, mode="fan_in", distribution="normal"),
+    _reg("auto", _p_auto, True, True, auto_gain=True, mode="fan_in", distribution="normal"),
 ]}
 
 #: Aliases, looked up case-insensitively and with or without a trailing underscore (``"Kaiming_Normal_"``).
