@@ -21,10 +21,10 @@ from typing import Any, Callable, Iterator
 import torch
 
 from benchmarks.cases import Case, shape_2d
-from benchmarks.report import PASS_NAMES
+from benchmarks.labels import PASS_NAMES
 from benchmarks.timing import Stats, cuda_time, host_times, peak_memory
 
-PASSES: tuple[str, ...] = tuple(PASS_NAMES)  # ("fwd", "bwd", "fwdbwd"), named in benchmarks/report.py
+PASSES: tuple[str, ...] = tuple(PASS_NAMES)  # ("fwd", "bwd", "fwdbwd"), named in benchmarks/labels.py
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import os
 from collections import defaultdict
 from typing import Any
 
-from benchmarks.report import IMPL_ORDER, PASS_NAMES, DTYPE_BYTES
+from benchmarks.labels import DTYPE_BYTES, IMPL_ORDER, PASS_NAMES
 
 _STYLE = {"torchinit": ("tab:red", "o"), "torchinit_torch": ("tab:orange", "s"), "eager": ("tab:blue", "^"),
           "compile": ("tab:green", "v")}

@@ -22,9 +22,8 @@ import sys
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
-IMPL_ORDER: tuple[str, ...] = ("torchinit", "torchinit_torch", "eager", "compile")
-PASS_NAMES: dict[str, str] = {"fwd": "forward", "bwd": "backward", "fwdbwd": "forward+backward"}
-DTYPE_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
+from benchmarks.labels import DTYPE_BYTES, IMPL_ORDER, PASS_NAMES
+
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
