@@ -409,22 +409,29 @@ def column_geometry(geo: RowGeometry) -> ColumnGeometry | None:
     return ColumnGeometry(b0, b1, geo.n, strides)
 
 
-def _column_params(geo: ColumnGeometry, device: torch.device, backward: bool = False) -> tuple[bool, int, int, int]:
+def _column_params(geo: ColumnGeometry, device: torch.device, backward: bool = False,
+                   fp64: bool = False) -> tuple[bool, int, int, int]:
     """(one_pass, BLOCK_N, BLOCK_I, num_warps) for a column read: on a GPU at least COLUMN_MIN_CUDA consecutive
-    inner elements per program (whole 32-byte sectors at every dtype), the rest of the tile down the reduced dim."""
+    inner elements per program (whole 32-byte sectors at every dtype), the rest of the tile down the reduced dim;
+    16 elements per thread and tensor in the chunked loops (32 spilled in backward, sm_90), half the one-pass
+    tile in backward and for fp64 math (a full one spilled: bf16 backward 184 B, fp64 forward ~1.3 KB per thread)."""
     single_max, chunk, tile = _limits(device, backward)
+    gpu = device.type != "cpu"
+    if gpu:  # columns reduce across warps: registers run out sooner than in the row kernels
+        single_max //= 2 if (fp64 or backward) else 1
     wide = triton.next_power_of_2(geo.b1)
-    min_i = 1 if device.type == "cpu" else min(wide, COLUMN_MIN_CUDA)
+    min_i = min(wide, COLUMN_MIN_CUDA) if gpu else 1
     one_pass = triton.next_power_of_2(geo.n) * min_i <= single_max
     block_n = triton.next_power_of_2(geo.n) if one_pass else max(1, chunk // min_i)
     block_i = max(min_i, min(wide, tile // block_n))
-    warps = max(1, min(32, block_n * block_i // 1024))
+    per_warp = 1024 if one_pass or not gpu else 512
+    warps = max(1, min(32, block_n * block_i // per_warp))
     return one_pass, block_n, block_i, triton.next_power_of_2(warps)
 
 
 def _launch_columns(kernel, tensors: list[torch.Tensor], geo: ColumnGeometry, device: torch.device,
                     backward: bool, **constexprs) -> None:
-    one_pass, block_n, block_i, warps = _column_params(geo, device, backward)
+    one_pass, block_n, block_i, warps = _column_params(geo, device, backward, constexprs["COMPUTE"] == tl.float64)
     tiles = triton.cdiv(geo.b1, block_i)
     with _on_device(device):
         kernel[(geo.b0 * tiles,)](

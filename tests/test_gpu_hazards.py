@@ -221,8 +221,11 @@ SOFTMAX_COALESCING_SCRIPT = COMPILE_HELPERS + textwrap.dedent(
 
     kernels = [getattr(sm, n) for n in dir(sm) if n.startswith("_softmax_") and hasattr(getattr(sm, n), "run")]
     res = []
+    from benchmarks.static_cost import ptxas_spills
+
     for shape, dim, dtype in [((32, 64, 14, 14), 1, torch.float32), ((8, 512, 7, 7), 1, torch.bfloat16),
-                              ((64, 1000), 0, torch.float16), ((16, 3, 28, 28), 0, torch.float32)]:
+                              ((64, 1000), 0, torch.float16), ((16, 3, 28, 28), 0, torch.float32),
+                              ((16, 1000, 64), 1, torch.float32), ((8, 5000, 64), 1, torch.bfloat16)]:
         x = torch.empty(shape, device="meta", dtype=dtype)
         y = torch.empty_like(x)
         calls = record(kernels, lambda: sm.softmax_forward(x, dim, y))
@@ -230,7 +233,11 @@ SOFTMAX_COALESCING_SCRIPT = COMPILE_HELPERS + textwrap.dedent(
         for k, grid, args, kw in calls:
             names = dict(zip(k.arg_names, args))
             stride_of = next(v for a, v in names.items() if a.endswith("sn"))  # the reduced dim's stride
-            for tpw, order in load_layouts(compile_launch(k, args, dict(kw))):
+            compiled = compile_launch(k, args, dict(kw))
+            spills = ptxas_spills(compiled.asm["ptx"])
+            res.append({"case": f"{shape} dim={dim} {dtype} {k.__name__}",
+                        "spill_bytes": spills["spill_store_bytes"] + spills["spill_load_bytes"]})
+            for tpw, order in load_layouts(compiled):
                 fast = order[0]  # the axis a warp's threads run along first
                 # the column kernels hold the reduced dim on axis 0, the row kernels on axis 1
                 reduced_axis = 0 if k.__name__.endswith("_columns") else 1
@@ -250,16 +257,19 @@ def _run_compile_script(script: str):
 
 
 @needs_nvidia_tools
-def test_softmax_over_a_strided_dim_reads_coalesced():
+def test_softmax_over_a_strided_dim_reads_coalesced_without_spills():
     """Softmax forward and backward over C of NCHW tensors (H*W not a multiple of 16 too) and over dim 0,
     compiled for sm_90 as launched: every global load's warp runs along a unit-stride axis, never along the
     strided reduced dim (the row kernels put the 32 threads of a warp on C, 4*H*W bytes apart: one sector per
     thread, a quarter to an eighth of each sector used)."""
     res = _run_compile_script(SOFTMAX_COALESCING_SCRIPT)
-    assert res
-    for r in res:
+    loads = [r for r in res if "reduced_stride" in r]
+    assert loads
+    for r in loads:
         assert r["reduced_stride"] != 1, r  # these cases reduce over a strided dim
         assert not (r["fast_axis_is_reduced"] and r["threads_along_fast_axis"] > 1), r
+    for r in res:  # and no register spills, one pass (C up to 1000) or chunked (5000), forward and backward
+        assert r.get("spill_bytes", 0) == 0, r
 
 
 @pytest.mark.gpu
