@@ -21,19 +21,19 @@ from __future__ import annotations
 import torch
 
 __all__ = [
-    "PHILOX_ROUNDS",
     "BLOCK_COUNTERS",
+    "PHILOX_ROUNDS",
     "ROUND_COUNTERS",
     "Workspace",
-    "philox4x32",
-    "randint4x",
-    "uint_to_uniform_float",
-    "rand4x",
-    "randn4x",
     "box_muller",
-    "words_block",
-    "uniform_block",
     "normal_block",
+    "philox4x32",
+    "rand4x",
+    "randint4x",
+    "randn4x",
+    "uint_to_uniform_float",
+    "uniform_block",
+    "words_block",
 ]
 
 PHILOX_ROUNDS = 10
@@ -63,7 +63,7 @@ class Workspace:
 
     One workspace serves any number of blocks in turn (not concurrently); :func:`words_block`,
     :func:`uniform_block` and :func:`normal_block` return views into it, valid until the next call.
-    The rounds run over ``round_size`` counters at a time.
+    The rounds run over ``round_size`` counters at a time. The buffers are allocated on first use.
     """
 
     def __init__(self, size: int = BLOCK_COUNTERS, device: torch.device | str = "cpu",
@@ -71,9 +71,20 @@ class Workspace:
         if size < 1 or round_size < 1:
             raise ValueError(f"Workspace: size and round_size must be at least 1, got {size} and {round_size}")
         self.size = size
-        self.round_size = r = min(size, round_size)
+        self.round_size = min(size, round_size)
         self.device = torch.device(device)
-        i64 = dict(dtype=torch.int64, device=self.device)
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        # the buffers are allocated on first use: a workspace made for a fill that the C sampler
+        # (torchinit.init.native) serves costs nothing
+        if name not in _BUFFERS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._allocate()
+        return self.__dict__[name]
+
+    def _allocate(self) -> None:
+        r, size = self.round_size, self.size
+        i64 = {"dtype": torch.int64, "device": self.device}
         self.a = torch.empty(r, **i64)  # x0 in the low half, high half zero
         self.b = torch.empty(r, **i64)  # x2 in the low half, high half zero
         self.p = (torch.empty(r, **i64), torch.empty(r, **i64))  # B * x2, double buffered
@@ -85,6 +96,9 @@ class Workspace:
         self.pair = torch.empty(size, 2, dtype=torch.float32, device=self.device)
         self.scale = torch.tensor(_UNIFORM_SCALE, dtype=torch.float32, device=self.device)
         self.two_pi = torch.tensor(_TWO_PI, dtype=torch.float32, device=self.device)
+
+
+_BUFFERS = frozenset({"a", "b", "p", "q", "counters", "words", "fold", "values", "pair", "scale", "two_pi"})
 
 
 def _pairs(t: torch.Tensor) -> torch.Tensor:

@@ -31,18 +31,19 @@ from dataclasses import dataclass
 
 import torch
 
-from . import philox
+from . import native, philox
 
 __all__ = [
     "Dist",
-    "derive_key",
     "counter_sample",
-    "fill_counter_",
-    "sample_into_",
-    "generator_sample",
-    "sample",
-    "phi",
+    "derive_key",
     "erfinv_giles",
+    "fill_counter_",
+    "generator_sample",
+    "kernel_scalars",
+    "phi",
+    "sample",
+    "sample_into_",
     "use_triton_for",
 ]
 
@@ -69,7 +70,7 @@ class Dist:
             return self.std
         alpha, beta = (self.a - self.mean) / self.std, (self.b - self.mean) / self.std
         z = phi(beta) - phi(alpha)
-        pdf = lambda t: 0.0 if math.isinf(t) else math.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)  # noqa: E731
+        pdf = lambda t: 0.0 if math.isinf(t) else math.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
         ta = 0.0 if math.isinf(alpha) else alpha * pdf(alpha)
         tb = 0.0 if math.isinf(beta) else beta * pdf(beta)
         var = 1.0 + (ta - tb) / z - ((pdf(alpha) - pdf(beta)) / z) ** 2
@@ -172,6 +173,25 @@ def _finish_(base: torch.Tensor, d: Dist) -> torch.Tensor:
     return base
 
 
+def kernel_scalars(d: Dist) -> tuple[float, float, float, float, float, float, float, float]:
+    """The eight fp32 scalars of the one-pass samplers (C and Triton): ``(s0, s1, p_lo, p_span, zlo, zhi,
+    lo_clip, hi_clip)``; ``v = base * s1 + s0`` with ``(s0, s1)`` = ``(lo, span)`` for uniform and
+    ``(mean, std)`` otherwise; the truncated normal's :func:`trunc_params` and the bounds of its final clamp."""
+    p_lo = p_span = zlo = zhi = 0.0
+    lo_clip, hi_clip = -3e38, 3e38
+    if d.kind == "uniform":
+        s0 = _f32(d.a)
+        s1 = _f32(_f32(d.b) - s0)
+    elif d.kind in ("normal", "trunc_normal"):
+        s0, s1 = _f32(d.mean), _f32(d.std)
+        if d.kind == "trunc_normal":
+            p_lo, p_span, zlo, zhi = trunc_params(d)
+            lo_clip, hi_clip = _f32(max(d.a, -3e38)), _f32(min(d.b, 3e38))
+    else:
+        raise ValueError(f"kernel_scalars: unknown distribution kind {d.kind!r}")
+    return s0, s1, p_lo, p_span, zlo, zhi, lo_clip, hi_clip
+
+
 def _block_values(d: Dist, ws: philox.Workspace, key: int, counters: torch.Tensor) -> torch.Tensor:
     """(C, 4) fp32 draws of ``d`` for C counters (element ``4c + k`` in row c, column k); a view into ``ws``
     (uniform, normal) or a new tensor (truncated normal)."""
@@ -197,6 +217,8 @@ def fill_counter_(out: torch.Tensor, d: Dist, key: int, start: int = 0, ws: phil
     if n == 0:
         return out
     g0, g1 = start >> 2, (start + n - 1) >> 2
+    if native.supports(out):
+        return native.fill(out, d.kind, key, start, kernel_scalars(d))
     if ws is None:
         ws = philox.Workspace(min(g1 - g0 + 1, philox.BLOCK_COUNTERS), out.device)
     with _one_thread(out.device):
@@ -242,6 +264,8 @@ def counter_sample(d: Dist, key: int, n: int, start: int = 0, index: torch.Tenso
     out = torch.empty(idx.numel(), dtype=torch.float32, device=device)
     if idx.numel() == 0:
         return out
+    if native.supports(out):
+        return native.fill_index(out, d.kind, key, idx, kernel_scalars(d))
     ws = philox.Workspace(min(idx.numel(), philox.BLOCK_COUNTERS), device)
     for s in range(0, idx.numel(), ws.size):
         part = idx[s : s + ws.size]
@@ -267,7 +291,7 @@ def use_triton_for(device: torch.device) -> bool:
     Triton can run on (CPU only under ``TRITON_INTERPRET=1``) when the backend is forced to "triton"."""
     try:
         from torchinit import backend
-    except Exception:  # pragma: no cover - backend module missing
+    except ImportError:  # pragma: no cover - backend module missing
         return False
     name = backend.get_backend()
     if name == "torch":
