@@ -20,9 +20,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import on_device
-from .rounding import round_to, to_dtype
 from .elementwise import _param, compute_dtype, param_buffer
+from .launch import on_device, table_on
+from .rounding import round_to, to_dtype
 
 BYTES_CUDA = 256  # bytes of codes per program (x 8 // BITS elements)
 BYTES_INTERPRETER = 1024
@@ -112,7 +112,10 @@ def _bytes_per_program(device: torch.device) -> int:
 def launch_pack_forward(fwd, bwd, saves_output: bool, x: torch.Tensor, y: torch.Tensor, codes: torch.Tensor,
                         scalars, weight=None, channel_dim: int = 1, surrogates=(1.0, 0.0), bounds=None,
                         bits: int = 1) -> None:
-    """Write ``y = fwd(x)`` and the packed codes (exact mask when ``bounds`` is None, else few-bit)."""
+    """Write ``y = fwd(x)`` and the packed codes (exact mask when ``bounds`` is None, else few-bit).
+
+    ``bounds`` may be on the host or on ``x``'s device, in any floating dtype: no copy or cast per call
+    (:func:`~torchinit.kernels.launch.table_on`)."""
     n = x.numel()
     if n == 0:
         return
@@ -122,7 +125,7 @@ def launch_pack_forward(fwd, bwd, saves_output: bool, x: torch.Tensor, y: torch.
     params = param_buffer(tuple(float(v) for v in scalars), x.device, x.dtype)
     sur = param_buffer((float(surrogates[0]), float(surrogates[1]), 0.0), x.device, x.dtype)
     w, mode, cstride, channels = _weight_args(weight, x, channel_dim)
-    bounds_t = bounds.to(device=x.device, dtype=buf) if bounds is not None else sur
+    bounds_t = table_on(bounds, x.device, buf) if bounds is not None else sur
     with on_device(x.device):
         _pack_forward_kernel[(triton.cdiv(codes.numel(), nb),)](
             x, y, codes, n, codes.numel(), params, w, cstride, channels, sur, bounds_t,
@@ -133,7 +136,8 @@ def launch_pack_forward(fwd, bwd, saves_output: bool, x: torch.Tensor, y: torch.
 
 def launch_unpack_backward(bwd, grad: torch.Tensor, codes: torch.Tensor, dx: torch.Tensor, scalars, weight=None,
                            channel_dim: int = 1, surrogates=(1.0, 0.0), levels=None, bits: int = 1) -> None:
-    """Write ``dx`` from ``grad`` and the packed codes (``grad``/``dx`` dense with equal strides)."""
+    """Write ``dx`` from ``grad`` and the packed codes (``grad``/``dx`` dense with equal strides); ``levels`` as
+    ``bounds`` in :func:`launch_pack_forward`."""
     n = grad.numel()
     if n == 0:
         return
@@ -142,7 +146,7 @@ def launch_unpack_backward(bwd, grad: torch.Tensor, codes: torch.Tensor, dx: tor
     params = param_buffer(tuple(float(v) for v in scalars), grad.device, grad.dtype)
     sur = param_buffer((float(surrogates[0]), float(surrogates[1]), 0.0), grad.device, grad.dtype)
     w, mode, cstride, channels = _weight_args(weight, grad, channel_dim)
-    levels_t = levels.to(device=grad.device, dtype=buf) if levels is not None else sur
+    levels_t = table_on(levels, grad.device, buf) if levels is not None else sur
     with on_device(grad.device):
         _unpack_backward_kernel[(triton.cdiv(codes.numel(), nb),)](
             grad, codes, dx, n, params, w, cstride, channels, sur, levels_t,

@@ -10,8 +10,8 @@ strides (``torch.empty_like``), so storage position ``i`` of the output is the a
 position ``i`` of the input. Only a tensor with gaps (a strided slice, an expanded view) is copied
 into a dense layout first, by the caller.
 
-Parameters: ``p0..p2`` come from a small cached device buffer (no host-to-device copy per call and
-no recompilation per value). A learnable parameter tensor can take the place of ``p0`` or ``p1``:
+Parameters: ``p0..p2`` come from a small cached device buffer (``launch.device_table``: no host-to-device
+copy, no recompilation per value). A learnable parameter tensor can take the place of ``p0`` or ``p1``:
 ``P?_MODE`` is 0 for the buffer, 1 for a one-element tensor, 2 for a per-channel tensor gathered by
 the element's channel index ``(i // channel_stride) % channels`` (valid for every dense layout).
 
@@ -20,13 +20,11 @@ Offsets are 64-bit for tensors near or past 2**31 elements (``WIDE``), 32-bit be
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
 
-from .launch import on_device
+from .launch import device_table, on_device
 from .rounding import to_dtype
 
 BLOCK_CUDA = 1024
@@ -123,18 +121,11 @@ def compute_dtype(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-@functools.lru_cache(maxsize=None)
-def param_buffer(values: tuple[float, float, float], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A cached 3-element device buffer holding ``values`` (fp64 for fp64 math, fp32 otherwise).
-
-    Filled on the device (one fill per value, no host-to-device copy, which CUDA-graph capture forbids) and
-    never evicted: a captured graph keeps pointing at the buffer it was captured with.
-    """
-    buf_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    buf = torch.empty(len(values), dtype=buf_dtype, device=device)
-    for i, v in enumerate(values):
-        buf[i].fill_(v)
-    return buf
+def param_buffer(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The cached device buffer holding ``values`` (fp64 for fp64 math, fp32 otherwise): a
+    :func:`~torchinit.kernels.launch.device_table` (filled on the device, never evicted, not cached when made
+    during a CUDA-graph capture)."""
+    return device_table(tuple(values), device, torch.float64 if dtype == torch.float64 else torch.float32)
 
 
 def _block(device: torch.device) -> tuple[int, int]:

@@ -456,3 +456,78 @@ def test_bias_act_special_values(backend):
             got = _grads(lambda t, c: fu.bias_act(t, c, act), (x, b), torch.ones_like(x))
         for a, c in zip(got, want):
             torch.testing.assert_close(a, c, equal_nan=True, **tol, msg=lambda m: f"{act}: {m}")
+
+
+# ---------------------------------------------------------------------------------------------
+# few-bit tables on the device (issue 12): no host-to-device copy or cast per call, graph-safe cache
+# ---------------------------------------------------------------------------------------------
+
+
+class _CopyRecorder(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the casts and device moves of the given tensors (``aten._to_copy`` reading them: ``Tensor.to``;
+    Triton's interpreter copies every argument to host buffers with ``copy_``, which is not what is looked for)."""
+
+    COPIES = ("_to_copy", "_copy_from", "_copy_from_and_resize")
+
+    def __init__(self, watched):
+        super().__init__()
+        self.watched = [w.untyped_storage().data_ptr() for w in watched]
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.COPIES:
+            for a in list(args) + list((kwargs or {}).values()):
+                if isinstance(a, torch.Tensor) and a.device.type != "meta" and \
+                        a.untyped_storage().data_ptr() in self.watched:
+                    self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fewbit_kernels_take_the_host_tables_without_a_copy_per_call(dtype):
+    """The few-bit kernels read the fitted fp64 bounds and levels as they are (the kernel converts what it
+    loads): no cast or copy of them per call, as the old launcher's bounds.to(device, fp32) made."""
+    pytest.importorskip("triton")
+    from torchinit.kernels.bits import launch_pack_forward, launch_unpack_backward
+    from torchinit.kernels.math import gelu_bwd, gelu_fwd, relu_bwd
+
+    from torchinit.fused.bits import fewbit_quantizer
+
+    bounds, levels = fewbit_quantizer("gelu", 2)
+    x = _randn(3000, dtype)
+    y, codes, dx = torch.empty_like(x), torch.empty(750, dtype=torch.uint8), torch.empty_like(x)
+    g = torch.randn_like(x)
+    with _CopyRecorder([bounds, levels]) as rec:
+        launch_pack_forward(gelu_fwd, gelu_bwd, False, x, y, codes, (0.0, 0.0, 0.0), bounds=bounds, bits=2)
+        launch_unpack_backward(relu_bwd, g, codes, dx, (0.0, 0.0, 0.0), levels=levels, bits=2)
+    assert rec.seen == []
+    _, codes_ref = fu.bits.torch_fewbit_forward(x, bounds, "gelu", 2, 0.0, 0.0, 0.0)
+    assert torch.equal(codes, codes_ref)
+    assert torch.equal(dx, fu.bits.torch_fewbit_backward(g, codes_ref, levels, 2))
+
+
+def test_device_tables_are_filled_on_the_device_and_cached_for_good(monkeypatch):
+    """kernels.launch.device_table (param_buffer and the few-bit tables): made by fills on the device, never a
+    copy from the host; one table per bit pattern (-0.0 and 0.0 apart); none cached while a CUDA graph is
+    being captured (its fills only run at replay)."""
+    from torchinit.kernels import launch
+
+    from torchinit.fused.bits import fewbit_quantizer, fewbit_tables
+
+    bounds, levels = fewbit_quantizer("silu", 4)
+    with _CopyRecorder([bounds, levels]) as rec:
+        b1, l1 = fewbit_tables("silu", 4, "meta")
+        b2, l2 = fewbit_tables("silu", 4, torch.device("meta"))
+    assert rec.seen == [] and b1 is b2 and l1 is l2
+    assert (b1.shape, l1.shape, b1.dtype) == (bounds.shape, levels.shape, torch.float64)
+    assert fewbit_tables("silu", 4, "cpu") == (bounds, levels)
+    zero = launch.device_table((0.0, 1.0), torch.device("meta"), torch.float32)
+    assert launch.device_table((-0.0, 1.0), torch.device("meta"), torch.float32) is not zero
+    assert launch.device_table((0.0, 1.0), torch.device("meta"), torch.float32) is zero
+    monkeypatch.setattr(launch, "_capturing", lambda device: True)
+    made = launch.device_table((2.0, 3.0, 5.0), torch.device("meta"), torch.float32)
+    assert launch.device_table((2.0, 3.0, 5.0), torch.device("meta"), torch.float32) is not made
+    monkeypatch.undo()
+    t = launch.device_table((0.5, -0.0), torch.device("cpu"), torch.float64)
+    assert t.tolist() == [0.5, -0.0] and str(t[1].item()) == "-0.0"

@@ -33,6 +33,7 @@ import math
 import torch
 
 from .. import backend, sharding
+from ..kernels.launch import table_on
 from ..ops import _dense, _kernel_pair, empty_like
 from ._common import LIB, formula_of
 
@@ -179,7 +180,8 @@ def torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
     y = formula_of(formula).forward(xd, p0, p1, p2, False)
     y = y if _same_strides(y, xd) else torch.empty_like(xd).copy_(y)
     flat = storage_flat(xd)
-    b = bounds.to(device=x.device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    b = table_on(bounds, x.device, acc).to(acc)  # no host-to-device copy per call
     xf = flat.to(b.dtype)
     codes = torch.zeros_like(flat, dtype=torch.uint8)
     for k in range(b.numel()):  # the number of bounds below x (NaN: none), one byte-wide pass per bound
@@ -192,7 +194,7 @@ def torch_fewbit_backward(grad, codes, levels, bits):
     """Reference ``fewbit_backward``: the gradient times the level of each element's interval."""
     g = _dense(grad)
     acc = torch.float64 if g.dtype == torch.float64 else torch.float32
-    lv = levels.to(device=g.device, dtype=acc)
+    lv = table_on(levels, g.device, acc).to(acc)
     dx = (storage_flat(g).to(acc) * lv.index_select(0, _unpack(codes, g.numel(), bits).to(torch.int32))).to(g.dtype)
     return from_storage_flat(dx, g)
 
@@ -431,6 +433,18 @@ def fewbit_quantizer(formula: str, bits: int) -> tuple[torch.Tensor, torch.Tenso
         bounds, levels = _fit(formula, bits, -6.0, 6.0, 601)
         _FITTED[key] = (torch.tensor(bounds, dtype=torch.float64), torch.tensor(levels, dtype=torch.float64))
     return _FITTED[key]
+
+def fewbit_tables(formula: str, bits: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`fewbit_quantizer`'s ``(bounds, levels)`` on ``device`` (fp64), made there without a host-to-device
+    copy and cached for good (``kernels.launch.device_table``): safe to call during CUDA-graph capture (a table
+    first made there is captured with the graph, not cached) and under ``torch.compile``. The host tensors on
+    the CPU."""
+    bounds, levels = fewbit_quantizer(formula, bits)
+    device = torch.device(device)
+    if device.type == "cpu":
+        return bounds, levels
+    return table_on(bounds, device, torch.float64), table_on(levels, device, torch.float64)
+
 
 # DTensor: the codes are packed over the whole tensor, so these run on gathered (replicated) tensors
 sharding.replicated(torch.ops.torchinit.bits_forward.default, outputs=2)
