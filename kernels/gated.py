@@ -3,10 +3,11 @@
 One forward and one backward kernel serve torch's ``glu`` (up = first half, gate = second half,
 act = sigmoid) and every GLU variant built on the same math. The halves are addressed in place
 (no chunk copies): output element ``k`` sits in row ``k // inner`` at column ``k % inner``; the gate
-and the up value of that element are at ``row * row_stride + column`` from their own base pointers.
+and the up value of that element are at ``row * row_stride + column`` from their own base pointers. Rows and
+columns come from a 2-D grid (rows on axis 0, column tiles on axis 1): no division or modulo per element.
 For a tensor split along ``dim`` into two halves, ``inner`` is the size of a half times the product
 of the sizes after ``dim`` and ``row_stride`` is twice that; for two separate tensors ``inner`` is the
-element count and there is one row.
+element count and there is one row: a flat 1-D grid, the source offset is the output offset.
 
 Backward recomputes the activation from the saved inputs (nothing else is kept): with ``s`` the
 value the math's backward expects (the activation's output where it saves its output, else the gate),
@@ -19,18 +20,30 @@ import torch
 import triton
 import triton.language as tl
 
+from .elementwise import (
+    BLOCK_CUDA,
+    BLOCK_INTERPRETER,
+    block_offsets,
+    compute_dtype,
+    param_buffer,
+    wide_index,
+)
 from .launch import on_device
 from .rounding import round_to, to_dtype
-from .elementwise import BLOCK_CUDA, BLOCK_INTERPRETER, block_offsets, compute_dtype, param_buffer, wide_index
 
 
 @triton.jit
-def _source(offs, inner, row_stride, ONE_ROW: tl.constexpr):
-    # where output element offs reads its gate and up values; one row (two separate tensors): offs itself
-    if ONE_ROW:
-        return offs
-    else:
-        return (offs // inner) * row_stride + offs % inner
+def _indices(n, inner, row_stride, BLOCK: tl.constexpr, WIDE: tl.constexpr, ONE_ROW: tl.constexpr):
+    # (output offsets, source offsets of gate and up, mask) of this program's BLOCK elements
+    if ONE_ROW:  # two separate tensors: one flat range, the source offset is the output offset
+        offs = block_offsets(BLOCK, WIDE)
+        return offs, offs, offs < n
+    else:  # a split tensor, grid (rows, column tiles): row and columns from the program ids, no division
+        row = tl.program_id(0)
+        if WIDE:
+            row = row.to(tl.int64)
+        col = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        return row * inner + col, row * row_stride + col, col < inner
 
 
 @triton.jit
@@ -39,9 +52,7 @@ def _gated_forward_kernel(
     FN: tl.constexpr, ROUND_ACT: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr,
     ONE_ROW: tl.constexpr,
 ):
-    offs = block_offsets(BLOCK, WIDE)
-    mask = offs < n
-    src = _source(offs, inner, row_stride, ONE_ROW)
+    offs, src, mask = _indices(n, inner, row_stride, BLOCK, WIDE, ONE_ROW)
     gate = tl.load(gate_ptr + src, mask=mask, other=0.0).to(COMPUTE)
     up = tl.load(up_ptr + src, mask=mask, other=0.0).to(COMPUTE)
     p0 = tl.load(params_ptr).to(COMPUTE)
@@ -59,9 +70,7 @@ def _gated_backward_kernel(
     FWD: tl.constexpr, BWD: tl.constexpr, SAVES_OUTPUT: tl.constexpr, ROUND_ACT: tl.constexpr,
     COMPUTE: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr, ONE_ROW: tl.constexpr,
 ):
-    offs = block_offsets(BLOCK, WIDE)
-    mask = offs < n
-    src = _source(offs, inner, row_stride, ONE_ROW)
+    offs, src, mask = _indices(n, inner, row_stride, BLOCK, WIDE, ONE_ROW)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
     gate = tl.load(gate_ptr + src, mask=mask, other=0.0).to(COMPUTE)
     up = tl.load(up_ptr + src, mask=mask, other=0.0).to(COMPUTE)
@@ -81,8 +90,16 @@ def _gated_backward_kernel(
     tl.store(dgate_ptr + src, to_dtype(d_gate, dgate_ptr.dtype.element_ty), mask=mask)
 
 
-def _block(device: torch.device) -> int:
-    return BLOCK_INTERPRETER if device.type == "cpu" else BLOCK_CUDA
+def _grid(n: int, inner: int, device: torch.device) -> tuple[tuple[int, ...], int, int, bool]:
+    """``(grid, BLOCK, num_warps, ONE_ROW)``: one flat range for one row (two separate tensors), else a grid of
+    (rows, column tiles) with blocks no longer than a row needs (at least 128 elements; long enough that the
+    tiles fit grid axis 1, at most 65,535)."""
+    block = BLOCK_INTERPRETER if device.type == "cpu" else BLOCK_CUDA
+    if inner >= n:
+        return (triton.cdiv(n, block),), block, 4, True
+    block = max(min(block, triton.next_power_of_2(inner)), 128, triton.next_power_of_2(triton.cdiv(inner, 65535)))
+    warps = max(1, min(32, block // 256)) if device.type != "cpu" else 4
+    return (n // inner, triton.cdiv(inner, block)), block, warps, False
 
 
 def launch_gated_forward(fn, gate: torch.Tensor, up: torch.Tensor, out: torch.Tensor,
@@ -91,13 +108,13 @@ def launch_gated_forward(fn, gate: torch.Tensor, up: torch.Tensor, out: torch.Te
     n = out.numel()
     if n == 0:
         return out
-    block = _block(out.device)
+    grid, block, warps, one_row = _grid(n, inner, out.device)
     params = param_buffer(tuple(float(v) for v in scalars), out.device, out.dtype)
     with on_device(out.device):
-        _gated_forward_kernel[(triton.cdiv(n, block),)](
+        _gated_forward_kernel[grid](
             gate, up, out, n, inner, row_stride, params,
             FN=fn, ROUND_ACT=round_act, COMPUTE=compute_dtype(out.dtype), BLOCK=block,
-            WIDE=wide_index(max(n, row_stride * triton.cdiv(n, inner)), block), ONE_ROW=inner >= n, num_warps=4,
+            WIDE=wide_index(max(n, row_stride * triton.cdiv(n, inner)), block), ONE_ROW=one_row, num_warps=warps,
         )
     return out
 
@@ -109,12 +126,12 @@ def launch_gated_backward(fwd, bwd, saves_output: bool, grad: torch.Tensor, gate
     n = grad.numel()
     if n == 0:
         return
-    block = _block(grad.device)
+    grid, block, warps, one_row = _grid(n, inner, grad.device)
     params = param_buffer(tuple(float(v) for v in scalars), grad.device, grad.dtype)
     with on_device(grad.device):
-        _gated_backward_kernel[(triton.cdiv(n, block),)](
+        _gated_backward_kernel[grid](
             grad, gate, up, d_gate, d_up, n, inner, row_stride, params,
             FWD=fwd, BWD=bwd, SAVES_OUTPUT=saves_output, ROUND_ACT=round_act, COMPUTE=compute_dtype(grad.dtype),
-            BLOCK=block, WIDE=wide_index(max(n, row_stride * triton.cdiv(n, inner)), block), ONE_ROW=inner >= n,
-            num_warps=4,
+            BLOCK=block, WIDE=wide_index(max(n, row_stride * triton.cdiv(n, inner)), block), ONE_ROW=one_row,
+            num_warps=warps,
         )

@@ -8,7 +8,7 @@ import torch.nn.functional as TF
 
 import torchinit as ti
 import torchinit.fused as fu
-import torchinit.ops
+import torchinit.layout
 from activation_cases import DTYPES, tolerance
 from torchinit.fused.rational import rational_init, torch_rational
 
@@ -18,7 +18,7 @@ BACKENDS = ["torch", "triton"]
 @pytest.fixture(autouse=True)
 def poison_outputs(monkeypatch):
     """Kernel outputs start as NaN: an element a kernel forgets to write cannot pass."""
-    monkeypatch.setattr(torchinit.ops, "POISON_OUTPUTS", True)
+    monkeypatch.setattr(torchinit.layout, "POISON_OUTPUTS", True)
 
 
 def _randn(shape, dtype, scale=3.0):
@@ -209,7 +209,7 @@ def test_bias_act_bad_arguments():
 
 def test_param_grads_come_from_the_kernel(monkeypatch):
     """On the kernel path the weight gradient is the kernel's sum: the torch per-element form is not called."""
-    monkeypatch.setattr(torchinit.ops, "_param_grads", lambda *a, **k: pytest.fail("torch parameter pass ran"))
+    monkeypatch.setattr(torchinit.param_ops, "_param_grads", lambda *a, **k: pytest.fail("torch parameter pass ran"))
     for shape, layout in [((4, 6, 5, 3), torch.contiguous_format), ((4, 6, 5, 3), torch.channels_last),
                           ((300, 6), torch.contiguous_format)]:
         x = torch.randn(shape, dtype=torch.float64).contiguous(memory_format=layout)
@@ -531,3 +531,21 @@ def test_device_tables_are_filled_on_the_device_and_cached_for_good(monkeypatch)
     monkeypatch.undo()
     t = launch.device_table((0.5, -0.0), torch.device("cpu"), torch.float64)
     assert t.tolist() == [0.5, -0.0] and str(t[1].item()) == "-0.0"
+
+
+@pytest.mark.parametrize("shape, dim", [((5, 600), -1), ((7, 6), -1), ((2, 18000), 1), ((3, 4, 2, 300), 2)])
+def test_gated_split_rows_and_column_tiles(shape, dim):
+    """A split tensor runs on a (rows, column tiles) grid: rows shorter than the smallest block, not a multiple
+    of it, and longer than one interpreter block (two tiles, the second partial), forward and backward."""
+    x = _randn(shape, torch.float32)
+    g = _randn(TF.glu(x, dim).shape, torch.float32, 1.0)
+
+    def ref(t):
+        a, b = t.chunk(2, dim)
+        return TF.silu(a) * b
+
+    want = _grads(ref, (x,), g)
+    with ti.use_backend("triton"):
+        got = _grads(lambda t: fu.swiglu(t, dim=dim), (x,), g)
+    _close(got[:1], want[:1], torch.float32)
+    _close(got[1:], want[1:], torch.float32, backward=True)
