@@ -19,6 +19,8 @@ Adding an activation: a ``_fwd``/``_bwd`` pair in ``kernels/math.py``, a :class:
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 aten = torch.ops.aten
+_nn = torch._C._nn  # torch's own functions behind torch.nn.functional (F.gelu calls _nn.gelu, ...)
 
 Param = Any  # a float, or a tensor for learnable parameters
 
@@ -43,6 +46,9 @@ class Formula:
     backward: Callable[..., torch.Tensor]  # (grad, saved, p0, p1, p2) -> grad_x
     kernel: str = ""  # the kernels/math.py pair; defaults to ``name``
     param_grads: Callable[..., tuple] | None = None  # (grad, x, p0, p1, p2) -> per-element (d p0, d p1)
+    #: the out-of-place torch form as one torch function of ``x``, bound to number parameters:
+    #: (p0, p1, p2) -> (x -> y), the same op as ``forward`` reached without a Python frame in between
+    direct: Callable[..., Callable[[torch.Tensor], torch.Tensor]] | None = None
 
     @property
     def kernel_name(self) -> str:
@@ -69,7 +75,7 @@ def _fp32_math(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     were measured 2 fp16 ulps off the once-rounded value)."""
 
     def wrapped(*args):
-        like = next(a for a in args if isinstance(a, torch.Tensor))
+        like = args[0]  # x (forward) or the incoming gradient (backward): a tensor of the activation's dtype
         if like.dtype not in _HALF:
             return fn(*args)
         up = [a.float() if isinstance(a, torch.Tensor) and a.dtype in _HALF else a for a in args]
@@ -123,6 +129,36 @@ def _elu(x, alpha, scale, input_scale, inplace):
     return (torch._C._nn.elu_ if inplace else torch._C._nn.elu)(x, alpha, scale, input_scale)
 
 
+def _same(a: Param, b: float) -> bool:
+    """``a`` is the number ``b`` exactly (the sign of a zero included)."""
+    return isinstance(a, (int, float)) and a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def _bind(fn: Callable[..., torch.Tensor], **params: tuple[Param, float]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``fn`` with the keyword parameters ``name=(value, default)`` bound, those at their default left out
+    (torch's bindings take about a microsecond to convert each number passed)."""
+    given = {k: v for k, (v, default) in params.items() if not _same(v, default)}
+    return functools.partial(fn, **given) if given else fn
+
+
+def _elu_direct(p0, p1, p2):
+    if _same(p0, SELU_ALPHA) and _same(p1, SELU_SCALE) and _same(p2, 1.0):
+        return torch.selu  # ATen's selu is elu with these constants
+    if _same(p1, 1.0) and not _same(p0, 1.0) and p2 == 1.0 / p0:
+        return functools.partial(torch.celu, alpha=p0)  # ATen's celu: elu(x, alpha, 1, 1 / alpha)
+    return _bind(_nn.elu, alpha=(p0, 1.0), scale=(p1, 1.0), input_scale=(p2, 1.0))
+
+
+def _hardtanh_direct(p0, p1, p2):
+    if _same(p0, 0.0) and _same(p1, 6.0):
+        return _nn.relu6  # ATen's relu6 is hardtanh(0, 6)
+    return _bind(_nn.hardtanh, min_val=(p0, -1.0), max_val=(p1, 1.0))
+
+
+def _leaky_direct(p0, p1, p2):
+    return _bind(_nn.leaky_relu, negative_slope=(p0, 0.01))
+
+
 def _squared_relu_backward(g, x, p0, p1, p2):
     r = torch.relu(x)
     return torch.where(r <= 0, 0.0, 2 * r * g).to(g.dtype)
@@ -151,43 +187,49 @@ FORMULAS: dict[str, Formula] = {
     f.name: f
     for f in [
         Formula("relu", "output", lambda x, p0, p1, p2, inplace: F.relu(x, inplace=inplace),
-                lambda g, y, p0, p1, p2: aten.threshold_backward(g, y, 0)),
+                lambda g, y, p0, p1, p2: aten.threshold_backward(g, y, 0), direct=lambda p0, p1, p2: torch.relu),
         Formula("hardtanh", "output", lambda x, p0, p1, p2, inplace: F.hardtanh(x, p0, p1, inplace=inplace),
-                lambda g, s, p0, p1, p2: aten.hardtanh_backward(g, s, p0, p1)),
+                lambda g, s, p0, p1, p2: aten.hardtanh_backward(g, s, p0, p1),
+                direct=_hardtanh_direct),
         Formula("leaky_relu", "output", lambda x, p0, p1, p2, inplace: F.leaky_relu(x, p0, inplace=inplace),
-                lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, True)),
+                lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, True), direct=_leaky_direct),
         Formula("leaky_relu_from_input", "input",
                 lambda x, p0, p1, p2, inplace: F.leaky_relu(x, p0, inplace=inplace),
-                lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, False), kernel="leaky_relu"),
+                lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, False), kernel="leaky_relu",
+                direct=_leaky_direct),
         Formula("prelu", "input", _out_of_place(lambda x, p0, p1, p2: F.prelu(x, p0)), _prelu_backward,
                 param_grads=_prelu_param_grads),
         Formula("elu", "output", lambda x, p0, p1, p2, inplace: _elu(x, p0, p1, p2, inplace),
-                lambda g, y, p0, p1, p2: aten.elu_backward(g, p0, p1, p2, True, y)),
+                lambda g, y, p0, p1, p2: aten.elu_backward(g, p0, p1, p2, True, y), direct=_elu_direct),
         Formula("elu_from_input", "input",
                 lambda x, p0, p1, p2, inplace: _elu(x, p0, p1, p2, inplace),
-                lambda g, x, p0, p1, p2: aten.elu_backward(g, p0, p1, p2, False, x)),
+                lambda g, x, p0, p1, p2: aten.elu_backward(g, p0, p1, p2, False, x), direct=_elu_direct),
         Formula("softplus", "input", _out_of_place(lambda x, p0, p1, p2: F.softplus(x, p0, p1)),
-                lambda g, x, p0, p1, p2: aten.softplus_backward(g, x, p0, p1)),
-        Formula("logsigmoid", "input", _out_of_place(lambda x, p0, p1, p2: F.logsigmoid(x)), _logsigmoid_backward),
+                lambda g, x, p0, p1, p2: aten.softplus_backward(g, x, p0, p1),
+                direct=lambda p0, p1, p2: _bind(_nn.softplus, beta=(p0, 1.0), threshold=(p1, 20.0))),
+        Formula("logsigmoid", "input", _out_of_place(lambda x, p0, p1, p2: F.logsigmoid(x)), _logsigmoid_backward,
+                direct=lambda p0, p1, p2: _nn.log_sigmoid),
         Formula("sigmoid", "output", lambda x, p0, p1, p2, inplace: x.sigmoid_() if inplace else torch.sigmoid(x),
-                lambda g, y, p0, p1, p2: aten.sigmoid_backward(g, y)),
+                lambda g, y, p0, p1, p2: aten.sigmoid_backward(g, y), direct=lambda p0, p1, p2: torch.sigmoid),
         Formula("tanh", "output", lambda x, p0, p1, p2, inplace: x.tanh_() if inplace else torch.tanh(x),
-                lambda g, y, p0, p1, p2: aten.tanh_backward(g, y)),
+                lambda g, y, p0, p1, p2: aten.tanh_backward(g, y), direct=lambda p0, p1, p2: torch.tanh),
         Formula("silu", "input", lambda x, p0, p1, p2, inplace: F.silu(x, inplace=inplace),
-                lambda g, x, p0, p1, p2: aten.silu_backward(g, x)),
+                lambda g, x, p0, p1, p2: aten.silu_backward(g, x), direct=lambda p0, p1, p2: _nn.silu),
         Formula("swish", "input", _out_of_place(_fp32_math(lambda x, p0, p1, p2: x * torch.sigmoid(p0 * x))),
                 _fp32_math(_swish_backward),
                 param_grads=_swish_param_grads),
         Formula("mish", "input", lambda x, p0, p1, p2, inplace: F.mish(x, inplace=inplace),
-                lambda g, x, p0, p1, p2: aten.mish_backward(g, x)),
+                lambda g, x, p0, p1, p2: aten.mish_backward(g, x), direct=lambda p0, p1, p2: _nn.mish),
         Formula("gelu", "input", _out_of_place(lambda x, p0, p1, p2: F.gelu(x)),
-                lambda g, x, p0, p1, p2: aten.gelu_backward(g, x)),
+                lambda g, x, p0, p1, p2: aten.gelu_backward(g, x), direct=lambda p0, p1, p2: _nn.gelu),
         Formula("gelu_tanh", "input", _out_of_place(lambda x, p0, p1, p2: F.gelu(x, approximate="tanh")),
-                lambda g, x, p0, p1, p2: aten.gelu_backward(g, x, approximate="tanh")),
+                lambda g, x, p0, p1, p2: aten.gelu_backward(g, x, approximate="tanh"),
+                direct=lambda p0, p1, p2: functools.partial(_nn.gelu, approximate="tanh")),
         Formula("hardswish", "input", lambda x, p0, p1, p2, inplace: F.hardswish(x, inplace=inplace),
-                lambda g, x, p0, p1, p2: aten.hardswish_backward(g, x)),
+                lambda g, x, p0, p1, p2: aten.hardswish_backward(g, x), direct=lambda p0, p1, p2: _nn.hardswish),
         Formula("hardsigmoid", "input", lambda x, p0, p1, p2, inplace: F.hardsigmoid(x, inplace=inplace),
-                lambda g, x, p0, p1, p2: aten.hardsigmoid_backward(g, x)),
+                lambda g, x, p0, p1, p2: aten.hardsigmoid_backward(g, x),
+                direct=lambda p0, p1, p2: _nn.hardsigmoid),
         Formula("softsign", "input", _out_of_place(lambda x, p0, p1, p2: F.softsign(x)), _softsign_backward),
         Formula("tanhshrink", "input", _out_of_place(lambda x, p0, p1, p2: F.tanhshrink(x)), _tanhshrink_backward),
         Formula("squared_relu", "input", _out_of_place(_fp32_math(lambda x, p0, p1, p2: torch.relu(x).square())),
@@ -197,6 +239,12 @@ FORMULAS: dict[str, Formula] = {
                 _fp32_math(_star_relu_backward), param_grads=_star_relu_param_grads),
     ]
 }
+
+
+def cacheable(values) -> bool:
+    """Whether a resolution may be cached under these argument values: no tensors, and no float zero
+    (0.0 and -0.0 are one dictionary key but not one activation)."""
+    return not any(isinstance(v, torch.Tensor) or (v == 0 and isinstance(v, float)) for v in values)
 
 
 @dataclass(frozen=True)
@@ -210,11 +258,27 @@ class Resolved:
     #: formula (in place the input is overwritten; out of place saving the input is exact, as in torch)
     inplace_formula: Formula | None = None
 
-    def params(self) -> tuple[Param, Param, float]:
-        """``(p0, p1, p2)`` for the torch forms: a weight where one is given, else the scalar."""
+    def __post_init__(self) -> None:
         w0, w1 = self.weights
         s0, s1, s2 = self.scalars
-        return (s0 if w0 is None else w0, s1 if w1 is None else w1, s2)
+        # built once (resolved calls are cached and reused per call): the torch forms' (p0, p1, p2), and the
+        # out-of-place torch form as one torch function of x (``direct``, None where the formula has none)
+        args = (s0 if w0 is None else w0, s1 if w1 is None else w1, s2)
+        object.__setattr__(self, "args", args)
+        f = self.formula
+        object.__setattr__(self, "direct", f.direct(*args) if f.direct is not None and w0 is None and w1 is None
+                           else None)
+
+    def torch_form(self, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+        """The activation of ``x`` in torch's own ops (the in-place formula in place)."""
+        if inplace:
+            return (self.formula if self.inplace_formula is None else self.inplace_formula).forward(x, *self.args, True)
+        direct = self.direct
+        return direct(x) if direct is not None else self.formula.forward(x, *self.args, False)
+
+    def params(self) -> tuple[Param, Param, float]:
+        """``(p0, p1, p2)`` for the torch forms: a weight where one is given, else the scalar."""
+        return self.args
 
 
 @dataclass(frozen=True)
@@ -226,6 +290,22 @@ class Activation:
     inplace: bool = False  # torch's functional takes ``inplace``
     resolve: Callable[..., Resolved] = None  # (**arguments) -> Resolved
     torch_name: str | None = None  # the torch.nn.functional twin, where there is one
+    #: the formula whose p0, p1 are this activation's arguments themselves, each a number or a learnable
+    #: tensor (PReLU's weight, Swish's beta, StarReLU's scale and bias); None: numbers only
+    learnable: str | None = None
+    #: the argument check: ``(op, x, *values)`` raises a clear error naming ``op`` for arguments the
+    #: activation does not take (``x`` is the input, where a check needs it); None: any numbers
+    checks: Callable[..., None] | None = None
+
+    def arguments(self, values: tuple) -> dict[str, Any]:
+        """``values`` (this activation's arguments in the order of :attr:`defaults`) as keyword arguments."""
+        return dict(zip(self.defaults, values))
+
+    def check(self, values: tuple, op: str | None = None, x: Any = None) -> None:
+        """Raise the table's error for arguments ``values`` (in the order of :attr:`defaults`) that this
+        activation does not take; ``op`` names the public function in the message (default: this one)."""
+        if self.checks is not None:
+            self.checks(op or self.name, x, *values)
 
 
 def _fixed(formula: str, *scalars: float) -> Callable[..., Resolved]:
@@ -257,33 +337,91 @@ def _weight_or_scalar(formula: str, *values: Param) -> Resolved:
     return Resolved(FORMULAS[formula], weights=weights[:2], scalars=scalars)
 
 
+# ---------------------------------------------------------------------------------------------
+# argument checks (run by every public function that takes an activation's arguments)
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_approximate(op: str, x: Any, approximate: Any = "none") -> None:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"torchinit.{op}: argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
+
+
+def _check_nonzero(arg: str) -> Callable[..., None]:
+    def check(op: str, x: Any, value: Any, *_: Any) -> None:
+        if value == 0:
+            raise ValueError(f"torchinit.{op}: argument '{arg}' must not be 0 (the function divides by it)")
+
+    return check
+
+
+def _check_range(op: str, x: Any, min_val: Any, max_val: Any) -> None:
+    if min_val > max_val:
+        raise ValueError(f"torchinit.{op}: 'min_val' ({min_val}) must not exceed 'max_val' ({max_val})")
+
+
+def _check_one_element(*args: str) -> Callable[..., None]:
+    """Learnable arguments given as tensors must have one element."""
+
+    def check(op: str, x: Any, *values: Any) -> None:
+        for arg, value in zip(args, values):
+            if isinstance(value, torch.Tensor) and value.numel() != 1:
+                raise ValueError(f"torchinit.{op}: argument '{arg}' must have one element, got shape "
+                                 f"{tuple(value.shape)}")
+
+    return check
+
+
+def _check_prelu_weight(op: str, x: Any, weight: Any) -> None:
+    """PReLU's weight: a tensor with one element, or a 1-D one per channel (dim 1) of ``x``."""
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"torchinit.{op}: argument 'weight' must be a torch.Tensor, got {type(weight).__name__}")
+    if weight.numel() == 1:
+        return
+    if weight.dim() != 1:
+        raise ValueError(f"torchinit.{op}: argument 'weight' must be 1-D, got shape {tuple(weight.shape)}")
+    channels = x.shape[1] if isinstance(x, torch.Tensor) and x.dim() >= 2 else None
+    if channels is None:
+        raise ValueError(f"torchinit.{op}: a per-channel 'weight' needs an input with a channel dim (dim 1), "
+                         f"got an input of {x.dim()} dims; use a single weight")
+    if weight.numel() != channels:
+        raise ValueError(f"torchinit.{op}: argument 'weight' has {weight.numel()} elements but the input has "
+                         f"{channels} channels (dim 1); expected 1 or {channels}")
+
+
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in [
         Activation("relu", {}, True, _fixed("relu"), "relu"),
         Activation("relu6", {}, True, _fixed("hardtanh", 0.0, 6.0), "relu6"),
         Activation("leaky_relu", {"negative_slope": 0.01}, True, _leaky, "leaky_relu"),
-        Activation("prelu", {"weight": None}, False, lambda weight, **_: _weight_or_scalar("prelu", weight), "prelu"),
+        Activation("prelu", {"weight": None}, False, lambda weight, **_: _weight_or_scalar("prelu", weight), "prelu",
+                   learnable="prelu", checks=_check_prelu_weight),
         Activation("elu", {"alpha": 1.0}, True, lambda alpha=1.0, **_: _elu_like(alpha, 1.0, 1.0), "elu"),
-        Activation("celu", {"alpha": 1.0}, True, lambda alpha=1.0, **_: _elu_like(alpha, 1.0, 1.0 / alpha), "celu"),
+        Activation("celu", {"alpha": 1.0}, True, lambda alpha=1.0, **_: _elu_like(alpha, 1.0, 1.0 / alpha), "celu",
+                   checks=_check_nonzero("alpha")),
         Activation("selu", {}, True, lambda **_: _elu_like(SELU_ALPHA, SELU_SCALE, 1.0), "selu"),
-        Activation("gelu", {"approximate": "none"}, False, _gelu, "gelu"),
+        Activation("gelu", {"approximate": "none"}, False, _gelu, "gelu", checks=_check_approximate),
         Activation("silu", {}, True, _fixed("silu"), "silu"),
         Activation("mish", {}, True, _fixed("mish"), "mish"),
         Activation("sigmoid", {}, False, _fixed("sigmoid"), "sigmoid"),
         Activation("tanh", {}, False, _fixed("tanh"), "tanh"),
         Activation("softplus", {"beta": 1.0, "threshold": 20.0}, False,
-                   lambda beta=1.0, threshold=20.0, **_: _fixed("softplus", beta, threshold)(), "softplus"),
+                   lambda beta=1.0, threshold=20.0, **_: _fixed("softplus", beta, threshold)(), "softplus",
+                   checks=_check_nonzero("beta")),
         Activation("hardswish", {}, True, _fixed("hardswish"), "hardswish"),
         Activation("hardsigmoid", {}, True, _fixed("hardsigmoid"), "hardsigmoid"),
         Activation("hardtanh", {"min_val": -1.0, "max_val": 1.0}, True,
-                   lambda min_val=-1.0, max_val=1.0, **_: _fixed("hardtanh", min_val, max_val)(), "hardtanh"),
+                   lambda min_val=-1.0, max_val=1.0, **_: _fixed("hardtanh", min_val, max_val)(), "hardtanh",
+                   checks=_check_range),
         Activation("softsign", {}, False, _fixed("softsign"), "softsign"),
         Activation("logsigmoid", {}, False, _fixed("logsigmoid"), "logsigmoid"),
         Activation("tanhshrink", {}, False, _fixed("tanhshrink"), "tanhshrink"),
-        Activation("swish", {"beta": 1.0}, False, lambda beta=1.0, **_: _weight_or_scalar("swish", beta)),
+        Activation("swish", {"beta": 1.0}, False, lambda beta=1.0, **_: _weight_or_scalar("swish", beta),
+                   learnable="swish", checks=_check_one_element("beta")),
         Activation("squared_relu", {}, True, _fixed("squared_relu")),
         Activation("star_relu", {"scale": 0.8944, "bias": -0.4472}, False,
-                   lambda scale=0.8944, bias=-0.4472, **_: _weight_or_scalar("star_relu", scale, bias)),
+                   lambda scale=0.8944, bias=-0.4472, **_: _weight_or_scalar("star_relu", scale, bias),
+                   learnable="star_relu", checks=_check_one_element("scale", "bias")),
     ]
 }

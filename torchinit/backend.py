@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import difflib
 import os
+from types import SimpleNamespace
 from typing import Iterator, Literal
 
 import torch
@@ -134,15 +135,41 @@ def interpreter_enabled() -> bool:
 
 def triton_can_run(device: torch.device) -> bool:
     """Whether a Triton kernel can run on tensors of ``device``."""
-    if not triton_available():
+    return _kernels_for("triton", device.type)
+
+
+def _kernels_for(backend: str, device_type: str) -> bool:
+    """The one rule: does ``backend`` run the Triton kernels on tensors of ``device_type``?
+
+    "auto" runs them on CUDA only, "triton" wherever they can run (CPU under the interpreter),
+    "torch" never.
+    """
+    if backend == "torch" or not triton_available():
         return False
-    if device.type == "cuda":
+    if device_type == "cuda":
         return True
-    return device.type == "cpu" and interpreter_enabled()
+    return backend == "triton" and device_type == "cpu" and interpreter_enabled()
 
 
 _is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
 _is_compiling = torch.compiler.is_compiling
+# the flag torch.compiler.is_exporting() returns (torch >= 2.5), read directly on the hot path
+_compiler = torch.compiler if hasattr(torch.compiler, "_is_exporting_flag") else SimpleNamespace(
+    _is_exporting_flag=False)
+
+
+def route(op: str, x: torch.Tensor) -> bool:
+    """The backend decision of one call of ``op`` on tensor ``x``: True runs torchinit's operator (Triton
+    kernels where they can run), False the op's torch form (plain torch ops, differentiated by torch).
+
+    This runs on every call, so the common case is decided first and cheaply: under "auto" a tensor
+    that is not on CUDA takes the torch form, except while ``torch.export`` traces (an exported
+    program records torchinit's operators). The rest is :func:`use_custom_op`.
+    """
+    if (_backend_override.get() or _default_backend) == "auto" and not x.is_cuda:
+        # torch.compiler.is_exporting() returns this flag (and Dynamo's handling of it reads it too)
+        return _compiler._is_exporting_flag
+    return use_custom_op(op, x.device)
 
 
 def use_custom_op(op: str, device: torch.device) -> bool:
@@ -150,8 +177,8 @@ def use_custom_op(op: str, device: torch.device) -> bool:
 
     True means the registered ``torch.ops.torchinit`` operator (Triton kernels where they can run,
     the reference implementation elsewhere); False means the plain torch path. Raises a clear
-    error when the "triton" backend is forced where no kernel can run. This runs on every call, so
-    the common cases ("auto" on any device) are decided first and cheaply.
+    error when the "triton" backend is forced where no kernel can run. The entry points call it
+    through :func:`route`.
     """
     if _is_exporting():
         return True
@@ -159,11 +186,9 @@ def use_custom_op(op: str, device: torch.device) -> bool:
     if compiling and not kernels_in_compile():
         return False
     backend = get_backend()
-    if backend == "auto":
-        return device.type == "cuda" and triton_available()
-    if backend == "torch":
-        return False
-    if not compiling and not triton_can_run(device):
+    if backend != "triton" or compiling:
+        return backend != "torch" and (backend == "triton" or _kernels_for(backend, device.type))
+    if not _kernels_for(backend, device.type):
         if not triton_available():
             why = "Triton is not installed"
         elif device.type == "cpu":
@@ -177,12 +202,6 @@ def use_custom_op(op: str, device: torch.device) -> bool:
 def kernel_runs_on(device: torch.device) -> bool:
     """Inside an operator implementation: run the Triton kernel (True) or the reference torch form (False).
 
-    "auto" runs kernels on CUDA only, "triton" wherever they can run (CPU under the interpreter),
-    "torch" never.
+    The same rule as the entry points' (:func:`_kernels_for`) for the backend in force.
     """
-    backend = get_backend()
-    if backend == "torch":
-        return False
-    if backend == "auto":
-        return device.type == "cuda" and triton_available()
-    return triton_can_run(device)
+    return _kernels_for(get_backend(), device.type)

@@ -30,11 +30,15 @@ import functools
 import torch
 
 from . import backend, sharding
-from .activations import ACTIVATIONS, FORMULAS, Formula, Resolved, channel_view
+from .activations import ACTIVATIONS, FORMULAS, Formula, Resolved, cacheable, channel_view
 
 _LIB = torch.library.Library("torchinit", "DEF")  # noqa: TOR901 - the project's own namespace
 _ARGS = "Tensor? w0, Tensor? w1, float p0, float p1, float p2"
 _FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_FLOATING_SET = frozenset(_FLOATING)
+_is_compiling = torch.compiler.is_compiling
+_Tensor = torch.Tensor
+_route = backend.route  # the one backend decision of a call
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,19 +556,17 @@ _RESOLVED: dict[tuple, Resolved] = {}  # calls without tensor arguments resolve 
 
 
 def _resolve(name: str, arguments: dict) -> Resolved:
-    # runs on every call: the common cases (no arguments; numbers only) are dictionary look-ups
-    if not arguments:
-        resolved = _RESOLVED.get(name)
-        if resolved is None:
-            resolved = _RESOLVED[name] = ACTIVATIONS[name].resolve()
-        return resolved
-    for value in arguments.values():
-        if isinstance(value, torch.Tensor):
-            return ACTIVATIONS[name].resolve(**arguments)
-    key = (name, *arguments.items())
+    """The table's resolution of activation ``name`` with keyword ``arguments`` (cached without tensors)."""
+    return _resolve_values(ACTIVATIONS[name], tuple(arguments.get(k, d) for k, d in ACTIVATIONS[name].defaults.items()))
+
+
+def _resolve_values(activation, values: tuple) -> Resolved:
+    if not cacheable(values) or _is_compiling():  # no side effects on a global while Dynamo traces
+        return activation.resolve(**activation.arguments(values))
+    key = (activation.name, values)
     resolved = _RESOLVED.get(key)
     if resolved is None:
-        resolved = ACTIVATIONS[name].resolve(**arguments)
+        resolved = activation.resolve(**activation.arguments(values))
         if len(_RESOLVED) < 4096:
             _RESOLVED[key] = resolved
     return resolved
@@ -591,7 +593,7 @@ def torch_twin(name: str, x: torch.Tensor, inplace: bool, arguments: dict) -> to
     """
     activation = ACTIVATIONS[name]
     if activation.torch_name is None:
-        resolved = ACTIVATIONS[name].resolve(**arguments)
+        resolved = _resolve(name, arguments)
         return _torch_errors_named(name, resolved.formula.forward, x, *resolved.params(), inplace)
     kwargs = dict(arguments, inplace=inplace) if activation.inplace else arguments
     return _torch_errors_named(name, getattr(torch.nn.functional, activation.torch_name), x, **kwargs)
@@ -600,16 +602,58 @@ def torch_twin(name: str, x: torch.Tensor, inplace: bool, arguments: dict) -> to
 def run_activation(name: str, x: torch.Tensor, inplace: bool = False, **arguments) -> torch.Tensor:
     """Compute activation ``name`` of ``x`` on the path the backend chooses (see :mod:`torchinit.backend`).
 
-    Floating-point inputs (fp16, bf16, fp32, fp64) take torchinit's path; any other dtype takes
-    torch's (:func:`torch_twin`), so torchinit accepts exactly the dtypes torch accepts.
+    ``arguments`` are the activation's keyword arguments (as its ``torchinit.functional`` function
+    takes them); :func:`call` is the same with the arguments in the table's order.
     """
-    check_tensor(name, x)
-    if x.dtype not in _FLOATING:
-        return torch_twin(name, x, inplace, arguments)
-    resolved = _resolve(name, arguments)
+    activation = ACTIVATIONS[name]
+    return call(name, x, inplace, tuple(arguments.get(k, d) for k, d in activation.defaults.items()))
+
+
+def _learnable_args(values: tuple) -> tuple:
+    args = tuple(v if isinstance(v, torch.Tensor) else float(v) for v in values)
+    return args + (0.0,) * (3 - len(args))
+
+
+def call(name: str, x: torch.Tensor, inplace: bool = False, values: tuple = ()) -> torch.Tensor:
+    """Activation ``name`` of ``x`` with its arguments ``values`` (in the order of the table's defaults).
+
+    Floating-point inputs (fp16, bf16, fp32, fp64) take torchinit's path; any other dtype takes
+    torch's (:func:`torch_twin`), so torchinit accepts exactly the dtypes torch accepts. One backend
+    decision (:func:`torchinit.backend.route`): where it picks the torch form (CPU under "auto"),
+    the call goes straight to the table's torch form -- torch's own ops, differentiated by torch's
+    autograd; else through torchinit's operators (:func:`run_operator`).
+    """
+    if not isinstance(x, _Tensor):
+        ACTIVATIONS[name].check(values, x=x)
+        check_tensor(name, x)
+    # the common case first: a floating input and arguments seen before (numbers only) are one look-up
+    resolved = _RESOLVED.get((name, values)) if x.dtype in _FLOATING_SET else None
+    if resolved is None:
+        return _call_uncached(name, x, inplace, values)
+    if not _route(name, x):
+        direct = resolved.direct
+        return direct(x) if direct is not None and not inplace else resolved.torch_form(x, inplace)
+    return run_operator(resolved, x, inplace)
+
+
+def _call_uncached(name: str, x: torch.Tensor, inplace: bool, values: tuple) -> torch.Tensor:
+    """:func:`call` for other dtypes, tensor (learnable) arguments and arguments not seen before."""
+    activation = ACTIVATIONS[name]
+    activation.check(values, x=x)
+    if x.dtype not in _FLOATING_SET:
+        return torch_twin(name, x, inplace, activation.arguments(values))
+    if activation.learnable is not None and not backend.route(name, x):
+        # p0, p1 are the arguments themselves (numbers or tensors): no resolution needed
+        return FORMULAS[activation.learnable].forward(x, *_learnable_args(values), inplace)
+    resolved = _resolve_values(activation, values)
+    if not backend.route(name, x):
+        return resolved.torch_form(x, inplace)
+    return run_operator(resolved, x, inplace)
+
+
+def run_operator(resolved: Resolved, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """One activation call through torchinit's operators."""
     formula = resolved.inplace_formula if inplace and resolved.inplace_formula is not None else resolved.formula
-    if not backend.use_custom_op(name, x.device):
-        return formula.forward(x, *resolved.params(), inplace)
     w0, w1 = resolved.weights
     p0, p1, p2 = resolved.scalars
     if not _needs_grad(x, w0, w1):
@@ -641,7 +685,7 @@ def run_glu(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         raise ValueError(
             f"torchinit.glu: the size of dimension dim={dim} must be even to halve it, got {x.shape[dim]}"
         )
-    if not backend.use_custom_op("glu", x.device):
+    if not backend.route("glu", x):
         return torch.nn.functional.glu(x, dim)
     if not _needs_grad(x):
         return torch.ops.torchinit.glu(x, dim)

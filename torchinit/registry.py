@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from . import functional as F
+from .activations import ACTIVATIONS
 from .nn import ACTIVATION_MODULES, GELU, Swish
 from .softmax import LogSoftmax, Softmax, Softmin
 
@@ -61,9 +62,7 @@ class ClippedGELU(GELU):
     """Exact GELU clamped to ``[min_val, max_val]`` (``"gelu_10"``: [-10, 10]); ``inplace`` computes out of place."""
 
     def __init__(self, min_val: float = -10.0, max_val: float = 10.0, inplace: bool = False) -> None:
-        if min_val > max_val:
-            raise ValueError(f"torchinit.registry.ClippedGELU: 'min_val' ({min_val}) must not exceed "
-                             f"'max_val' ({max_val})")
+        ACTIVATIONS["hardtanh"].check((min_val, max_val), "registry.ClippedGELU")  # the clamp's range
         super().__init__(inplace=inplace)
         self.min_val = float(min_val)
         self.max_val = float(max_val)

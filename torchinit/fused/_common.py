@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import torch
 
-from ..activations import ACTIVATIONS, Formula, Resolved
+from ..activations import ACTIVATIONS, Formula, Resolved, cacheable
 
 LIB = torch.library.Library("torchinit", "FRAGMENT")  # noqa: TOR901 - the project's own namespace
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+_RESOLVED: dict[tuple, Resolved] = {}  # (op, act, arguments) seen before: numbers only, so the same every call
+
+
 def resolve_scalar_activation(op: str, act: str, act_kwargs: dict) -> Resolved:
-    """The table entry for activation ``act`` with its keyword arguments; learnable tensors are refused."""
+    """The table entry for activation ``act`` with its keyword arguments; learnable tensors are refused.
+
+    Runs on every call of a fused op: a combination seen before (numbers only) is one look-up.
+    """
+    try:
+        key = (op, act, *act_kwargs.items())
+        resolved = _RESOLVED.get(key)
+    except TypeError:  # an unhashable argument: checked (and refused or resolved) below
+        key, resolved = None, None
+    if resolved is None:
+        resolved = _resolve_scalar_activation(op, act, act_kwargs)
+        if (key is not None and len(_RESOLVED) < 4096 and cacheable(act_kwargs.values())
+                and not torch.compiler.is_compiling()):  # no side effects on a global while Dynamo traces
+            _RESOLVED[key] = resolved
+    return resolved
+
+
+def _resolve_scalar_activation(op: str, act: str, act_kwargs: dict) -> Resolved:
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise ValueError(f"torchinit.{op}: argument 'act' must name an activation of torchinit.functional "
                          f"({', '.join(sorted(ACTIVATIONS))}), got {act!r}")
@@ -21,12 +41,12 @@ def resolve_scalar_activation(op: str, act: str, act_kwargs: dict) -> Resolved:
         raise TypeError(f"torchinit.{op}: activation {act!r} takes {sorted(spec.defaults) or 'no arguments'}, "
                         f"got unexpected {sorted(unknown)}")
     arguments = {**spec.defaults, **act_kwargs}
-    if any(isinstance(v, torch.Tensor) for v in arguments.values()) or act == "prelu":
+    # a tensor argument, or one that must be a tensor (no number default: PReLU's weight), is learnable
+    if (any(isinstance(v, torch.Tensor) for v in arguments.values())
+            or any(arguments[k] is None for k, d in spec.defaults.items() if d is None)):
         raise ValueError(f"torchinit.{op}: activation {act!r} with tensor (learnable) arguments is not supported "
                          "here; give numbers, or apply the learnable activation separately")
-    if act == "gelu" and arguments.get("approximate") not in ("none", "tanh"):
-        raise ValueError(f"torchinit.{op}: argument 'approximate' must be 'none' or 'tanh', "
-                         f"got {arguments.get('approximate')!r}")
+    spec.check(tuple(arguments.values()), op)
     return spec.resolve(**arguments)
 
 

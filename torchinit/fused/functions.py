@@ -14,12 +14,17 @@ from .. import backend, sharding
 from ..activations import ACTIVATIONS
 from ..ops import _needs_grad, check_input, run_activation
 from ._common import canonical_dim, resolve_scalar_activation
-from .bias_act import BiasActFunction, torch_bias_act
+from .bias_act import BiasActFunction, bias_view
 from .bits import BitsFunction, FewBitFunction, fewbit_quantizer
-from .gated import GatedFunction, GatedSplitFunction, torch_gated
+from .gated import GatedFunction, GatedSplitFunction
 from .rational import RationalFunction, torch_rational
 
 Tensor = torch.Tensor
+
+
+def _same_device(a: Tensor, b: Tensor) -> bool:
+    """``a.device == b.device``, without building device objects for two CPU tensors (the common case)."""
+    return (a.is_cpu and b.is_cpu) or a.device == b.device
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,18 +53,18 @@ def gated(gate: Tensor, up: Tensor | None = None, act: str = "silu", dim: int = 
         if gate.shape[d] % 2:
             raise ValueError(f"torchinit.{name}: the size of dimension dim={d} must be even to halve it into gate "
                              f"and up, got {gate.shape[d]}")
-        if not backend.use_custom_op(name, gate.device):
+        if not backend.route(name, gate):
             g, u = gate.chunk(2, d)
-            return torch_gated(g, u, formula, p0, p1, p2)
+            return resolved.torch_form(g, False) * u  # torch_gated: act(gate) * up in torch's own ops
         if not _needs_grad(gate):
             return torch.ops.torchinit.gated_split(gate, d, formula, p0, p1, p2)
         return GatedSplitFunction.apply(gate, d, formula, p0, p1, p2)
     check_input(name, up, "up")
-    if up.shape != gate.shape or up.dtype != gate.dtype or up.device != gate.device:
+    if up.shape != gate.shape or up.dtype != gate.dtype or not _same_device(gate, up):
         raise ValueError(f"torchinit.{name}: arguments 'gate' and 'up' must have one shape, dtype and device, got "
                          f"{tuple(gate.shape)} {gate.dtype} {gate.device} and {tuple(up.shape)} {up.dtype} {up.device}")
-    if not backend.use_custom_op(name, gate.device):
-        return torch_gated(gate, up, formula, p0, p1, p2)
+    if not backend.route(name, gate):
+        return resolved.torch_form(gate, False) * up  # torch_gated: act(gate) * up in torch's own ops
     if not _needs_grad(gate, up):
         return torch.ops.torchinit.gated(gate, up, formula, p0, p1, p2)
     return GatedFunction.apply(gate, up, formula, p0, p1, p2)
@@ -119,11 +124,11 @@ def bias_act(x: Tensor, bias: Tensor, act: str, dim: int = -1, **act_kwargs) -> 
     if bias.dim() != 1 or bias.numel() != x.shape[d]:
         raise ValueError(f"torchinit.bias_act: argument 'bias' must be 1-D with x.shape[{d}] = {x.shape[d]} "
                          f"elements (dim={dim}), got shape {tuple(bias.shape)}{_dim_hint(x, bias, d)}")
-    if bias.device != x.device:
+    if not _same_device(x, bias):
         raise ValueError(f"torchinit.bias_act: 'x' and 'bias' must be on one device, got {x.device} and {bias.device}")
     formula, (p0, p1, p2) = resolved.formula.name, resolved.scalars
-    if not backend.use_custom_op("bias_act", x.device):
-        return torch_bias_act(x, bias, d, formula, p0, p1, p2)
+    if not backend.route("bias_act", x):
+        return resolved.torch_form(x + bias_view(bias, x.dim(), d), False)  # torch_bias_act, in torch's own ops
     if not _needs_grad(x, bias):
         return torch.ops.torchinit.bias_act(x, bias, d, formula, p0, p1, p2)
     return BiasActFunction.apply(x, bias, d, formula, p0, p1, p2)
@@ -146,7 +151,7 @@ def rational(x: Tensor, numerator: Tensor, denominator: Tensor) -> Tensor:
             raise ValueError(f"torchinit.rational: argument '{arg}' must be 1-D, got shape {tuple(t.shape)}")
     if numerator.numel() == 0:
         raise ValueError("torchinit.rational: argument 'numerator' needs at least one coefficient")
-    if not backend.use_custom_op("rational", x.device):
+    if not backend.route("rational", x):
         return torch_rational(x, numerator, denominator)
     if not _needs_grad(x, numerator, denominator):
         return torch.ops.torchinit.rational(x, numerator, denominator)
@@ -216,8 +221,7 @@ def leaky_relu_bits(input: Tensor, negative_slope: float = 0.01, inplace: bool =
 
 def hardtanh_bits(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
     """``hardtanh`` saving a 1-bit mask for backward (exact gradient)."""
-    if min_val > max_val:
-        raise ValueError(f"torchinit.hardtanh_bits: 'min_val' ({min_val}) must not exceed 'max_val' ({max_val})")
+    ACTIVATIONS["hardtanh"].check((min_val, max_val), "hardtanh_bits")
     return _bits("hardtanh_bits", input, inplace, min_val=min_val, max_val=max_val)
 
 
@@ -273,8 +277,7 @@ def _fewbit(name: str, x: Tensor, formula: str, bits: int) -> Tensor:
 
 def gelu_fewbit(input: Tensor, approximate: str = "none", bits: int = 4) -> Tensor:
     """``gelu`` with an approximate ``bits``-bit backward (Novikov et al. 2023): see :mod:`torchinit.fused`."""
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"torchinit.gelu_fewbit: argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
+    ACTIVATIONS["gelu"].check((approximate,), "gelu_fewbit")
     return _fewbit("gelu_fewbit", input, "gelu_tanh" if approximate == "tanh" else "gelu", bits)
 
 

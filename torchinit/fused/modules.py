@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..activations import ACTIVATIONS
 from .functions import bias_act, geglu, rational, reglu, swiglu
 from .rational import rational_init
 
@@ -40,9 +41,7 @@ class GEGLU(_Gated):
 
     def __init__(self, dim: int = -1, approximate: str = "none", inplace: bool = False) -> None:
         super().__init__(dim, inplace)
-        if approximate not in ("none", "tanh"):
-            raise ValueError("torchinit.nn.GEGLU: argument 'approximate' must be 'none' or 'tanh', "
-                             f"got {approximate!r}")
+        ACTIVATIONS["gelu"].check((approximate,), "nn.GEGLU")
         self.approximate = approximate
 
     def forward(self, input: Tensor, up: Tensor | None = None) -> Tensor:

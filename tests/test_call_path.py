@@ -1,0 +1,113 @@
+"""The eager call path (issue 15): one backend decision, and on CPU under "auto" straight to torch's own ops.
+
+Each resolved call may carry ``direct``, the out-of-place torch form as one torch function of ``x``
+(torch's own C function, numbers at their default left out). It must be the table's torch form
+bit for bit: compared here with ``Formula.forward`` and with torch's own function, NaN, infinities and
+signed zeros included.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as TF
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import torchinit as ti
+import torchinit.functional as F
+from activation_cases import CASES, params
+from torchinit import backend
+from torchinit.activations import ACTIVATIONS, SELU_ALPHA, SELU_SCALE
+
+SPECIAL = [0.0, -0.0, 1.0, -1.0, 3.5, -3.5, 30.0, -30.0, 1e-30, -1e-30, float("inf"), float("-inf"), float("nan")]
+
+
+def _inputs(dtype):
+    torch.manual_seed(0)
+    return torch.cat([torch.tensor(SPECIAL, dtype=torch.float64), torch.randn(64, dtype=torch.float64) * 4]).to(dtype)
+
+
+def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal values, NaN where NaN, and the same sign on every zero."""
+    same_nan = torch.equal(a.isnan(), b.isnan())
+    ok = ~a.isnan()
+    return same_nan and torch.equal(a[ok], b[ok]) and torch.equal(torch.signbit(a[ok]), torch.signbit(b[ok]))
+
+
+def _resolve(name, kwargs):
+    act = ACTIVATIONS[name]
+    return act.resolve(**{**act.defaults, **kwargs})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("case", params(), ids=lambda p: p[0] + "-" + "-".join(f"{k}={v}" for k, v in p[1].items()))
+def test_direct_form_is_the_torch_form(case, dtype):
+    name, kwargs = case
+    resolved = _resolve(name, kwargs)
+    x = _inputs(dtype)
+    want = resolved.formula.forward(x.clone(), *resolved.args, False)
+    got = resolved.torch_form(x.clone(), False)
+    assert _bits_equal(got, want)
+    if resolved.direct is not None:
+        assert _bits_equal(resolved.direct(x.clone()), want)
+
+
+@pytest.mark.parametrize(("alpha", "scale", "input_scale", "torch_fn"), [
+    (SELU_ALPHA, SELU_SCALE, 1.0, torch.selu),
+    (2.0, 1.0, 0.5, lambda x: torch.celu(x, 2.0)),
+    (1.0, 1.0, 1.0, TF.elu),
+    (-0.5, 1.0, 1.0, lambda x: TF.elu(x, -0.5)),
+])
+def test_elu_family_direct_is_torchs(alpha, scale, input_scale, torch_fn):
+    from torchinit.activations import FORMULAS
+
+    direct = FORMULAS["elu"].direct(alpha, scale, input_scale)
+    x = _inputs(torch.float32)
+    assert _bits_equal(direct(x), torch_fn(x))
+    assert _bits_equal(direct(x), torch._C._nn.elu(x, alpha, scale, input_scale))
+
+
+def test_signed_zero_arguments_are_not_confused():
+    """0.0 and -0.0 are one dictionary key: a cached resolution of one must not serve the other."""
+    x = torch.tensor([-2.0, -1.0, 3.0])
+    for slope in (0.0, -0.0, 0.0, -0.0):
+        assert _bits_equal(F.leaky_relu(x, slope), TF.leaky_relu(x, slope))
+    for lo in (0.0, -0.0, 0.0):
+        assert _bits_equal(F.hardtanh(x, lo, 6.0), TF.hardtanh(x, lo, 6.0))
+    for slope in (0.0, -0.0):
+        assert _bits_equal(ti.fused.gated(x, x, "leaky_relu", negative_slope=slope), TF.leaky_relu(x, slope) * x)
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cpu_auto_eager_runs_torch_ops_only(name):
+    """CPU under "auto": the call and its backward reach torch's own ops only (no torchinit operator)."""
+    fn, ref, variants = CASES[name]
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    kwargs = dict(variants[-1])
+    with ti.use_backend("auto"), _Recorder() as rec:
+        y = fn(x, **kwargs)
+        y.sum().backward()
+    assert rec.ops and not any("torchinit" in op for op in rec.ops)
+
+
+def test_route_is_one_rule():
+    """route() on a CPU tensor: "auto" and "torch" take the torch form; export would take the operator."""
+    x = torch.randn(3)
+    with ti.use_backend("auto"):
+        assert backend.route("relu", x) is False
+    with ti.use_backend("torch"):
+        assert backend.route("relu", x) is False
+    if backend.triton_can_run(x.device):
+        with ti.use_backend("triton"):
+            assert backend.route("relu", x) is True
+            assert backend.kernel_runs_on(x.device)
