@@ -10,7 +10,7 @@ import torch.nn.functional as TF
 
 import torchinit as ti
 import torchinit.functional as F
-import torchinit.ops
+import torchinit.layout
 from activation_cases import (BACKENDS, CASES, COMPOSITE_REFERENCES, DEVICES, DTYPES, INPLACE, ids, params,
                               tolerance)
 
@@ -18,7 +18,7 @@ from activation_cases import (BACKENDS, CASES, COMPOSITE_REFERENCES, DEVICES, DT
 @pytest.fixture(autouse=True)
 def poison_outputs(monkeypatch):
     """Kernel outputs start as NaN: an element a kernel forgets to write cannot pass."""
-    monkeypatch.setattr(torchinit.ops, "POISON_OUTPUTS", True)
+    monkeypatch.setattr(torchinit.layout, "POISON_OUTPUTS", True)
 
 
 def _fresh(shape, dtype, device, scale=3.0):

@@ -8,7 +8,7 @@ import torch.nn.functional as TF
 
 import torchinit as ti
 import torchinit.fused as fu
-import torchinit.ops
+import torchinit.layout
 from activation_cases import DTYPES, tolerance
 from torchinit.fused.bits import FEWBIT_ERROR, fewbit_quantizer
 
@@ -26,7 +26,7 @@ BIT_CASES = [
 
 @pytest.fixture(autouse=True)
 def poison_outputs(monkeypatch):
-    monkeypatch.setattr(torchinit.ops, "POISON_OUTPUTS", True)
+    monkeypatch.setattr(torchinit.layout, "POISON_OUTPUTS", True)
 
 
 def _fwd_bwd(fn, x, g, **kw):

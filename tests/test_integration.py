@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import torchinit as ti
 import torchinit.functional as F
 import torchinit.nn as tnn
-import torchinit.ops
+import torchinit.layout
 import torchinit.sharding
 from activation_cases import CASES, INPLACE, ids, params
 from torchinit.activations import FORMULAS
@@ -27,7 +27,7 @@ from torchinit.activations import FORMULAS
 
 @pytest.fixture(autouse=True)
 def poison_outputs(monkeypatch):
-    monkeypatch.setattr(torchinit.ops, "POISON_OUTPUTS", True)
+    monkeypatch.setattr(torchinit.layout, "POISON_OUTPUTS", True)
 
 
 def _sample_args(formula):

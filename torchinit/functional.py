@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .ops import call, run_glu
+from .entry import call, run_glu
 
 Tensor = torch.Tensor
 

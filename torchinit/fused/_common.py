@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from .. import opdef
 from ..activations import ACTIVATIONS, Formula, Resolved, cacheable
 
-LIB = torch.library.Library("torchinit", "FRAGMENT")  # noqa: TOR901 - the project's own namespace
+LIB = opdef.LIB  # the one torchinit library: operators are made with torchinit.opdef.operator
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 

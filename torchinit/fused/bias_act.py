@@ -21,16 +21,14 @@ the promoted dtype is what eager gives there too (the tests check both).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from .. import backend, sharding
-from .. import ops as _ops
-from ..ops import _dense, _is_dense, _kernel_pair, _layout_like, _to_front
-from ._common import LIB, formula_of
-
-LIB.define("bias_act(Tensor x, Tensor bias, int dim, str formula, float p0, float p1, float p2) -> Tensor")
-LIB.define("bias_act_backward(Tensor grad, Tensor saved, Tensor bias, int dim, str formula, float p0, float p1, "
-           "float p2, ScalarType x_dtype) -> (Tensor, Tensor)")
+from .. import sharding
+from ..layout import dense, empty_like, layout_like, layout_ref, to_front
+from ..opdef import autograd_function, kernel_or_torch, kernel_pair, operator, per_sample, refuse_batched
+from ._common import formula_of
 
 
 def bias_view(bias: torch.Tensor, ndim: int, dim: int) -> torch.Tensor:
@@ -49,85 +47,50 @@ def _promoted(x: torch.Tensor, bias: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, bias.dtype)
 
 
-def _alloc(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A kernel output like ``t`` in ``dtype`` (NaN-filled when the tests poison outputs)."""
-    out = torch.empty_like(t, dtype=dtype)
-    return out.fill_(float("nan")) if _ops.POISON_OUTPUTS else out
+def _kernel(x, bias, dim, formula, p0, p1, p2):
+    from torchinit.kernels.channel_reduce import geometry, launch_bias_act_forward
 
-
-def _layout_ref(x: torch.Tensor) -> torch.Tensor:
-    return x if _is_dense(x) else torch.empty_like(x)
-
-
-@torch.library.impl(LIB, "bias_act", "CompositeExplicitAutograd")
-def _bias_act(x, bias, dim, formula, p0, p1, p2):
     z_dtype = _promoted(x, bias)
-    if backend.kernel_runs_on(x.device):
-        from torchinit.kernels.channel_reduce import geometry, launch_bias_act_forward
+    xd = dense(x)
+    C, inner = geometry(xd, dim, bias.numel())
+    fwd, _ = kernel_pair(formula_of(formula).kernel_name)
+    return launch_bias_act_forward(fwd, xd, bias.contiguous(), empty_like(xd, dtype=z_dtype), C, inner, (p0, p1, p2),
+                                   z_dtype)
 
-        xd = _dense(x)
-        C, inner = geometry(xd, dim, bias.numel())
-        fwd, _ = _kernel_pair(formula_of(formula))
-        out = _alloc(xd, z_dtype)
-        return launch_bias_act_forward(fwd, xd, bias.contiguous(), out, C, inner, (p0, p1, p2), z_dtype)
+
+def _torch(x, bias, dim, formula, p0, p1, p2):
     y = torch_bias_act(x, bias, dim, formula, p0, p1, p2)
-    return _layout_like(y, torch.empty_like(_layout_ref(x), dtype=z_dtype))
+    return layout_like(y, torch.empty_like(layout_ref(x), dtype=_promoted(x, bias)))
 
 
-@torch.library.impl(LIB, "bias_act_backward", "CompositeExplicitAutograd")
-def _bias_act_backward(grad, saved, bias, dim, formula, p0, p1, p2, x_dtype):
+def _backward_kernel(grad, saved, bias, dim, formula, p0, p1, p2, x_dtype):
+    from torchinit.kernels.channel_reduce import geometry, launch_channel_backward
+
     f = formula_of(formula)
-    z_dtype = grad.dtype
-    if backend.kernel_runs_on(saved.device):
-        from torchinit.kernels.channel_reduce import geometry, launch_channel_backward
+    sd = dense(saved)
+    C, inner = geometry(sd, dim, bias.numel())
+    _, bwd = kernel_pair(f.kernel_name)
+    dx = empty_like(sd, dtype=x_dtype)
+    sums = launch_channel_backward(bwd, layout_like(grad, sd), sd, dx, C, inner, (p0, p1, p2), bias=bias.contiguous(),
+                                   saves_output=f.saves == "output", z_dtype=grad.dtype)
+    return dx, sums[0].to(bias.dtype).reshape(bias.shape)
 
-        sd = _dense(saved)
-        g = _layout_like(grad, sd)
-        C, inner = geometry(sd, dim, bias.numel())
-        _, bwd = _kernel_pair(f)
-        dx = _alloc(sd, x_dtype)
-        sums = launch_channel_backward(bwd, g, sd, dx, C, inner, (p0, p1, p2), bias=bias.contiguous(),
-                                       saves_output=f.saves == "output", z_dtype=z_dtype)
-        return dx, sums[0].to(bias.dtype).reshape(bias.shape)
+
+def _backward_torch(grad, saved, bias, dim, formula, p0, p1, p2, x_dtype):
+    f = formula_of(formula)
     s = saved if f.saves == "output" else saved + bias_view(bias, saved.dim(), dim)
     dz = f.backward(grad, s, p0, p1, p2)
     others = [d for d in range(dz.dim()) if d != dim]
     acc = torch.float64 if dz.dtype == torch.float64 else torch.float32
     grad_bias = dz.sum(dim=others, dtype=acc).to(bias.dtype).reshape(bias.shape)
-    dx = _layout_like(dz.to(x_dtype), torch.empty_like(_layout_ref(saved), dtype=x_dtype))
+    dx = layout_like(dz.to(x_dtype), torch.empty_like(layout_ref(saved), dtype=x_dtype))
     return dx, grad_bias
 
 
-@torch.library.register_fake("torchinit::bias_act", lib=LIB)
-def _bias_act_fake(x, bias, dim, formula, p0, p1, p2):
-    return torch.empty_like(x, dtype=_promoted(x, bias))
-
-
-@torch.library.register_fake("torchinit::bias_act_backward", lib=LIB)
-def _bias_act_backward_fake(grad, saved, bias, dim, formula, p0, p1, p2, x_dtype):
-    return torch.empty_like(saved, dtype=x_dtype), torch.empty_like(bias, memory_format=torch.contiguous_format)
-
-
-def _bias_act_vmap(info, in_dims, x, bias, dim, formula, p0, p1, p2):
-    if in_dims[1] is not None:
-        raise NotImplementedError("torchinit.bias_act: vmap over the bias is not supported")
-    xb = _to_front(x, in_dims[0], info.batch_size)
+def _vmap(info, in_dims, x, bias, dim, formula, p0, p1, p2):
+    refuse_batched("bias_act", in_dims, (1,), "the bias")
+    xb = to_front(x, in_dims[0], info.batch_size)
     return torch.ops.torchinit.bias_act(xb, bias, dim + 1, formula, p0, p1, p2), 0
-
-
-def _bias_act_backward_vmap(info, in_dims, grad, saved, bias, dim, formula, p0, p1, p2, x_dtype):
-    # per-sample bias gradients: one call per sample, each reducing over its own sample only
-    if in_dims[2] is not None:
-        raise NotImplementedError("torchinit.bias_act_backward: vmap over the bias is not supported")
-    g = _to_front(grad, in_dims[0], info.batch_size)
-    s = _to_front(saved, in_dims[1], info.batch_size)
-    outs = [torch.ops.torchinit.bias_act_backward(g[b], s[b], bias, dim, formula, p0, p1, p2, x_dtype)
-            for b in range(info.batch_size)]
-    return (torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])), (0, 0)
-
-
-torch.library.register_vmap("torchinit::bias_act", _bias_act_vmap, lib=LIB)
-torch.library.register_vmap("torchinit::bias_act_backward", _bias_act_backward_vmap, lib=LIB)
 
 
 def _setup(ctx, inputs, output):
@@ -144,29 +107,26 @@ def _grad(ctx, grad):
     return dx, db, None, None, None, None, None
 
 
-torch.library.register_autograd("torchinit::bias_act", _grad, setup_context=_setup, lib=LIB)
-
-
-class BiasActFunction(torch.autograd.Function):
-    """Differentiates ``act(x + bias)`` through ``torchinit::bias_act`` / ``bias_act_backward``."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x, bias, dim, formula, p0, p1, p2):
-        return torch.ops.torchinit.bias_act(x, bias, dim, formula, p0, p1, p2)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        _setup(ctx, inputs, output)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _grad(ctx, grad)
-
 # DTensor: element-wise in x; the bias follows x's ``dim`` (argument 2 of the forward, 3 of the backward), its
 # gradient is a sum over the other dims (Partial) or split with the channels
-sharding.pointwise(torch.ops.torchinit.bias_act.default, elementwise=1, params=("channel",),
-                   channel_dim=sharding.dim_argument(2))
-sharding.pointwise(torch.ops.torchinit.bias_act_backward.default, elementwise=2, params=("channel",),
-                   outputs=("elementwise", "param_grad"), channel_dim=sharding.dim_argument(3))
+operator("bias_act", "(Tensor x, Tensor bias, int dim, str formula, float p0, float p1, float p2) -> Tensor",
+         kernel_or_torch(_kernel, _torch), lambda x, bias, *a: torch.empty_like(x, dtype=_promoted(x, bias)),
+         vmap=_vmap, autograd=(_setup, _grad),
+         sharding=functools.partial(sharding.pointwise, elementwise=1, params=("channel",),
+                                    channel_dim=sharding.dim_argument(2)))
+# per-sample bias gradients under vmap: one call per sample, each reducing over its own sample only
+operator("bias_act_backward", "(Tensor grad, Tensor saved, Tensor bias, int dim, str formula, float p0, float p1, "
+         "float p2, ScalarType x_dtype) -> (Tensor, Tensor)",
+         kernel_or_torch(_backward_kernel, _backward_torch, device_of=1),
+         lambda grad, saved, bias, *a: (torch.empty_like(saved, dtype=a[-1]),
+                                        torch.empty_like(bias, memory_format=torch.contiguous_format)),
+         vmap=per_sample("bias_act_backward", 2, (2,), "the bias"),
+         sharding=functools.partial(sharding.pointwise, elementwise=2, params=("channel",),
+                                    outputs=("elementwise", "param_grad"), channel_dim=sharding.dim_argument(3)))
+
+BiasActFunction = autograd_function(
+    "BiasActFunction",
+    lambda x, bias, dim, formula, p0, p1, p2: torch.ops.torchinit.bias_act(x, bias, dim, formula, p0, p1, p2),
+    _setup, _grad, "Differentiates ``act(x + bias)`` through ``torchinit::bias_act`` / ``bias_act_backward``.")
+
+__all__ = ["BiasActFunction", "bias_view", "torch_bias_act"]

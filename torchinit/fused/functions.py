@@ -12,7 +12,8 @@ import torch
 
 from .. import backend, sharding
 from ..activations import ACTIVATIONS
-from ..ops import _needs_grad, check_input, run_activation
+from ..entry import check_input, run_activation
+from ..entry import needs_grad as _needs_grad
 from ._common import canonical_dim, resolve_scalar_activation
 from .bias_act import BiasActFunction, bias_view
 from .bits import BitsFunction, FewBitFunction, fewbit_quantizer

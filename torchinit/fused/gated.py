@@ -1,36 +1,38 @@
 """The GLU family on the generic gated kernels of ``kernels/gated.py``: ``up * act(gate)``.
 
 Operators (namespace ``torchinit``; ``formula`` names an entry of the activation table, ``p0..p2``
-its scalar parameters):
+its scalar parameters; each made with :func:`torchinit.opdef.operator`):
 
 * ``gated(Tensor gate, Tensor up, str formula, float p0, float p1, float p2) -> Tensor`` and
   ``gated_backward(Tensor grad, Tensor gate, Tensor up, ...) -> (Tensor grad_gate, Tensor grad_up)``:
   two tensors of one shape and dtype. A dense gate (any layout without gaps) is used in place and
   the results share its strides; ``up`` is copied only when its layout differs from the gate's.
-* ``gated_split(Tensor x, int dim, str formula, ...) -> Tensor`` and ``gated_split_backward``: one
-  tensor halved along ``dim``, **gate = first half, up = second half** (the SwiGLU/GEGLU convention of
-  Shazeer 2020 and most LLM code). torch's ``glu`` (``torchinit.functional.glu``) is the other
-  way round: it passes the first half and gates the *second*.
+* the split ops, one tensor halved along ``dim`` (one implementation, which half is the gate a parameter):
+  ``gated_split(Tensor x, int dim, str formula, ...) -> Tensor`` and ``gated_split_backward``: **gate =
+  first half, up = second half** (the SwiGLU/GEGLU convention of Shazeer 2020 and most LLM code);
+  ``glu(Tensor x, int dim) -> Tensor`` and ``glu_backward``: torch's ``glu``, the other way round
+  (sigmoid of the *second* half times the first), with torch's own ``glu`` as its torch form.
 
 Forward is one pass (read gate and up, write the output); backward is one pass (read grad, gate and
-up, write both gradients) recomputing the activation: only the two inputs are saved. The activation
-is rounded to the storage dtype before the multiply, as the eager composite ``act(gate) * up`` does,
-so half-precision results match eager's. Elsewhere (no kernel) the torch forms of the table run.
+up, write both gradients) recomputing the activation: only the two inputs are saved. The gated ops
+round the activation to the storage dtype before the multiply, as the eager composite ``act(gate) * up``
+does, so half-precision results match eager's (glu rounds once, as torch's glu kernel does). Elsewhere
+(no kernel) the torch forms run.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from .. import backend, sharding
-from ..ops import _dense, _is_dense, _kernel_pair, _layout_like, _to_front, empty_like
-from ._common import LIB, formula_of
+from .. import sharding
+from ..activations import FORMULAS, Formula
+from ..layout import dense, empty_like, layout_like, layout_ref, to_front
+from ..opdef import autograd_function, kernel_or_torch, kernel_pair, operator
+from ._common import formula_of
 
 _SCALARS = "float p0, float p1, float p2"
-LIB.define(f"gated(Tensor gate, Tensor up, str formula, {_SCALARS}) -> Tensor")
-LIB.define(f"gated_backward(Tensor grad, Tensor gate, Tensor up, str formula, {_SCALARS}) -> (Tensor, Tensor)")
-LIB.define(f"gated_split(Tensor x, int dim, str formula, {_SCALARS}) -> Tensor")
-LIB.define(f"gated_split_backward(Tensor grad, Tensor x, int dim, str formula, {_SCALARS}) -> Tensor")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,75 +53,52 @@ def torch_gated_backward(grad, gate, up, formula: str, p0, p1, p2):
     return f.backward(grad * up, saved, p0, p1, p2), grad * act
 
 
-def _halves(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return x.chunk(2, dim)
-
-
 # ---------------------------------------------------------------------------------------------
 # two tensors
 # ---------------------------------------------------------------------------------------------
 
 
-def _layout_ref(gate: torch.Tensor) -> torch.Tensor:
-    return gate if _is_dense(gate) else torch.empty_like(gate)
+def _gated_kernel(gate, up, formula, p0, p1, p2):
+    from torchinit.kernels.gated import launch_gated_forward
+
+    gd = dense(gate)
+    fwd, _ = kernel_pair(formula_of(formula).kernel_name)
+    n = gd.numel()
+    return launch_gated_forward(fwd, gd, layout_like(up, gd), empty_like(gd), n, n, (p0, p1, p2), round_act=True)
 
 
-@torch.library.impl(LIB, "gated", "CompositeExplicitAutograd")
-def _gated(gate, up, formula, p0, p1, p2):
-    if backend.kernel_runs_on(gate.device):
-        from torchinit.kernels.gated import launch_gated_forward
-
-        gd = _dense(gate)
-        ud = _layout_like(up, gd)
-        fwd, _ = _kernel_pair(formula_of(formula))
-        n = gd.numel()
-        return launch_gated_forward(fwd, gd, ud, empty_like(gd), n, n, (p0, p1, p2), round_act=True)
-    return _layout_like(torch_gated(gate, up, formula, p0, p1, p2), _layout_ref(gate))
+def _gated_torch(gate, up, formula, p0, p1, p2):
+    return layout_like(torch_gated(gate, up, formula, p0, p1, p2), layout_ref(gate))
 
 
-@torch.library.impl(LIB, "gated_backward", "CompositeExplicitAutograd")
-def _gated_backward(grad, gate, up, formula, p0, p1, p2):
-    if backend.kernel_runs_on(gate.device):
-        from torchinit.kernels.gated import launch_gated_backward
+def _gated_backward_kernel(grad, gate, up, formula, p0, p1, p2):
+    from torchinit.kernels.gated import launch_gated_backward
 
-        gd = _dense(gate)
-        ud = _layout_like(up, gd)
-        g = _layout_like(grad, gd)
-        f = formula_of(formula)
-        fwd, bwd = _kernel_pair(f)
-        d_gate, d_up = empty_like(gd), empty_like(gd)
-        n = gd.numel()
-        launch_gated_backward(fwd, bwd, f.saves == "output", g, gd, ud, d_gate, d_up, n, n, (p0, p1, p2),
-                              round_act=True)
-        return d_gate, d_up
-    ref = _layout_ref(gate)
+    gd = dense(gate)
+    f = formula_of(formula)
+    fwd, bwd = kernel_pair(f.kernel_name)
+    d_gate, d_up = empty_like(gd), empty_like(gd)
+    n = gd.numel()
+    launch_gated_backward(fwd, bwd, f.saves == "output", layout_like(grad, gd), gd, layout_like(up, gd), d_gate, d_up,
+                          n, n, (p0, p1, p2), round_act=True)
+    return d_gate, d_up
+
+
+def _gated_backward_torch(grad, gate, up, formula, p0, p1, p2):
+    ref = layout_ref(gate)
     d_gate, d_up = torch_gated_backward(grad, gate, up, formula, p0, p1, p2)
-    return _layout_like(d_gate, ref), _layout_like(d_up, ref)
+    return layout_like(d_gate, ref), layout_like(d_up, ref)
 
 
-@torch.library.register_fake("torchinit::gated", lib=LIB)
-def _gated_fake(gate, up, formula, p0, p1, p2):
-    return torch.empty_like(gate)
+def _batched(op_name: str, tensors: int, outputs: int):
+    """vmap rule of an element-wise op over its first ``tensors`` tensors: the batch dim in front."""
 
+    def rule(info, in_dims, *args):
+        front = [to_front(t, d, info.batch_size) for t, d in zip(args[:tensors], in_dims[:tensors])]
+        out = getattr(torch.ops.torchinit, op_name)(*front, *args[tensors:])
+        return out, (0 if outputs == 1 else (0,) * outputs)
 
-@torch.library.register_fake("torchinit::gated_backward", lib=LIB)
-def _gated_backward_fake(grad, gate, up, formula, p0, p1, p2):
-    return torch.empty_like(gate), torch.empty_like(gate)
-
-
-def _gated_vmap(info, in_dims, gate, up, formula, p0, p1, p2):
-    g = _to_front(gate, in_dims[0], info.batch_size)
-    u = _to_front(up, in_dims[1], info.batch_size)
-    return torch.ops.torchinit.gated(g, u, formula, p0, p1, p2), 0
-
-
-def _gated_backward_vmap(info, in_dims, grad, gate, up, formula, p0, p1, p2):
-    gr, g, u = (_to_front(t, d, info.batch_size) for t, d in zip((grad, gate, up), in_dims[:3]))
-    return torch.ops.torchinit.gated_backward(gr, g, u, formula, p0, p1, p2), (0, 0)
-
-
-torch.library.register_vmap("torchinit::gated", _gated_vmap, lib=LIB)
-torch.library.register_vmap("torchinit::gated_backward", _gated_backward_vmap, lib=LIB)
+    return rule
 
 
 def _gated_setup(ctx, inputs, output):
@@ -134,29 +113,23 @@ def _gated_grad(ctx, grad):
     return d_gate, d_up, None, None, None, None
 
 
-torch.library.register_autograd("torchinit::gated", _gated_grad, setup_context=_gated_setup, lib=LIB)
+operator("gated", f"(Tensor gate, Tensor up, str formula, {_SCALARS}) -> Tensor",
+         kernel_or_torch(_gated_kernel, _gated_torch), lambda gate, *a: torch.empty_like(gate),
+         vmap=_batched("gated", 2, 1), autograd=(_gated_setup, _gated_grad),
+         sharding=functools.partial(sharding.pointwise, elementwise=2, params=()))
+operator("gated_backward", f"(Tensor grad, Tensor gate, Tensor up, str formula, {_SCALARS}) -> (Tensor, Tensor)",
+         kernel_or_torch(_gated_backward_kernel, _gated_backward_torch, device_of=1),
+         lambda grad, gate, *a: (torch.empty_like(gate), torch.empty_like(gate)), vmap=_batched("gated_backward", 3, 2),
+         sharding=functools.partial(sharding.pointwise, elementwise=3, params=(),
+                                    outputs=("elementwise", "elementwise")))
 
-
-class GatedFunction(torch.autograd.Function):
-    """Differentiates ``up * act(gate)`` through ``torchinit::gated`` / ``gated_backward``."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(gate, up, formula, p0, p1, p2):
-        return torch.ops.torchinit.gated(gate, up, formula, p0, p1, p2)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        _gated_setup(ctx, inputs, output)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _gated_grad(ctx, grad)
+GatedFunction = autograd_function(
+    "GatedFunction", lambda gate, up, formula, p0, p1, p2: torch.ops.torchinit.gated(gate, up, formula, p0, p1, p2),
+    _gated_setup, _gated_grad, "Differentiates ``up * act(gate)`` through ``torchinit::gated`` / ``gated_backward``.")
 
 
 # ---------------------------------------------------------------------------------------------
-# one tensor, halved along dim: gate = first half, up = second half
+# one tensor halved along dim: gated_split (gate = first half) and glu (gate = second half)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -174,100 +147,90 @@ def _half_shape(x: torch.Tensor, dim: int) -> list[int]:
     return shape
 
 
-@torch.library.impl(LIB, "gated_split", "CompositeExplicitAutograd")
-def _gated_split(x, dim, formula, p0, p1, p2):
-    if backend.kernel_runs_on(x.device) and x.numel() > 0:
+def _register_split(name: str, extra_schema: str, spec, gate_first: bool, round_act: bool, torch_forward,
+                    torch_backward, forward, doc: str):
+    """The forward and backward operators of one split op ``name(Tensor x, int dim, <extra>)``, and its
+    autograd Function (``forward`` calls the operator). ``spec(*extra) -> (formula, scalars)``;
+    ``gate_first`` says which half is the gate."""
+
+    def halves(flat: torch.Tensor, inner: int) -> tuple[torch.Tensor, torch.Tensor]:
+        first, second = flat, flat[inner:]
+        return (first, second) if gate_first else (second, first)
+
+    def kernel(x, dim, *extra):
         from torchinit.kernels.gated import launch_gated_forward
 
+        f, scalars = spec(*extra)
         xc = x.contiguous()
         inner, row_stride = _split_geometry(xc, dim)
-        flat = xc.view(-1)
-        fwd, _ = _kernel_pair(formula_of(formula))
-        out = empty_like(xc, _half_shape(xc, dim))
-        return launch_gated_forward(fwd, flat, flat[inner:], out, inner, row_stride, (p0, p1, p2), round_act=True)
-    gate, up = _halves(x, dim)
+        gate, up = halves(xc.view(-1), inner)
+        fwd, _ = kernel_pair(f.kernel_name)
+        return launch_gated_forward(fwd, gate, up, empty_like(xc, _half_shape(xc, dim)), inner, row_stride, scalars,
+                                    round_act=round_act)
+
+    def backward_kernel(grad, x, dim, *extra):
+        from torchinit.kernels.gated import launch_gated_backward
+
+        f, scalars = spec(*extra)
+        xc = x.contiguous()
+        inner, row_stride = _split_geometry(xc, dim)
+        dx = empty_like(xc)
+        gate, up = halves(xc.view(-1), inner)
+        d_gate, d_up = halves(dx.view(-1), inner)
+        fwd, bwd = kernel_pair(f.kernel_name)
+        launch_gated_backward(fwd, bwd, f.saves == "output", grad.contiguous(), gate, up, d_gate, d_up, inner,
+                              row_stride, scalars, round_act=round_act)
+        return dx
+
+    def vmap(info, in_dims, x, dim, *extra):
+        return getattr(torch.ops.torchinit, name)(x.movedim(in_dims[0], 0), dim + 1 if dim >= 0 else dim, *extra), 0
+
+    def backward_vmap(info, in_dims, grad, x, dim, *extra):
+        g, xb = to_front(grad, in_dims[0], info.batch_size), to_front(x, in_dims[1], info.batch_size)
+        return getattr(torch.ops.torchinit, name + "_backward")(g, xb, dim + 1 if dim >= 0 else dim, *extra), 0
+
+    def setup(ctx, inputs, output):
+        ctx.args = tuple(inputs[1:])  # dim and the activation's arguments
+        ctx.save_for_backward(inputs[0])
+
+    def grad_fn(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return (getattr(torch.ops.torchinit, name + "_backward")(grad, x, *ctx.args),) + (None,) * len(ctx.args)
+
+    operator(name, f"(Tensor x, int dim{extra_schema}) -> Tensor", kernel_or_torch(kernel, torch_forward, nonempty=True),
+             lambda x, dim, *a: x.new_empty(_half_shape(x, dim)), vmap=vmap, autograd=(setup, grad_fn),
+             sharding=functools.partial(sharding.off_dim, tensors=1))  # (x, dim, ...): halves along dim
+    operator(name + "_backward", f"(Tensor grad, Tensor x, int dim{extra_schema}) -> Tensor",
+             kernel_or_torch(backward_kernel, torch_backward, device_of=1, nonempty=True),
+             lambda grad, x, *a: x.new_empty(x.shape), vmap=backward_vmap,
+             sharding=functools.partial(sharding.off_dim, tensors=2))  # (grad, x, dim, ...)
+    return autograd_function(f"{name.title().replace('_', '')}Function", forward, setup, grad_fn, doc)
+
+
+def _split_torch(x, dim, formula, p0, p1, p2):
+    gate, up = x.chunk(2, dim)
     return torch_gated(gate, up, formula, p0, p1, p2).contiguous()
 
 
-@torch.library.impl(LIB, "gated_split_backward", "CompositeExplicitAutograd")
-def _gated_split_backward(grad, x, dim, formula, p0, p1, p2):
-    if backend.kernel_runs_on(x.device) and x.numel() > 0:
-        from torchinit.kernels.gated import launch_gated_backward
-
-        xc = x.contiguous()
-        g = grad.contiguous()
-        inner, row_stride = _split_geometry(xc, dim)
-        flat = xc.view(-1)
-        dx = empty_like(xc)
-        dflat = dx.view(-1)
-        f = formula_of(formula)
-        fwd, bwd = _kernel_pair(f)
-        launch_gated_backward(fwd, bwd, f.saves == "output", g, flat, flat[inner:], dflat, dflat[inner:],
-                              inner, row_stride, (p0, p1, p2), round_act=True)
-        return dx
-    gate, up = _halves(x, dim)
+def _split_backward_torch(grad, x, dim, formula, p0, p1, p2):
+    gate, up = x.chunk(2, dim)
     return torch.cat(torch_gated_backward(grad, gate, up, formula, p0, p1, p2), dim).contiguous()
 
 
-@torch.library.register_fake("torchinit::gated_split", lib=LIB)
-def _gated_split_fake(x, dim, formula, p0, p1, p2):
-    return x.new_empty(_half_shape(x, dim))
+def _split_spec(formula: str, p0: float, p1: float, p2: float) -> tuple[Formula, tuple[float, float, float]]:
+    return formula_of(formula), (p0, p1, p2)
 
 
-@torch.library.register_fake("torchinit::gated_split_backward", lib=LIB)
-def _gated_split_backward_fake(grad, x, dim, formula, p0, p1, p2):
-    return x.new_empty(x.shape)
+GatedSplitFunction = _register_split(
+    "gated_split", f", str formula, {_SCALARS}", _split_spec, True, True, _split_torch, _split_backward_torch,
+    lambda x, dim, formula, p0, p1, p2: torch.ops.torchinit.gated_split(x, dim, formula, p0, p1, p2),
+    "Differentiates the one-tensor gated unit through ``torchinit::gated_split`` / its backward.")
 
+GluFunction = _register_split(
+    "glu", "", lambda: (FORMULAS["sigmoid"], (0.0, 0.0, 0.0)), False, False,
+    lambda x, dim: torch.nn.functional.glu(x, dim).contiguous(),
+    lambda grad, x, dim: torch.ops.aten.glu_backward(grad, x, dim).contiguous(),
+    lambda x, dim: torch.ops.torchinit.glu(x, dim),
+    "Differentiates ``glu`` through ``torchinit::glu`` / ``glu_backward``.")
 
-def _gated_split_vmap(info, in_dims, x, dim, formula, p0, p1, p2):
-    xb = x.movedim(in_dims[0], 0)
-    return torch.ops.torchinit.gated_split(xb, dim + 1, formula, p0, p1, p2), 0
-
-
-def _gated_split_backward_vmap(info, in_dims, grad, x, dim, formula, p0, p1, p2):
-    g = _to_front(grad, in_dims[0], info.batch_size)
-    xb = _to_front(x, in_dims[1], info.batch_size)
-    return torch.ops.torchinit.gated_split_backward(g, xb, dim + 1, formula, p0, p1, p2), 0
-
-
-torch.library.register_vmap("torchinit::gated_split", _gated_split_vmap, lib=LIB)
-torch.library.register_vmap("torchinit::gated_split_backward", _gated_split_backward_vmap, lib=LIB)
-
-
-def _split_setup(ctx, inputs, output):
-    x, dim, formula, p0, p1, p2 = inputs[:6]
-    ctx.args = (dim, formula, p0, p1, p2)
-    ctx.save_for_backward(x)
-
-
-def _split_grad(ctx, grad):
-    (x,) = ctx.saved_tensors
-    return torch.ops.torchinit.gated_split_backward(grad, x, *ctx.args), None, None, None, None, None
-
-
-torch.library.register_autograd("torchinit::gated_split", _split_grad, setup_context=_split_setup, lib=LIB)
-
-
-class GatedSplitFunction(torch.autograd.Function):
-    """Differentiates the one-tensor gated unit through ``torchinit::gated_split`` / its backward."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x, dim, formula, p0, p1, p2):
-        return torch.ops.torchinit.gated_split(x, dim, formula, p0, p1, p2)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        _split_setup(ctx, inputs, output)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _split_grad(ctx, grad)
-
-# DTensor: gate and up (and the gradient) element-wise; the one-tensor form works along its dim
-sharding.pointwise(torch.ops.torchinit.gated.default, elementwise=2, params=())
-sharding.pointwise(torch.ops.torchinit.gated_backward.default, elementwise=3, params=(),
-                   outputs=("elementwise", "elementwise"))
-sharding.off_dim(torch.ops.torchinit.gated_split.default, tensors=1)
-sharding.off_dim(torch.ops.torchinit.gated_split_backward.default, tensors=2)
+__all__ = ["GatedFunction", "GatedSplitFunction", "GluFunction", "torch_gated", "torch_gated_backward"]

@@ -19,12 +19,9 @@ import functools
 
 import torch
 
-from .. import backend, sharding
-from ..ops import _dense, _is_dense, _layout_like, _to_front, empty_like
-from ._common import LIB
-
-LIB.define("rational(Tensor x, Tensor num, Tensor den) -> Tensor")
-LIB.define("rational_backward(Tensor grad, Tensor x, Tensor num, Tensor den) -> (Tensor, Tensor, Tensor)")
+from .. import sharding
+from ..layout import dense, empty_like, layout_like, layout_ref, to_front
+from ..opdef import autograd_function, kernel_or_torch, operator, per_sample, refuse_batched
 
 
 def _acc(*tensors) -> torch.dtype:
@@ -70,64 +67,41 @@ def torch_rational_backward(grad, x, num, den):
     return dx.to(x.dtype), da.to(num.dtype), db.to(den.dtype)
 
 
-@torch.library.impl(LIB, "rational", "CompositeExplicitAutograd")
-def _rational(x, num, den):
-    if backend.kernel_runs_on(x.device):
-        from torchinit.kernels.rational import launch_rational_forward
-
-        xd = _dense(x)
-        acc = _acc(x, num, den)
-        return launch_rational_forward(xd, num.detach().to(acc).contiguous(), den.detach().to(acc).contiguous(),
-                                       empty_like(xd))
-    return _layout_like(torch_rational(x, num, den), x if _is_dense(x) else torch.empty_like(x))
+def _coefficients(x, num, den) -> tuple[torch.Tensor, torch.Tensor]:
+    acc = _acc(x, num, den)
+    return num.detach().to(acc).contiguous(), den.detach().to(acc).contiguous()
 
 
-@torch.library.impl(LIB, "rational_backward", "CompositeExplicitAutograd")
-def _rational_backward(grad, x, num, den):
-    if backend.kernel_runs_on(x.device):
-        from torchinit.kernels.rational import launch_rational_backward
+def _kernel(x, num, den):
+    from torchinit.kernels.rational import launch_rational_forward
 
-        xd = _dense(x)
-        g = _layout_like(grad, xd)
-        acc = _acc(x, num, den)
-        dx = empty_like(xd)
-        sums = launch_rational_backward(g, xd, num.detach().to(acc).contiguous(), den.detach().to(acc).contiguous(),
-                                        dx)
-        m = num.numel()
-        # clones: the two coefficient gradients must not alias one buffer
-        return dx, sums[:m].to(num.dtype).reshape(num.shape).clone(), sums[m:].to(den.dtype).reshape(den.shape).clone()
+    xd = dense(x)
+    return launch_rational_forward(xd, *_coefficients(x, num, den), empty_like(xd))
+
+
+def _torch(x, num, den):
+    return layout_like(torch_rational(x, num, den), layout_ref(x))
+
+
+def _backward_kernel(grad, x, num, den):
+    from torchinit.kernels.rational import launch_rational_backward
+
+    xd = dense(x)
+    dx = empty_like(xd)
+    sums = launch_rational_backward(layout_like(grad, xd), xd, *_coefficients(x, num, den), dx)
+    m = num.numel()
+    # clones: the two coefficient gradients must not alias one buffer
+    return dx, sums[:m].to(num.dtype).reshape(num.shape).clone(), sums[m:].to(den.dtype).reshape(den.shape).clone()
+
+
+def _backward_torch(grad, x, num, den):
     dx, da, db = torch_rational_backward(grad, x, num, den)
-    return (_layout_like(dx, x if _is_dense(x) else torch.empty_like(x)), da.contiguous(), db.contiguous())
+    return layout_like(dx, layout_ref(x)), da.contiguous(), db.contiguous()
 
 
-@torch.library.register_fake("torchinit::rational", lib=LIB)
-def _rational_fake(x, num, den):
-    return torch.empty_like(x)
-
-
-@torch.library.register_fake("torchinit::rational_backward", lib=LIB)
-def _rational_backward_fake(grad, x, num, den):
-    return (torch.empty_like(x), torch.empty_like(num, memory_format=torch.contiguous_format),
-            torch.empty_like(den, memory_format=torch.contiguous_format))
-
-
-def _rational_vmap(info, in_dims, x, num, den):
-    if in_dims[1] is not None or in_dims[2] is not None:
-        raise NotImplementedError("torchinit.rational: vmap over the coefficients is not supported")
-    return torch.ops.torchinit.rational(_to_front(x, in_dims[0], info.batch_size), num, den), 0
-
-
-def _rational_backward_vmap(info, in_dims, grad, x, num, den):
-    if in_dims[2] is not None or in_dims[3] is not None:
-        raise NotImplementedError("torchinit.rational_backward: vmap over the coefficients is not supported")
-    g = _to_front(grad, in_dims[0], info.batch_size)
-    xb = _to_front(x, in_dims[1], info.batch_size)
-    outs = [torch.ops.torchinit.rational_backward(g[i], xb[i], num, den) for i in range(info.batch_size)]
-    return tuple(torch.stack(parts) for parts in zip(*outs)), (0, 0, 0)
-
-
-torch.library.register_vmap("torchinit::rational", _rational_vmap, lib=LIB)
-torch.library.register_vmap("torchinit::rational_backward", _rational_backward_vmap, lib=LIB)
+def _vmap(info, in_dims, x, num, den):
+    refuse_batched("rational", in_dims, (1, 2), "the coefficients")
+    return torch.ops.torchinit.rational(to_front(x, in_dims[0], info.batch_size), num, den), 0
 
 
 def _setup(ctx, inputs, output):
@@ -139,25 +113,21 @@ def _grad(ctx, grad):
     return torch.ops.torchinit.rational_backward(grad, x, num, den)
 
 
-torch.library.register_autograd("torchinit::rational", _grad, setup_context=_setup, lib=LIB)
+# DTensor: element-wise in x; the coefficients apply to every element (their gradients are sums: Partial)
+operator("rational", "(Tensor x, Tensor num, Tensor den) -> Tensor", kernel_or_torch(_kernel, _torch),
+         lambda x, num, den: torch.empty_like(x), vmap=_vmap, autograd=(_setup, _grad),
+         sharding=functools.partial(sharding.pointwise, elementwise=1, params=("whole", "whole")))
+operator("rational_backward", "(Tensor grad, Tensor x, Tensor num, Tensor den) -> (Tensor, Tensor, Tensor)",
+         kernel_or_torch(_backward_kernel, _backward_torch, device_of=1),
+         lambda grad, x, num, den: (torch.empty_like(x), torch.empty_like(num, memory_format=torch.contiguous_format),
+                                    torch.empty_like(den, memory_format=torch.contiguous_format)),
+         vmap=per_sample("rational_backward", 2, (2, 3), "the coefficients"),
+         sharding=functools.partial(sharding.pointwise, elementwise=2, params=("whole", "whole"),
+                                    outputs=("elementwise", "param_grad", "param_grad")))
 
-
-class RationalFunction(torch.autograd.Function):
-    """Differentiates ``P(x) / Q(x)`` through ``torchinit::rational`` / ``rational_backward``."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x, num, den):
-        return torch.ops.torchinit.rational(x, num, den)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        _setup(ctx, inputs, output)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _grad(ctx, grad)
+RationalFunction = autograd_function(
+    "RationalFunction", lambda x, num, den: torch.ops.torchinit.rational(x, num, den), _setup, _grad,
+    "Differentiates ``P(x) / Q(x)`` through ``torchinit::rational`` / ``rational_backward``.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +178,7 @@ def rational_init(act: str = "gelu", degrees: tuple[int, int] = (5, 4)) -> tuple
     """
     from ..activations import ACTIVATIONS
 
-    if act not in ACTIVATIONS or act == "prelu":
+    if act not in ACTIVATIONS or any(d is None for d in ACTIVATIONS[act].defaults.values()):  # a tensor argument
         raise ValueError(f"torchinit.Rational: argument 'approximate' must name an activation of "
                          f"torchinit.functional without learnable tensors, got {act!r}")
     m, n = degrees
@@ -219,8 +189,3 @@ def rational_init(act: str = "gelu", degrees: tuple[int, int] = (5, 4)) -> tuple
 
 
 __all__ = ["RationalFunction", "rational_init", "torch_rational"]
-
-# DTensor: element-wise in x; the coefficients apply to every element (their gradients are sums: Partial)
-sharding.pointwise(torch.ops.torchinit.rational.default, elementwise=1, params=("whole", "whole"))
-sharding.pointwise(torch.ops.torchinit.rational_backward.default, elementwise=2, params=("whole", "whole"),
-                   outputs=("elementwise", "param_grad", "param_grad"))

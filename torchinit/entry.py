@@ -1,0 +1,189 @@
+"""The entry points of :mod:`torchinit.functional`: argument checks, the backend decision, the call itself.
+
+:func:`call` runs one activation of the table: a floating-point input with arguments seen before is
+one dictionary look-up, then one backend decision (:func:`torchinit.backend.route`); on CPU under
+"auto" that is the table's torch form, torch's own ops differentiated by torch's autograd. Otherwise
+the call goes through torchinit's operators (:func:`run_operator`), differentiated by
+:class:`~torchinit.activation_autograd.ActivationFunction` when a gradient is wanted. Other dtypes
+take torch's own function (:func:`torch_twin`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import backend
+from .activation_autograd import ActivationFunction
+from .activations import ACTIVATIONS, FORMULAS, Resolved, cacheable
+
+FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_FLOATING_SET = frozenset(FLOATING)
+_is_compiling = torch.compiler.is_compiling
+_Tensor = torch.Tensor
+_route = backend.route  # the one backend decision of a call
+
+
+def check_tensor(op: str, x, arg: str = "input") -> None:
+    """Raise a clear error unless ``x`` is a tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"torchinit.{op}: argument '{arg}' must be a torch.Tensor, got {type(x).__name__}")
+
+
+def check_input(op: str, x, arg: str = "input") -> None:
+    """Raise a clear error unless ``x`` is a floating-point tensor torchinit supports."""
+    check_tensor(op, x, arg)
+    if x.dtype not in FLOATING:
+        raise TypeError(
+            f"torchinit.{op}: argument '{arg}' must be a floating-point tensor "
+            f"(float16, bfloat16, float32 or float64), got dtype {x.dtype}"
+        )
+
+
+def needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+_RESOLVED: dict[tuple, Resolved] = {}  # calls without tensor arguments resolve to the same formula every time
+
+
+def _resolve(name: str, arguments: dict) -> Resolved:
+    """The table's resolution of activation ``name`` with keyword ``arguments`` (cached without tensors)."""
+    return _resolve_values(ACTIVATIONS[name], tuple(arguments.get(k, d) for k, d in ACTIVATIONS[name].defaults.items()))
+
+
+def _resolve_values(activation, values: tuple) -> Resolved:
+    if not cacheable(values) or _is_compiling():  # no side effects on a global while Dynamo traces
+        return activation.resolve(**activation.arguments(values))
+    key = (activation.name, values)
+    resolved = _RESOLVED.get(key)
+    if resolved is None:
+        resolved = activation.resolve(**activation.arguments(values))
+        if len(_RESOLVED) < 4096:
+            _RESOLVED[key] = resolved
+    return resolved
+
+
+def torch_errors_named(op: str, call, *args, **kwargs):
+    """``call(*args, **kwargs)``; an error torch raises is re-raised, same type, with the op's name in front."""
+    try:
+        return call(*args, **kwargs)
+    except (RuntimeError, TypeError, NotImplementedError) as exc:
+        try:
+            named = type(exc)(f"torchinit.{op}: {exc} (torch's own path, taken for a {args[0].dtype} input)")
+        except Exception:  # an exception type that does not take one message
+            raise exc from None
+        raise named from exc
+
+
+def torch_twin(name: str, x: torch.Tensor, inplace: bool, arguments: dict) -> torch.Tensor:
+    """Activation ``name`` computed by torch's own function, for the dtypes torchinit's kernels do not take.
+
+    Integer, bool and complex inputs get exactly what torch gives them (a result where torch accepts
+    the dtype, torch's error where it does not); the activations torch has no twin for (swish,
+    squared_relu, star_relu) run their torch form, made of torch ops, with the same effect.
+    """
+    activation = ACTIVATIONS[name]
+    if activation.torch_name is None:
+        resolved = _resolve(name, arguments)
+        return torch_errors_named(name, resolved.formula.forward, x, *resolved.params(), inplace)
+    kwargs = dict(arguments, inplace=inplace) if activation.inplace else arguments
+    return torch_errors_named(name, getattr(torch.nn.functional, activation.torch_name), x, **kwargs)
+
+
+def run_activation(name: str, x: torch.Tensor, inplace: bool = False, **arguments) -> torch.Tensor:
+    """Compute activation ``name`` of ``x`` on the path the backend chooses (see :mod:`torchinit.backend`).
+
+    ``arguments`` are the activation's keyword arguments (as its ``torchinit.functional`` function
+    takes them); :func:`call` is the same with the arguments in the table's order.
+    """
+    activation = ACTIVATIONS[name]
+    return call(name, x, inplace, tuple(arguments.get(k, d) for k, d in activation.defaults.items()))
+
+
+def _learnable_args(values: tuple) -> tuple:
+    args = tuple(v if isinstance(v, torch.Tensor) else float(v) for v in values)
+    return args + (0.0,) * (3 - len(args))
+
+
+def call(name: str, x: torch.Tensor, inplace: bool = False, values: tuple = ()) -> torch.Tensor:
+    """Activation ``name`` of ``x`` with its arguments ``values`` (in the order of the table's defaults).
+
+    Floating-point inputs (fp16, bf16, fp32, fp64) take torchinit's path; any other dtype takes
+    torch's (:func:`torch_twin`), so torchinit accepts exactly the dtypes torch accepts. One backend
+    decision (:func:`torchinit.backend.route`): where it picks the torch form (CPU under "auto"),
+    the call goes straight to the table's torch form -- torch's own ops, differentiated by torch's
+    autograd; else through torchinit's operators (:func:`run_operator`).
+    """
+    if not isinstance(x, _Tensor):
+        ACTIVATIONS[name].check(values, x=x)
+        check_tensor(name, x)
+    # the common case first: a floating input and arguments seen before (numbers only) are one look-up
+    resolved = _RESOLVED.get((name, values)) if x.dtype in _FLOATING_SET else None
+    if resolved is None:
+        return _call_uncached(name, x, inplace, values)
+    if not _route(name, x):
+        direct = resolved.direct
+        return direct(x) if direct is not None and not inplace else resolved.torch_form(x, inplace)
+    return run_operator(resolved, x, inplace)
+
+
+def _call_uncached(name: str, x: torch.Tensor, inplace: bool, values: tuple) -> torch.Tensor:
+    """:func:`call` for other dtypes, tensor (learnable) arguments and arguments not seen before."""
+    activation = ACTIVATIONS[name]
+    activation.check(values, x=x)
+    if x.dtype not in _FLOATING_SET:
+        return torch_twin(name, x, inplace, activation.arguments(values))
+    if activation.learnable is not None and not backend.route(name, x):
+        # p0, p1 are the arguments themselves (numbers or tensors): no resolution needed
+        return FORMULAS[activation.learnable].forward(x, *_learnable_args(values), inplace)
+    resolved = _resolve_values(activation, values)
+    if not backend.route(name, x):
+        return resolved.torch_form(x, inplace)
+    return run_operator(resolved, x, inplace)
+
+
+def run_operator(resolved: Resolved, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """One activation call through torchinit's operators."""
+    formula = resolved.inplace_formula if inplace and resolved.inplace_formula is not None else resolved.formula
+    w0, w1 = resolved.weights
+    p0, p1, p2 = resolved.scalars
+    if not needs_grad(x, w0, w1):
+        if inplace:
+            getattr(torch.ops.torchinit, formula.name + "_")(x, w0, w1, p0, p1, p2)
+            return x
+        return getattr(torch.ops.torchinit, formula.name)(x, w0, w1, p0, p1, p2)
+    if inplace and formula.saves == "input":
+        # like torch's in-place ops whose derivative needs the input: keep a copy of the original
+        y = ActivationFunction.apply(x.clone(), w0, w1, p0, p1, p2, formula.name, False)
+        return x.copy_(y)
+    return ActivationFunction.apply(x, w0, w1, p0, p1, p2, formula.name, inplace)
+
+
+def run_glu(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``glu`` on the path the backend chooses: first half times sigmoid of the second half along ``dim``.
+
+    Non-floating inputs take torch's own ``glu`` (its result or its error), as in :func:`run_activation`.
+    """
+    check_tensor("glu", x)
+    if x.dtype not in FLOATING:
+        return torch_errors_named("glu", torch.nn.functional.glu, x, dim)
+    if x.dim() == 0:
+        raise ValueError("torchinit.glu: argument 'input' must have at least one dimension, got a 0-d tensor")
+    if not -x.dim() <= dim < x.dim():
+        raise IndexError(f"torchinit.glu: argument 'dim' must be in [{-x.dim()}, {x.dim() - 1}], got {dim}")
+    dim = dim % x.dim()
+    if x.shape[dim] % 2:
+        raise ValueError(
+            f"torchinit.glu: the size of dimension dim={dim} must be even to halve it, got {x.shape[dim]}"
+        )
+    if not backend.route("glu", x):
+        return torch.nn.functional.glu(x, dim)
+    if not needs_grad(x):
+        return torch.ops.torchinit.glu(x, dim)
+    from .fused.gated import GluFunction  # GLU is the gated-split operator with the gate in the second half
+
+    return GluFunction.apply(x, dim)
+
+
+__all__ = ["FLOATING", "call", "check_input", "check_tensor", "needs_grad", "run_activation", "run_glu",
+           "run_operator", "torch_errors_named", "torch_twin"]

@@ -1,0 +1,115 @@
+"""One way to define a torchinit operator: schema, kernel-or-torch implementation, fake, vmap, sharding, autograd.
+
+:func:`operator` registers ``torchinit::<name>`` from those parts (``torch.library``: define, one
+CompositeExplicitAutograd implementation, fake, vmap, DTensor rule, ``register_autograd``) and
+:func:`autograd_function` makes the new-style ``torch.autograd.Function`` (works under ``torch.func``,
+which ``register_autograd`` does not, up to at least torch 2.14) from the same setup/backward pair.
+:func:`kernel_or_torch` is "the Triton kernel where it runs, else the torch form", and
+:func:`per_sample` the vmap rule of an operator that reduces over its tensors (parameter gradients):
+one call per sample.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from . import backend
+from .layout import to_front
+
+LIB = torch.library.Library("torchinit", "DEF")  # noqa: TOR901 - the project's own namespace
+
+
+@functools.cache
+def kernel_pair(kernel: str) -> tuple[Any, Any]:
+    """The Triton pair ``kernels/math.py:<kernel>_fwd`` / ``<kernel>_bwd`` (imports Triton on first use)."""
+    from torchinit.kernels import math as kmath
+
+    return getattr(kmath, kernel + "_fwd"), getattr(kmath, kernel + "_bwd")
+
+
+@functools.cache
+def param_grad_kernel(kernel: str) -> Any:
+    """The Triton function ``kernels/math.py:<kernel>_pgrad`` (per-element parameter gradients)."""
+    from torchinit.kernels import math as kmath
+
+    return getattr(kmath, kernel + "_pgrad")
+
+
+def kernel_or_torch(kernel: Callable[..., Any], torch_form: Callable[..., Any], device_of: int = 0,
+                    nonempty: bool = False) -> Callable[..., Any]:
+    """An operator implementation: ``kernel(*args)`` where a Triton kernel runs on the device of tensor
+    argument ``device_of`` (and, with ``nonempty``, it has elements), else ``torch_form(*args)``."""
+
+    def implementation(*args):
+        t = args[device_of]
+        if backend.kernel_runs_on(t.device) and (not nonempty or t.numel() > 0):
+            return kernel(*args)
+        return torch_form(*args)
+
+    return implementation
+
+
+def refuse_batched(op: str, in_dims: Sequence[int | None], indices: Sequence[int], what: str) -> None:
+    """vmap rules: raise unless the arguments at ``indices`` are unbatched (``what`` names them)."""
+    if any(in_dims[i] is not None for i in indices):
+        raise NotImplementedError(f"torchinit.{op}: vmap over {what} is not supported")
+
+
+def per_sample(op_name: str, batched: int, unbatched: Sequence[int] = (), what: str = "the parameters"):
+    """The vmap rule of an operator whose first ``batched`` tensors are per sample and whose outputs (a
+    tuple) include reductions over them (parameter gradients): one call per sample, results stacked.
+    Arguments at ``unbatched`` must not be batched (``what`` names them in the error)."""
+
+    def rule(info, in_dims, *args):
+        refuse_batched(op_name, in_dims, unbatched, what)
+        op = getattr(torch.ops.torchinit, op_name)
+        front = [to_front(a, d, info.batch_size) for a, d in zip(args[:batched], in_dims[:batched])]
+        rest = args[batched:]
+        outs = [op(*(t[b] for t in front), *rest) for b in range(info.batch_size)]
+        return tuple(torch.stack(parts) for parts in zip(*outs)), (0,) * len(outs[0])
+
+    return rule
+
+
+def operator(name: str, schema: str, implementation: Callable[..., Any], fake: Callable[..., Any],
+             vmap: Callable[..., Any] | None = None, sharding: Callable[[Any], None] | None = None,
+             autograd: tuple[Callable[..., Any], Callable[..., Any]] | None = None) -> Any:
+    """Register ``torchinit::<name><schema>`` and return its ``torch.ops`` packet.
+
+    ``implementation`` runs on every device (CompositeExplicitAutograd: see :func:`kernel_or_torch`),
+    ``fake`` gives outputs with exactly the real strides, ``vmap`` is its batching rule,
+    ``sharding(op_overload)`` registers its DTensor rule (:mod:`torchinit.sharding`), and ``autograd``
+    = ``(setup_context, backward)`` makes the bare operator differentiable (exported programs).
+    """
+    LIB.define(name + schema)
+    LIB.impl(name, implementation, "CompositeExplicitAutograd")
+    qualified = f"torchinit::{name}"
+    torch.library.register_fake(qualified, fake, lib=LIB)
+    if vmap is not None:
+        torch.library.register_vmap(qualified, vmap, lib=LIB)
+    packet = getattr(torch.ops.torchinit, name)
+    if sharding is not None:
+        sharding(packet.default)
+    if autograd is not None:
+        setup_context, backward = autograd
+        torch.library.register_autograd(qualified, backward, setup_context=setup_context, lib=LIB)
+    return packet
+
+
+def autograd_function(name: str, forward: Callable[..., Any], setup_context: Callable[..., Any],
+                      backward: Callable[..., Any], doc: str) -> type[torch.autograd.Function]:
+    """A new-style ``torch.autograd.Function`` (generated vmap rule) from a forward and the operator's own
+    setup/backward pair, so the functional API and ``register_autograd`` share one derivative."""
+    return type(name, (torch.autograd.Function,), {
+        "__doc__": doc, "__module__": forward.__module__, "generate_vmap_rule": True,
+        "forward": staticmethod(forward), "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward),
+    })
+
+
+__all__ = ["LIB", "kernel_pair", "param_grad_kernel", "kernel_or_torch", "refuse_batched", "per_sample", "operator",
+           "autograd_function"]
