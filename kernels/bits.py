@@ -41,7 +41,8 @@ def _pack_forward_kernel(
     offs = rows[:, None] * PER + lane[None, :]
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
-    p0 = _param(tl.load(params_ptr).to(COMPUTE), w_ptr, offs, channel_stride, channels, W_MODE, COMPUTE)
+    p0 = _param(tl.load(params_ptr).to(COMPUTE), w_ptr, offs, pid * (BYTES * PER), channel_stride, channels, W_MODE,
+                COMPUTE, BYTES * PER)
     p1 = tl.load(params_ptr + 1).to(COMPUTE)
     p2 = tl.load(params_ptr + 2).to(COMPUTE)
     y = FWD(x, p0, p1, p2)
@@ -81,7 +82,8 @@ def _unpack_backward_kernel(
     if FEWBIT:
         dx = g * tl.load(levels_ptr + code, mask=mask, other=0.0).to(COMPUTE)
     else:
-        p0 = _param(tl.load(params_ptr).to(COMPUTE), w_ptr, offs, channel_stride, channels, W_MODE, COMPUTE)
+        p0 = _param(tl.load(params_ptr).to(COMPUTE), w_ptr, offs, pid * (BYTES * PER), channel_stride, channels, W_MODE,
+                COMPUTE, BYTES * PER)
         p1 = tl.load(params_ptr + 1).to(COMPUTE)
         p2 = tl.load(params_ptr + 2).to(COMPUTE)
         on = tl.load(surrogate_ptr).to(COMPUTE)

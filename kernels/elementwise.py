@@ -13,7 +13,8 @@ into a dense layout first, by the caller.
 Parameters: ``p0..p2`` come from a small cached device buffer (``launch.device_table``: no host-to-device
 copy, no recompilation per value). A learnable parameter tensor can take the place of ``p0`` or ``p1``:
 ``P?_MODE`` is 0 for the buffer, 1 for a one-element tensor, 2 for a per-channel tensor gathered by
-the element's channel index ``(i // channel_stride) % channels`` (valid for every dense layout).
+the element's channel index ``(i // channel_stride) % channels`` (valid for every dense layout; ``channel_index``:
+one integer division per program, none per element).
 
 Offsets are 64-bit for tensors near or past 2**31 elements (``WIDE``), 32-bit below. Math runs in fp32 (fp64 for fp64).
 """
@@ -58,22 +59,57 @@ def fast_div(n, magic, shift):
 
 
 @triton.jit
-def block_offsets(BLOCK: tl.constexpr, WIDE: tl.constexpr):
-    """This program's ``BLOCK`` flat offsets: 64-bit only when ``WIDE`` (32-bit index arithmetic, div/mod
-    included, is several times cheaper on a GPU)."""
+def block_start(BLOCK: tl.constexpr, WIDE: tl.constexpr):
+    """This program's first flat offset (64-bit only when ``WIDE``)."""
     pid = tl.program_id(0)
     if WIDE:
         pid = pid.to(tl.int64)
-    return pid * BLOCK + tl.arange(0, BLOCK)
+    return pid * BLOCK
 
 
 @triton.jit
-def _param(buffer_value, ptr, offs, channel_stride, channels, MODE: tl.constexpr, COMPUTE: tl.constexpr):
+def block_offsets(BLOCK: tl.constexpr, WIDE: tl.constexpr):
+    """This program's ``BLOCK`` flat offsets: 64-bit only when ``WIDE`` (32-bit index arithmetic, div/mod
+    included, is several times cheaper on a GPU)."""
+    return block_start(BLOCK, WIDE) + tl.arange(0, BLOCK)
+
+
+@triton.jit
+def _small_quotient(t, d):
+    # t // d for 0 <= t < 2**20 and d >= 1 from an fp32 reciprocal: (t + 1/2) / d is at least 1 / (2d) away
+    # from an integer and its rounding error is below 2**-21 * t / d, so the floor is exact
+    r = 1.0 / d.to(tl.float32)
+    return tl.floor(t.to(tl.float32) * r + 0.5 * r).to(t.dtype)
+
+
+@triton.jit
+def channel_index(offs, base, channel_stride, channels, SPAN: tl.constexpr):
+    """``(offs // channel_stride) % channels`` for offsets ``base <= offs < base + SPAN`` (one program's), with
+    integer divisions once per program instead of two per element. Per element: where a channel's run is at
+    least the span (NCHW-like layouts) a comparison and a wrap; else quotients from fp32 reciprocals (exact,
+    the operands staying below 2**20)."""
+    q0 = base // channel_stride
+    t = (offs - base) + (base - q0 * channel_stride)  # in [0, channel_stride + SPAN)
+    c0 = (q0 % channels).to(t.dtype)
+    if channel_stride >= SPAN:  # at most one channel boundary in the span
+        u = c0 + (t >= channel_stride).to(t.dtype)  # in [0, channels]
+        channel = tl.where(u >= channels, 0, u)
+    else:
+        u = c0 + _small_quotient(t, channel_stride)  # in [0, channels + SPAN / channel_stride + 1)
+        if channels > SPAN + 1:  # u < 2 * channels
+            channel = tl.where(u >= channels, u - channels, u)
+        else:  # u < 2 * SPAN + 2
+            channel = u - _small_quotient(u, channels) * channels
+    return channel
+
+
+@triton.jit
+def _param(buffer_value, ptr, offs, base, channel_stride, channels, MODE: tl.constexpr, COMPUTE: tl.constexpr,
+           SPAN: tl.constexpr):
     if MODE == 1:
         return tl.load(ptr).to(COMPUTE)
     elif MODE == 2:
-        channel = (offs // channel_stride) % channels
-        return tl.load(ptr + channel).to(COMPUTE)
+        return tl.load(ptr + channel_index(offs, base, channel_stride, channels, SPAN)).to(COMPUTE)
     else:
         return buffer_value
 
@@ -84,11 +120,13 @@ def _unary_forward_kernel(
     FN: tl.constexpr, P0_MODE: tl.constexpr, P1_MODE: tl.constexpr,
     COMPUTE: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr,
 ):
-    offs = block_offsets(BLOCK, WIDE)
+    base = block_start(BLOCK, WIDE)
+    offs = base + tl.arange(0, BLOCK)
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
-    p0 = _param(tl.load(params_ptr).to(COMPUTE), w0_ptr, offs, channel_stride, channels, P0_MODE, COMPUTE)
-    p1 = _param(tl.load(params_ptr + 1).to(COMPUTE), w1_ptr, offs, channel_stride, channels, P1_MODE, COMPUTE)
+    p0 = _param(tl.load(params_ptr).to(COMPUTE), w0_ptr, offs, base, channel_stride, channels, P0_MODE, COMPUTE, BLOCK)
+    p1 = _param(tl.load(params_ptr + 1).to(COMPUTE), w1_ptr, offs, base, channel_stride, channels, P1_MODE, COMPUTE,
+                BLOCK)
     p2 = tl.load(params_ptr + 2).to(COMPUTE)
     y = FN(x, p0, p1, p2)
     tl.store(y_ptr + offs, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
@@ -100,12 +138,14 @@ def _unary_backward_kernel(
     FN: tl.constexpr, P0_MODE: tl.constexpr, P1_MODE: tl.constexpr,
     COMPUTE: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr,
 ):
-    offs = block_offsets(BLOCK, WIDE)
+    base = block_start(BLOCK, WIDE)
+    offs = base + tl.arange(0, BLOCK)
     mask = offs < n
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
     s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
-    p0 = _param(tl.load(params_ptr).to(COMPUTE), w0_ptr, offs, channel_stride, channels, P0_MODE, COMPUTE)
-    p1 = _param(tl.load(params_ptr + 1).to(COMPUTE), w1_ptr, offs, channel_stride, channels, P1_MODE, COMPUTE)
+    p0 = _param(tl.load(params_ptr).to(COMPUTE), w0_ptr, offs, base, channel_stride, channels, P0_MODE, COMPUTE, BLOCK)
+    p1 = _param(tl.load(params_ptr + 1).to(COMPUTE), w1_ptr, offs, base, channel_stride, channels, P1_MODE, COMPUTE,
+                BLOCK)
     p2 = tl.load(params_ptr + 2).to(COMPUTE)
     dx = FN(g, s, p0, p1, p2)
     tl.store(dx_ptr + offs, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)

@@ -549,3 +549,32 @@ def test_gated_split_rows_and_column_tiles(shape, dim):
         got = _grads(lambda t: fu.swiglu(t, dim=dim), (x,), g)
     _close(got[:1], want[:1], torch.float32)
     _close(got[1:], want[1:], torch.float32, backward=True)
+
+
+def _channel_index_cases():
+    span = 256
+    for cs, channels in [(1, 3), (1, 64), (1, 300), (49, 512), (196, 7), (255, 2), (256, 3), (3136, 64),
+                         (1 << 20, 5), ((1 << 20) - 1, 1 << 21), (7, (1 << 21) + 3)]:
+        for base in (0, span, 37 * span, (cs * channels // span) * span, (2**31 // span - 1) * span,
+                     (2**33 // span + 5) * span):
+            yield base, cs, channels, span
+
+
+def test_channel_index_is_exact():
+    """kernels.elementwise.channel_index (PReLU's per-channel weight, bits' weight): (k // stride) % channels
+    for every offset of a program's span, one stride or channel count above and below the span, channel runs
+    near 2**20, a million channels, offsets past 2**31, against Python's integer arithmetic."""
+    triton = pytest.importorskip("triton")
+    import triton.language as tl
+    from torchinit.kernels.elementwise import channel_index
+
+    @triton.jit
+    def probe(out_ptr, base, channel_stride, channels, FN: tl.constexpr, SPAN: tl.constexpr):
+        offs = base + tl.arange(0, SPAN)
+        tl.store(out_ptr + tl.arange(0, SPAN), FN(offs, base, channel_stride, channels, SPAN))
+
+    for base, cs, channels, span in _channel_index_cases():
+        out = torch.empty(span, dtype=torch.int64)
+        probe[(1,)](out, base, cs, channels, FN=channel_index, SPAN=span)
+        want = (torch.arange(base, base + span, dtype=torch.int64) // cs) % channels
+        assert torch.equal(out, want), (base, cs, channels)

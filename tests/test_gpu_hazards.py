@@ -380,3 +380,21 @@ def test_gated_split_rows_against_torch(shape):
     y_ref, gx_ref = _act_and_grads(ref, x, g)
     torch.testing.assert_close(y, y_ref)
     torch.testing.assert_close(gx, gx_ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(8, 64, 56, 56), (4, 512, 7, 7), (3, 5, 2, 2)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_prelu_per_channel_weight_gather(shape, memory_format, dtype):
+    """Per-channel PReLU (the weight gathered by kernels.elementwise.channel_index: channel runs longer and
+    shorter than a block, channels_last's runs of 1), forward and input gradient against torch."""
+    torch.manual_seed(0)
+    x = torch.randn(shape, device="cuda").to(dtype).contiguous(memory_format=memory_format)
+    w = torch.rand(shape[1], device="cuda").to(dtype)
+    g = torch.randn_like(x)
+    with ti.use_backend("triton"):
+        y, gx = _act_and_grads(lambda t: F.prelu(t, w), x, g)
+    y_ref, gx_ref = _act_and_grads(lambda t: TF.prelu(t, w), x, g)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(gx, gx_ref)
