@@ -60,6 +60,38 @@ def _trunc(u, p_lo, p_span, zlo, zhi):
 
 
 @triton.jit
+def _sincos_turn(th):
+    # (sin th, cos th) for 0 <= th < 2 pi (Box-Muller's angle): the quadrant k = rint(th * 2 / pi) <= 4 and a
+    # three-part Cody-Waite reduction (exact products for such k) leave |r| <= pi / 4, where Cephes' sinf and
+    # cosf polynomials are good to about 1 ulp. libdevice's sinf/cosf carry, besides, a Payne-Hanek path for
+    # huge arguments that this angle never takes (half of the normal sampler's SASS).
+    k = tl.floor(th * 0.636619772 + 0.5)  # th >= 0: round half up is rint up to ties, which any k handles
+    r = tl.fma(k, -1.57079601e+00, th)
+    r = tl.fma(k, -3.13916473e-07, r)
+    r = tl.fma(k, -5.39030253e-15, r)
+    r2 = r * r
+    sin_r = tl.fma(r * r2, tl.fma(r2, tl.fma(r2, -1.9515295891e-4, 8.3321608736e-3), -1.6666654611e-1), r)
+    cos_r = tl.fma(r2 * r2, tl.fma(r2, tl.fma(r2, 2.443315711809948e-5, -1.388731625493765e-3),
+                                   4.166664568298827e-2), tl.fma(r2, -0.5, 1.0))
+    q = k.to(tl.int32) & 3
+    sin_t = tl.where((q & 1) == 0, sin_r, cos_r)
+    cos_t = tl.where((q & 1) == 0, cos_r, sin_r)
+    sin_t = tl.where((q & 2) == 0, sin_t, -sin_t)
+    cos_t = tl.where(((q + 1) & 2) == 0, cos_t, -cos_t)
+    return sin_t, cos_t
+
+
+@triton.jit
+def _normal_pair(u1, u2):
+    # Box-Muller as tl.randn4x's pair_uniform_to_normal (u1 clamped below at 1e-7), with the angle's sin/cos above
+    u1 = tl.maximum(1.0e-7, u1)
+    th = 6.283185307179586 * u2
+    r = tl.sqrt(-2.0 * tl.log(u1))
+    s, c = _sincos_turn(th)
+    return r * c, r * s
+
+
+@triton.jit
 def _finish(r, s1, s0, lo_clip, hi_clip, KIND: tl.constexpr, DTYPE: tl.constexpr):
     v = r * s1 + s0
     if KIND == 2:
@@ -84,10 +116,10 @@ def _sample_kernel(out_ptr, seed: tl.int64, start: tl.int64, n: tl.int64, g_firs
                    zlo, zhi, lo_clip, hi_clip, KIND: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     g = g_first + pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
-    if KIND == 1:
-        r0, r1, r2, r3 = tl.randn4x(seed, g)
-    else:
-        r0, r1, r2, r3 = tl.rand4x(seed, g)
+    r0, r1, r2, r3 = tl.rand4x(seed, g)
+    if KIND == 1:  # tl.randn4x's pairing: words (0, 1) and (2, 3)
+        r0, r1 = _normal_pair(r0, r1)
+        r2, r3 = _normal_pair(r2, r3)
     if KIND == 2:
         r0 = _trunc(r0, p_lo, p_span, zlo, zhi)
         r1 = _trunc(r1, p_lo, p_span, zlo, zhi)
