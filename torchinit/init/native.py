@@ -83,7 +83,7 @@ def _load() -> ctypes.CDLL | None:
     lib.ti_philox_fill_index.argtypes = [vp, ci, vp, i64, u64, ci, fp]
     lib.ti_philox_words.argtypes = [vp, u64, i64, u64]
     lib.ti_convert_f32.argtypes = [vp, vp, i64, ci]
-    lib.ti_math_f32.argtypes = [vp, i64, vp, vp, vp]
+    lib.ti_math_f32.argtypes = [vp, i64, vp, vp, vp, vp]
     lib.ti_set_isa.argtypes = [ci]
     lib.ti_get_isa.argtypes = []
     for f in (lib.ti_philox_fill, lib.ti_philox_fill_index, lib.ti_philox_words, lib.ti_convert_f32, lib.ti_math_f32,
@@ -194,10 +194,11 @@ def convert(src: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return out
 
 
-def math_f32(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The kernel's fp32 ``log`` (positive normal inputs), ``cos`` and ``sin`` (inputs in [0, 8)) of ``x``."""
+def math_f32(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kernel's fp32 functions of ``x``: ``log`` (truncated normal's, via double), the fast fp32 ``log``
+    (Box-Muller's), both for positive normal inputs, ``cos`` and ``sin`` (inputs in [0, 8))."""
     x = x.to(torch.float32).contiguous()
-    outs = tuple(torch.empty_like(x) for _ in range(3))
+    outs = tuple(torch.empty_like(x) for _ in range(4))
     if x.numel():
         _check(_lib_or_raise().ti_math_f32(x.data_ptr(), x.numel(), *(o.data_ptr() for o in outs)), "math_f32")
     return outs  # type: ignore[return-value]
