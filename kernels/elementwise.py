@@ -32,7 +32,18 @@ BLOCK_CUDA = 1024
 BLOCK_INTERPRETER = 8192  # the interpreter costs ~ms per program instance: few, large blocks
 PARAM_BUFFER = 0
 PARAM_SCALAR_TENSOR = 1
-PARAM_PER_CHANNEL = 2
+PARAM_PER_CHANNEL = 2  # per-channel tensor, channel runs at least a program's span
+PARAM_PER_CHANNEL_SHORT = 3  # per-channel tensor, shorter runs (channels_last, small H * W)
+PARAM_PER_CHANNEL_EXACT = 4  # per-channel tensor, a million channels or more
+
+
+def per_channel_mode(channel_stride: int, channels: int, span: int) -> int:
+    """The ``P?_MODE`` of a per-channel parameter tensor for programs of ``span`` consecutive offsets."""
+    if channel_stride >= span:
+        return PARAM_PER_CHANNEL
+    if channels + 2 * span + 2 < 2**20:
+        return PARAM_PER_CHANNEL_SHORT
+    return PARAM_PER_CHANNEL_EXACT
 
 
 def wide_index(n: int, block: int) -> bool:
@@ -83,24 +94,24 @@ def _small_quotient(t, d):
 
 
 @triton.jit
-def channel_index(offs, base, channel_stride, channels, SPAN: tl.constexpr):
-    """``(offs // channel_stride) % channels`` for offsets ``base <= offs < base + SPAN`` (one program's), with
-    integer divisions once per program instead of two per element. Per element: where a channel's run is at
-    least the span (NCHW-like layouts) a comparison and a wrap; else quotients from fp32 reciprocals (exact,
-    the operands staying below 2**20)."""
+def channel_index(offs, base, channel_stride, channels, MODE: tl.constexpr, SPAN: tl.constexpr):
+    """``(offs // channel_stride) % channels`` for offsets ``base <= offs < base + SPAN`` (one program's).
+
+    ``MODE`` (:func:`per_channel_mode`): ``PARAM_PER_CHANNEL`` when a channel's run is at least the span (NCHW-like
+    layouts): the integer divisions once per program, per element a comparison and a wrap;
+    ``PARAM_PER_CHANNEL_SHORT`` for shorter runs: quotients from fp32 reciprocals (exact, the operands staying
+    below 2**20); ``PARAM_PER_CHANNEL_EXACT`` (a million channels and more): two integer divisions per element."""
+    if MODE == 4:
+        return (offs // channel_stride) % channels
     q0 = base // channel_stride
     t = (offs - base) + (base - q0 * channel_stride)  # in [0, channel_stride + SPAN)
     c0 = (q0 % channels).to(t.dtype)
-    if channel_stride >= SPAN:  # at most one channel boundary in the span
+    if MODE == 2:  # at most one channel boundary in the span: t < 2 * channel_stride
         u = c0 + (t >= channel_stride).to(t.dtype)  # in [0, channels]
-        channel = tl.where(u >= channels, 0, u)
+        return tl.where(u >= channels, 0, u)
     else:
         u = c0 + _small_quotient(t, channel_stride)  # in [0, channels + SPAN / channel_stride + 1)
-        if channels > SPAN + 1:  # u < 2 * channels
-            channel = tl.where(u >= channels, u - channels, u)
-        else:  # u < 2 * SPAN + 2
-            channel = u - _small_quotient(u, channels) * channels
-    return channel
+        return u - _small_quotient(u, channels) * channels
 
 
 @triton.jit
@@ -108,8 +119,8 @@ def _param(buffer_value, ptr, offs, base, channel_stride, channels, MODE: tl.con
            SPAN: tl.constexpr):
     if MODE == 1:
         return tl.load(ptr).to(COMPUTE)
-    elif MODE == 2:
-        return tl.load(ptr + channel_index(offs, base, channel_stride, channels, SPAN)).to(COMPUTE)
+    elif MODE >= 2:
+        return tl.load(ptr + channel_index(offs, base, channel_stride, channels, MODE, SPAN)).to(COMPUTE)
     else:
         return buffer_value
 
@@ -172,7 +183,7 @@ def _block(device: torch.device) -> tuple[int, int]:
     return (BLOCK_INTERPRETER, 4) if device.type == "cpu" else (BLOCK_CUDA, 4)
 
 
-def _param_args(weights, x: torch.Tensor, channel_dim: int):
+def _param_args(weights, x: torch.Tensor, channel_dim: int, span: int):
     """Pointers and modes for up to two parameter tensors standing in for p0 and p1."""
     ptrs, modes, channels = [], [], 1
     for w in weights:
@@ -187,7 +198,8 @@ def _param_args(weights, x: torch.Tensor, channel_dim: int):
             modes.append(PARAM_PER_CHANNEL)
             channels = w.numel()
     channel_stride = x.stride(channel_dim) if x.dim() > channel_dim and channels > 1 else 1
-    return ptrs, modes, channel_stride, channels
+    mode = per_channel_mode(channel_stride, channels, span)
+    return ptrs, [mode if m == PARAM_PER_CHANNEL else m for m in modes], channel_stride, channels
 
 
 def _launch(kernel, fn, tensors: tuple, ref: torch.Tensor, out: torch.Tensor, scalars, weights, channel_dim: int):
@@ -197,7 +209,7 @@ def _launch(kernel, fn, tensors: tuple, ref: torch.Tensor, out: torch.Tensor, sc
         return out
     block, warps = _block(ref.device)
     params = param_buffer(tuple(float(v) for v in scalars), ref.device, ref.dtype)
-    (w0, w1), (m0, m1), cstride, channels = _param_args(weights, ref, channel_dim)
+    (w0, w1), (m0, m1), cstride, channels = _param_args(weights, ref, channel_dim, block)
     with on_device(ref.device):
         kernel[(triton.cdiv(n, block),)](
             *tensors, out, n, params, w0, w1, cstride, channels,

@@ -561,20 +561,25 @@ def _channel_index_cases():
 
 
 def test_channel_index_is_exact():
-    """kernels.elementwise.channel_index (PReLU's per-channel weight, bits' weight): (k // stride) % channels
-    for every offset of a program's span, one stride or channel count above and below the span, channel runs
-    near 2**20, a million channels, offsets past 2**31, against Python's integer arithmetic."""
+    """kernels.elementwise.channel_index (PReLU's per-channel weight, bits' weight) in the mode per_channel_mode
+    picks and in the exact mode: (k // stride) % channels for every offset of a program's span, strides and
+    channel counts above and below the span, channel runs near 2**20, two million channels, offsets past
+    2**31, against Python's integer arithmetic."""
     triton = pytest.importorskip("triton")
     import triton.language as tl
-    from torchinit.kernels.elementwise import channel_index
+    from torchinit.kernels.elementwise import PARAM_PER_CHANNEL_EXACT, channel_index, per_channel_mode
 
     @triton.jit
-    def probe(out_ptr, base, channel_stride, channels, FN: tl.constexpr, SPAN: tl.constexpr):
+    def probe(out_ptr, base, channel_stride, channels, FN: tl.constexpr, MODE: tl.constexpr, SPAN: tl.constexpr):
         offs = base + tl.arange(0, SPAN)
-        tl.store(out_ptr + tl.arange(0, SPAN), FN(offs, base, channel_stride, channels, SPAN))
+        tl.store(out_ptr + tl.arange(0, SPAN), FN(offs, base, channel_stride, channels, MODE, SPAN))
 
+    modes = set()
     for base, cs, channels, span in _channel_index_cases():
-        out = torch.empty(span, dtype=torch.int64)
-        probe[(1,)](out, base, cs, channels, FN=channel_index, SPAN=span)
         want = (torch.arange(base, base + span, dtype=torch.int64) // cs) % channels
-        assert torch.equal(out, want), (base, cs, channels)
+        for mode in {per_channel_mode(cs, channels, span), PARAM_PER_CHANNEL_EXACT}:
+            out = torch.empty(span, dtype=torch.int64)
+            probe[(1,)](out, base, cs, channels, FN=channel_index, MODE=mode, SPAN=span)
+            assert torch.equal(out, want), (base, cs, channels, mode)
+            modes.add(mode)
+    assert modes == {2, 3, 4}
