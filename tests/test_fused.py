@@ -567,7 +567,11 @@ def test_channel_index_is_exact():
     2**31, against Python's integer arithmetic."""
     triton = pytest.importorskip("triton")
     import triton.language as tl
-    from torchinit.kernels.elementwise import PARAM_PER_CHANNEL_EXACT, channel_index, per_channel_mode
+    from torchinit.kernels.elementwise import (
+        PARAM_PER_CHANNEL_EXACT,
+        channel_index,
+        per_channel_mode,
+    )
 
     @triton.jit
     def probe(out_ptr, base, channel_stride, channels, FN: tl.constexpr, MODE: tl.constexpr, SPAN: tl.constexpr):
