@@ -16,6 +16,10 @@ shared/notes/gpu-without-gpu.md; not measured by this script). Per element the k
 predicted share of copy bandwidth is memory time over predicted time. Static counts over-count branchy
 code (libdevice's fast and slow paths are both counted) and ignore latency: the share is a guide.
 
+Rows named ``<formula>_half`` are the ``_half`` entry points of ``kernels/math.py`` (the same formula without the
+steps only fp32 outputs can see), compiled for fp16/bf16 tensors: what a launcher that picks them for half dtypes
+would run.
+
 Run ``python -m benchmarks.static_cost`` (the representative subset), ``--all`` (every specialisation;
 fails on any compile error or spill in fp32/bf16/fp16) and ``--json PATH`` to write the results;
 ``--from-json STATIC.json --markdown`` prints the README table, ``--from-json STATIC.json --compare RUN.json``
@@ -37,8 +41,8 @@ from dataclasses import dataclass, field
 
 ARCHS = (80, 90)
 GPUS = {  # SMs, clock (GHz), copy bandwidth (TB/s, measured in this workplace: see the module docstring)
-    "H100": dict(sms=132, ghz=1.75, copy_tbps=3.0),
-    "H200": dict(sms=132, ghz=1.75, copy_tbps=4.3),
+    "H100": {"sms": 132, "ghz": 1.75, "copy_tbps": 3.0},
+    "H200": {"sms": 132, "ghz": 1.75, "copy_tbps": 4.3},
 }
 HALF_DTYPES = ("fp32", "bf16", "fp16")  # the dtypes that must not spill
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp64": 8}
@@ -72,11 +76,11 @@ def _compute(dtype: str):
     return _tl_dtype("fp64" if dtype == "fp64" else "fp32")
 
 
-def _unary(formula: str, kernel_name: str, direction: str, dtype: str, p_mode: int = 0) -> Spec:
+def _unary(formula: str, kernel_name: str, direction: str, dtype: str, p_mode: int = 0, variant: str = "") -> Spec:
     from torchinit.kernels import elementwise as ew
     from torchinit.kernels import math as km
 
-    fn = getattr(km, f"{kernel_name}_{direction}")
+    fn = getattr(km, f"{kernel_name}_{direction}{variant}")
     pbuf = "fp64" if dtype == "fp64" else "fp32"
     tensors = ["x_ptr", "y_ptr"] if direction == "fwd" else ["g_ptr", "s_ptr", "dx_ptr"]
     sig = {t: f"*{dtype}" for t in tensors}
@@ -86,16 +90,16 @@ def _unary(formula: str, kernel_name: str, direction: str, dtype: str, p_mode: i
              "WIDE": False}
     sig.update({k: "constexpr" for k in const})
     kernel = ew._unary_forward_kernel if direction == "fwd" else ew._unary_backward_kernel
-    return Spec(f"unary_{direction}/{formula}/{dtype}" + (f"/p{p_mode}" if p_mode else ""), kernel, sig, const, 4,
+    return Spec(f"unary_{direction}/{formula}{variant}/{dtype}" + (f"/p{p_mode}" if p_mode else ""), kernel, sig, const, 4,
                 ew.BLOCK_CUDA, BYTES[dtype] * len(tensors), dtype, tuple(tensors) + ("n", "params_ptr"),
                 tags={"activation", direction})
 
 
-def _gated(name: str, kernel_name: str, saves_output: bool, direction: str, dtype: str) -> Spec:
+def _gated(name: str, kernel_name: str, saves_output: bool, direction: str, dtype: str, variant: str = "") -> Spec:
     from torchinit.kernels import gated
     from torchinit.kernels import math as km
 
-    fwd, bwd = getattr(km, kernel_name + "_fwd"), getattr(km, kernel_name + "_bwd")
+    fwd, bwd = getattr(km, kernel_name + "_fwd" + variant), getattr(km, kernel_name + "_bwd" + variant)
     pbuf = "fp64" if dtype == "fp64" else "fp32"
     if direction == "fwd":
         tensors = ["gate_ptr", "up_ptr", "out_ptr"]
@@ -110,26 +114,27 @@ def _gated(name: str, kernel_name: str, saves_output: bool, direction: str, dtyp
     sig = {t: f"*{dtype}" for t in tensors}
     sig.update({"n": "i32", "inner": "i32", "row_stride": "i32", "params_ptr": f"*{pbuf}"})
     sig.update({k: "constexpr" for k in const})
-    return Spec(f"gated_{direction}/{name}/{dtype}", kernel, sig, const, 4, gated.BLOCK_CUDA,
+    return Spec(f"gated_{direction}/{name}{variant}/{dtype}", kernel, sig, const, 4, gated.BLOCK_CUDA,
                 BYTES[dtype] * len(tensors), dtype, tuple(tensors) + ("n", "inner", "row_stride", "params_ptr"),
                 tags={"gated", direction})
 
 
-def _bias_act(formula: str, kernel_name: str, dtype: str) -> Spec:
+def _bias_act(formula: str, kernel_name: str, dtype: str, variant: str = "") -> Spec:
     from torchinit.kernels import channel_reduce as cr
     from torchinit.kernels import math as km
 
     pbuf = "fp64" if dtype == "fp64" else "fp32"
-    const = {"FN": getattr(km, kernel_name + "_fwd"), "Z_DTYPE": _tl_dtype(dtype), "COMPUTE": _compute(dtype),
+    const = {"FN": getattr(km, kernel_name + "_fwd" + variant), "Z_DTYPE": _tl_dtype(dtype), "COMPUTE": _compute(dtype),
              "BLOCK": 1024, "WIDE": False, "INNER_ONE": True}
     sig = {"x_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "y_ptr": f"*{dtype}", "n": "i32", "C": "i32", "inner": "i32",
            "params_ptr": f"*{pbuf}", "inner_magic": "i32", "inner_shift": "i32", "c_magic": "i32", "c_shift": "i32"}
     sig.update({k: "constexpr" for k in const})
-    return Spec(f"bias_act_fwd/{formula}/{dtype}", cr._bias_act_forward_kernel, sig, const, 4, 1024,
+    return Spec(f"bias_act_fwd/{formula}{variant}/{dtype}", cr._bias_act_forward_kernel, sig, const, 4, 1024,
                 BYTES[dtype] * 2, dtype, ("x_ptr", "b_ptr", "y_ptr", "n", "params_ptr"), tags={"bias_act", "fwd"})
 
 
-def _bias_act_bwd(formula: str, kernel_name: str, saves_output: bool, dtype: str, channels: int = 768) -> Spec:
+def _bias_act_bwd(formula: str, kernel_name: str, saves_output: bool, dtype: str, channels: int = 768,
+                  variant: str = "") -> Spec:
     """bias_act's backward (``dx`` and the bias-gradient partial sums in one pass) for a bias along the
     contiguous last dim of ``channels``, as after a Linear; the tile walk loops ``ITERS`` times, so the
     static count (prologue and epilogue included) over one iteration's elements is an upper bound."""
@@ -139,7 +144,7 @@ def _bias_act_bwd(formula: str, kernel_name: str, saves_output: bool, dtype: str
     acc = "fp64" if dtype == "fp64" else "fp32"
     block_c = min(triton_next_pow2(channels), 64)
     block_j = cr.BLOCK_CUDA // block_c
-    bwd = getattr(km, kernel_name + "_bwd")
+    bwd = getattr(km, kernel_name + "_bwd" + variant)
     sig = {"g_ptr": f"*{dtype}", "s_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "w0_ptr": f"*{dtype}",
            "w1_ptr": f"*{dtype}", "dx_ptr": f"*{dtype}", "part_ptr": f"*{acc}", "params_ptr": f"*{acc}",
            "J": "i32", "C": "i32", "inner": "constexpr", "n_programs_j": "i32", "ITERS": "i32"}
@@ -148,7 +153,7 @@ def _bias_act_bwd(formula: str, kernel_name: str, saves_output: bool, dtype: str
              "BLOCK_J": block_j, "BLOCK_C": block_c}
     sig.update({k: "constexpr" for k in const})
     sig = {a: sig[a] for a in cr._channel_backward_kernel.arg_names}
-    return Spec(f"bias_act_bwd/{formula}/{dtype}", cr._channel_backward_kernel, sig, const, 4, block_j * block_c,
+    return Spec(f"bias_act_bwd/{formula}{variant}/{dtype}", cr._channel_backward_kernel, sig, const, 4, block_j * block_c,
                 BYTES[dtype] * 3, dtype, ("g_ptr", "s_ptr", "b_ptr", "dx_ptr", "part_ptr", "params_ptr", "C"),
                 tags={"bias_act", "bwd"})
 
@@ -265,6 +270,14 @@ def triton_next_pow2(n: int) -> int:
 
 GATED = [("glu", "sigmoid", True), ("swiglu", "silu", False), ("geglu", "gelu", False),
          ("geglu_tanh", "gelu_tanh", False), ("reglu", "relu", True)]
+HALF = "_half"  # kernels/math.py's entry points for fp16/bf16 tensors (``<kernel>_fwd_half``), where a formula has them
+
+
+def has_half(kernel_name: str) -> bool:
+    """Whether ``kernels/math.py`` has ``_half`` entry points for this formula."""
+    from torchinit.kernels import math as km
+
+    return hasattr(km, kernel_name + "_fwd" + HALF) and hasattr(km, kernel_name + "_bwd" + HALF)
 
 
 def specs(full: bool = False, dtypes=None) -> list[Spec]:
@@ -279,10 +292,14 @@ def specs(full: bool = False, dtypes=None) -> list[Spec]:
     if not full:
         keep = {"relu", "sigmoid", "tanh", "silu", "mish", "gelu", "gelu_tanh", "elu", "softplus"}
         formulas = [f for f in formulas if f[0] in keep]
+    halves = [d for d in dtypes if d in ("bf16", "fp16")]
     for name, kernel_name, _ in formulas:
         for dtype in dtypes:
             for direction in ("fwd", "bwd"):
                 out.append(_unary(name, kernel_name, direction, dtype))
+        for dtype in halves if has_half(kernel_name) else ():
+            for direction in ("fwd", "bwd"):
+                out.append(_unary(name, kernel_name, direction, dtype, variant=HALF))
     if full:
         for dtype in dtypes:
             out.append(_unary("prelu", "prelu", "fwd", dtype, p_mode=2))
@@ -291,11 +308,17 @@ def specs(full: bool = False, dtypes=None) -> list[Spec]:
         for dtype in dtypes:
             for direction in ("fwd", "bwd"):
                 out.append(_gated(name, kernel_name, saves_output, direction, dtype))
+        for dtype in halves if has_half(kernel_name) else ():
+            for direction in ("fwd", "bwd"):
+                out.append(_gated(name, kernel_name, saves_output, direction, dtype, variant=HALF))
     bias = formulas if full else [f for f in formulas if f[0] in ("gelu_tanh", "relu")]
     for name, kernel_name, saves_output in bias:
         for dtype in dtypes:
             out.append(_bias_act(name, kernel_name, dtype))
             out.append(_bias_act_bwd(name, kernel_name, saves_output, dtype))
+        for dtype in halves if has_half(kernel_name) else ():
+            out.append(_bias_act(name, kernel_name, dtype, variant=HALF))
+            out.append(_bias_act_bwd(name, kernel_name, saves_output, dtype, variant=HALF))
     for n in ((1024, 32768, 131072) if full else (1024, 32768)):
         for dtype in dtypes:
             for direction in ("fwd", "bwd"):
@@ -352,7 +375,7 @@ _SPILLS = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) 
 
 def ptxas_spills(ptx: str) -> dict:
     """ptxas's own report for the kernel's PTX: stack frame and register-spill bytes per thread."""
-    target = re.search(r"^\.target\s+(\w+)", ptx, re.M).group(1)
+    target = re.search(r"^\.target\s+(\w+)", ptx, re.MULTILINE).group(1)
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "k.ptx")
         with open(path, "w") as f:
@@ -435,13 +458,17 @@ def run(full: bool, archs=ARCHS, only: str | None = None, dtypes=None, log=print
 
 def markdown_table(rows: list[dict]) -> str:
     """README table from the sm_90 rows with a prediction: per kernel, SASS instructions per element and the
-    predicted share of copy bandwidth on H100 / H200, fp32 and bf16 side by side."""
+    predicted share of copy bandwidth on H100 / H200, fp32 and bf16 side by side, and the bf16 figures of the
+    formula's ``_half`` entry points where it has them."""
     table: dict[str, dict] = {}
     for r in rows:
         if r["arch"] != "sm_90" or "H100" not in r or r["dtype"] not in ("fp32", "bf16"):
             continue
         name = r["kernel"].rsplit("/", 1)[0] if r["kernel"].endswith("/" + r["dtype"]) else r["kernel"]
-        table.setdefault(name, {})[r["dtype"]] = r
+        key = r["dtype"]
+        if name.endswith(HALF):
+            name, key = name[: -len(HALF)], "half"
+        table.setdefault(name, {})[key] = r
 
     def cell(entry, key):
         if entry is None:
@@ -450,12 +477,14 @@ def markdown_table(rows: list[dict]) -> str:
             return f"{entry['instructions_per_element']:.0f}"
         return f"{entry[key]['predicted_share_of_copy_bandwidth']:.0%}"
 
-    lines = ["| kernel | instr/el fp32 | bf16 | predicted H100 fp32 | bf16 | predicted H200 fp32 | bf16 |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [("| kernel | instr/el fp32 | bf16 | predicted H100 fp32 | bf16 | predicted H200 fp32 | bf16 "
+              "| bf16 `_half`: instr/el | H100 | H200 |"),
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, by in table.items():
-        f32, b16 = by.get("fp32"), by.get("bf16")
+        f32, b16, half = by.get("fp32"), by.get("bf16"), by.get("half")
         lines.append(f"| {name} | {cell(f32, 'instr')} | {cell(b16, 'instr')} | {cell(f32, 'H100')} | "
-                     f"{cell(b16, 'H100')} | {cell(f32, 'H200')} | {cell(b16, 'H200')} |")
+                     f"{cell(b16, 'H100')} | {cell(f32, 'H200')} | {cell(b16, 'H200')} | {cell(half, 'instr')} | "
+                     f"{cell(half, 'H100')} | {cell(half, 'H200')} |")
     return "\n".join(lines)
 
 
