@@ -406,8 +406,9 @@ def test_sampler_normal_and_truncated_on_the_gpu(kind):
     """The normal sampler's own sin/cos of the Box-Muller angle and the truncated normal's FMA Horner steps,
     compiled: within 8 ulps (relative, floored at 1e-3) of the torch sampler over 2**20 draws, as the
     interpreter tests hold them."""
-    from torchinit.init.sampling import Dist, counter_sample
     from torchinit.kernels import sampling as ks
+
+    from torchinit.init.sampling import Dist, counter_sample
 
     d = Dist("normal", 0.0, 1.0) if kind == "normal" else Dist("trunc_normal", 0.0, 1.0, -2.0, 2.0)
     n, key = 1 << 20, 0x1234_5678_9ABC_DEF
