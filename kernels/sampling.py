@@ -1,13 +1,16 @@
 """One-pass Triton samplers for weight initialisation: uniform, normal and truncated normal.
 
 Each program takes ``BLOCK`` Philox counters; counter ``g`` yields the four elements ``4g .. 4g + 3`` of
-the parameter (``tl.rand4x`` / ``tl.randn4x`` words 0..3), transformed in fp32 and stored once in the
-output's dtype (a whole block of an output starting on a counter, the steady state, with one vector store
-per thread and counter, no mask). ``start`` is the global index of the output's first element, so a shard writes only its
-own elements and they equal the same elements of the whole tensor. The formulas are those of
-``torchinit.init.sampling`` (the torch reference): uniform is bit for bit equal; normal and truncated
-normal agree within a few ulps (transcendental functions). FMA contraction is disabled on GPU so that
-``u * span + lo`` rounds exactly as the two torch ops do.
+the parameter (``tl.rand4x`` words 0..3; the normal pairs words (0, 1) and (2, 3) by Box-Muller, as
+``tl.randn4x``), transformed in fp32 and stored once in the output's dtype (a whole block of an output starting
+on a counter, the steady state, with one vector store per thread and counter, no mask). ``start`` is the
+global index of the output's first element, so a shard writes only its own elements and they equal the same
+elements of the whole tensor. The formulas are those of ``torchinit.init.sampling`` (the torch reference):
+uniform is bit for bit equal; normal and truncated normal agree within a few ulps (transcendental functions).
+FMA contraction is disabled on GPU so that ``u * span + lo`` rounds exactly as the two torch ops do; the
+sin/cos of the Box-Muller angle (:func:`_sincos_turn`, for angles in ``[0, 2 pi)`` only) and erfinv's Horner
+steps are explicit FMAs. The seed and the element range are not specialised on (one compiled kernel per
+dtype and kind).
 
 Import this module only where Triton is available; ``torchinit.init`` imports it lazily.
 """
