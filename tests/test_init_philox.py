@@ -89,3 +89,14 @@ def test_uniform_is_uniform():
     counts = torch.bincount((u * 256).long(), minlength=256).double()
     chi2 = float(((counts - counts.mean()) ** 2 / counts.mean()).sum())
     assert stats.chi2.sf(chi2, 255) > 1e-4
+
+
+def test_workspace_allocates_on_first_use():
+    ws = philox.Workspace(1000)
+    assert "words" not in ws.__dict__  # a fill served by the C sampler never touches the buffers
+    key, counters = derive_key(4, "w"), torch.arange(10, 1010)
+    u = philox.uniform_block(ws, key, counters)
+    assert ws.words.shape == (1000, 4)
+    assert torch.equal(u, torch.stack(philox.rand4x(key, counters), 1))
+    with pytest.raises(AttributeError):
+        ws.not_a_buffer  # noqa: B018

@@ -226,10 +226,11 @@ def _block_values(d: Dist, ws: philox.Workspace, key: int, counters: torch.Tenso
 
 def fill_counter_(out: torch.Tensor, d: Dist, key: int, start: int = 0, ws: philox.Workspace | None = None) -> torch.Tensor:
     """Write the draws of ``d`` for elements ``start .. start + out.numel() - 1`` under ``key`` into the
-    contiguous tensor ``out`` (any float dtype; fp32 values rounded once), block by block in the torch path.
+    contiguous tensor ``out`` (any float dtype; fp32 values rounded once): in one pass by the C sampler for
+    a CPU tensor of fp32/fp64/bf16/fp16 when it is available, else block by block in the torch path.
 
-    ``ws`` (a :class:`~torchinit.init.philox.Workspace` on ``out``'s device) is reused when given, so the
-    call allocates nothing but what truncated normal's transform needs. Returns ``out``.
+    ``ws`` (a :class:`~torchinit.init.philox.Workspace` on ``out``'s device) is reused by the torch path when
+    given, so the call allocates nothing but what truncated normal's transform needs. Returns ``out``.
     """
     if not out.is_contiguous():
         raise ValueError("fill_counter_: out must be contiguous")
