@@ -111,3 +111,32 @@ def test_route_is_one_rule():
         with ti.use_backend("triton"):
             assert backend.route("relu", x) is True
             assert backend.kernel_runs_on(x.device)
+
+
+def test_capabilities_in_the_table():
+    """The table names the two-valued (bits mode) and few-bit formulas; the memory modes agree with it."""
+    from torchinit.activations import BIT_FORMULAS, FEWBIT_FORMULAS, FORMULAS
+    from torchinit.fused import bits
+
+    assert set(BIT_FORMULAS) == set(bits.BIT_FORMULAS)
+    assert set(FEWBIT_FORMULAS) == set(bits.FEWBIT_FORMULAS)
+    assert all(FORMULAS[name].two_valued for name in bits.BIT_FORMULAS)
+    learnable = {name: act.learnable for name, act in ACTIVATIONS.items() if act.learnable}
+    assert learnable == {"prelu": "prelu", "swish": "swish", "star_relu": "star_relu"}
+    assert all(FORMULAS[f].param_grads is not None for f in learnable.values())
+
+
+@pytest.mark.parametrize(("op", "call", "message"), [
+    ("gelu", lambda x: F.gelu(x, approximate="fast"), "torchinit.gelu: argument 'approximate' must be"),
+    ("gelu_fewbit", lambda x: ti.fused.gelu_fewbit(x, approximate="fast"), "torchinit.gelu_fewbit: argument"),
+    ("geglu", lambda x: ti.fused.geglu(x, x, approximate="fast"), "torchinit.geglu: argument 'approximate'"),
+    ("GEGLU", lambda x: ti.nn.GEGLU(approximate="fast"), "torchinit.nn.GEGLU: argument 'approximate'"),
+    ("hardtanh", lambda x: F.hardtanh(x, 2.0, 1.0), "torchinit.hardtanh: 'min_val' (2.0) must not exceed"),
+    ("hardtanh_bits", lambda x: ti.fused.hardtanh_bits(x, 2.0, 1.0), "torchinit.hardtanh_bits: 'min_val'"),
+])
+def test_argument_checks_come_from_the_table(op, call, message):
+    """One check per argument, in the table, named after the function called; raised on every call."""
+    x = torch.randn(4, 6)
+    for _ in range(2):  # a failed call is never cached
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            call(x)

@@ -13,8 +13,15 @@ Two layers:
   formula and its parameters (``selu`` and ``celu`` are ``elu`` with other constants, ``relu6`` is
   ``hardtanh(0, 6)``, ``gelu(approximate="tanh")`` is ``gelu_tanh``).
 
+Each row also carries the capabilities the rest of the package reads: ``Formula.direct`` (the
+torch form as one torch function, for the cheap eager path), ``two_valued`` (bits mode) and ``fewbit``
+(few-bit mode), ``param_grads`` (learnable parameters); ``Activation.learnable`` (which arguments may
+be learnable tensors) and ``Activation.checks`` (the argument checks every public function runs).
+
 Adding an activation: a ``_fwd``/``_bwd`` pair in ``kernels/math.py``, a :class:`Formula` and an
-:class:`Activation` here, and its module in ``torchinit/nn.py``.
+:class:`Activation` here, its function in ``torchinit/functional.py`` (one line: ``call(name, input,
+...)``) and its module in ``torchinit/nn.py``; the operators, their autograd, vmap and sharding rules
+follow from the row (:mod:`torchinit.activation_ops`).
 """
 
 from __future__ import annotations
@@ -49,6 +56,11 @@ class Formula:
     #: the out-of-place torch form as one torch function of ``x``, bound to number parameters:
     #: (p0, p1, p2) -> (x -> y), the same op as ``forward`` reached without a Python frame in between
     direct: Callable[..., Callable[[torch.Tensor], torch.Tensor]] | None = None
+    #: the derivative takes one of two values, decided by a comparison: backward needs one bit per element
+    #: (``memory="bits"``, :mod:`torchinit.fused.bits`)
+    two_valued: bool = False
+    #: eligible for the approximate few-bit backward (``memory="fewbit"``: a smooth unit of one input)
+    fewbit: bool = False
 
     @property
     def kernel_name(self) -> str:
@@ -174,6 +186,12 @@ def _star_relu_param_grads(g, x, p0, p1, p2):
     return (g * (r * r), g)
 
 
+def _prelu(x, p0, p1, p2, inplace):
+    # torch has no in-place prelu: in place copies the result back (written out, not _out_of_place: one frame
+    # less on a call that runs every time, its weight being a tensor)
+    return x.copy_(F.prelu(x, p0)) if inplace else F.prelu(x, p0)
+
+
 def _prelu_backward(g, x, p0, p1, p2):
     w = channel_view(p0, x)
     return torch.where(x > 0, g, w * g).to(g.dtype)
@@ -187,18 +205,18 @@ FORMULAS: dict[str, Formula] = {
     f.name: f
     for f in [
         Formula("relu", "output", lambda x, p0, p1, p2, inplace: F.relu(x, inplace=inplace),
-                lambda g, y, p0, p1, p2: aten.threshold_backward(g, y, 0), direct=lambda p0, p1, p2: torch.relu),
+                lambda g, y, p0, p1, p2: aten.threshold_backward(g, y, 0), direct=lambda p0, p1, p2: torch.relu, two_valued=True),
         Formula("hardtanh", "output", lambda x, p0, p1, p2, inplace: F.hardtanh(x, p0, p1, inplace=inplace),
                 lambda g, s, p0, p1, p2: aten.hardtanh_backward(g, s, p0, p1),
-                direct=_hardtanh_direct),
+                direct=_hardtanh_direct, two_valued=True),
         Formula("leaky_relu", "output", lambda x, p0, p1, p2, inplace: F.leaky_relu(x, p0, inplace=inplace),
-                lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, True), direct=_leaky_direct),
+                lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, True), direct=_leaky_direct, two_valued=True),
         Formula("leaky_relu_from_input", "input",
                 lambda x, p0, p1, p2, inplace: F.leaky_relu(x, p0, inplace=inplace),
                 lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, False), kernel="leaky_relu",
-                direct=_leaky_direct),
-        Formula("prelu", "input", _out_of_place(lambda x, p0, p1, p2: F.prelu(x, p0)), _prelu_backward,
-                param_grads=_prelu_param_grads),
+                direct=_leaky_direct, two_valued=True),
+        Formula("prelu", "input", _prelu, _prelu_backward,
+                param_grads=_prelu_param_grads, two_valued=True),
         Formula("elu", "output", lambda x, p0, p1, p2, inplace: _elu(x, p0, p1, p2, inplace),
                 lambda g, y, p0, p1, p2: aten.elu_backward(g, p0, p1, p2, True, y), direct=_elu_direct),
         Formula("elu_from_input", "input",
@@ -214,17 +232,17 @@ FORMULAS: dict[str, Formula] = {
         Formula("tanh", "output", lambda x, p0, p1, p2, inplace: x.tanh_() if inplace else torch.tanh(x),
                 lambda g, y, p0, p1, p2: aten.tanh_backward(g, y), direct=lambda p0, p1, p2: torch.tanh),
         Formula("silu", "input", lambda x, p0, p1, p2, inplace: F.silu(x, inplace=inplace),
-                lambda g, x, p0, p1, p2: aten.silu_backward(g, x), direct=lambda p0, p1, p2: _nn.silu),
+                lambda g, x, p0, p1, p2: aten.silu_backward(g, x), direct=lambda p0, p1, p2: _nn.silu, fewbit=True),
         Formula("swish", "input", _out_of_place(_fp32_math(lambda x, p0, p1, p2: x * torch.sigmoid(p0 * x))),
                 _fp32_math(_swish_backward),
                 param_grads=_swish_param_grads),
         Formula("mish", "input", lambda x, p0, p1, p2, inplace: F.mish(x, inplace=inplace),
-                lambda g, x, p0, p1, p2: aten.mish_backward(g, x), direct=lambda p0, p1, p2: _nn.mish),
+                lambda g, x, p0, p1, p2: aten.mish_backward(g, x), direct=lambda p0, p1, p2: _nn.mish, fewbit=True),
         Formula("gelu", "input", _out_of_place(lambda x, p0, p1, p2: F.gelu(x)),
-                lambda g, x, p0, p1, p2: aten.gelu_backward(g, x), direct=lambda p0, p1, p2: _nn.gelu),
+                lambda g, x, p0, p1, p2: aten.gelu_backward(g, x), direct=lambda p0, p1, p2: _nn.gelu, fewbit=True),
         Formula("gelu_tanh", "input", _out_of_place(lambda x, p0, p1, p2: F.gelu(x, approximate="tanh")),
                 lambda g, x, p0, p1, p2: aten.gelu_backward(g, x, approximate="tanh"),
-                direct=lambda p0, p1, p2: functools.partial(_nn.gelu, approximate="tanh")),
+                direct=lambda p0, p1, p2: functools.partial(_nn.gelu, approximate="tanh"), fewbit=True),
         Formula("hardswish", "input", lambda x, p0, p1, p2, inplace: F.hardswish(x, inplace=inplace),
                 lambda g, x, p0, p1, p2: aten.hardswish_backward(g, x), direct=lambda p0, p1, p2: _nn.hardswish),
         Formula("hardsigmoid", "input", lambda x, p0, p1, p2, inplace: F.hardsigmoid(x, inplace=inplace),
@@ -245,6 +263,11 @@ def cacheable(values) -> bool:
     """Whether a resolution may be cached under these argument values: no tensors, and no float zero
     (0.0 and -0.0 are one dictionary key but not one activation)."""
     return not any(isinstance(v, torch.Tensor) or (v == 0 and isinstance(v, float)) for v in values)
+
+
+#: the formulas whose derivative is two-valued (``memory="bits"``) and those few-bit eligible, from the table
+BIT_FORMULAS: tuple[str, ...] = tuple(name for name, f in FORMULAS.items() if f.two_valued)
+FEWBIT_FORMULAS: tuple[str, ...] = tuple(name for name, f in FORMULAS.items() if f.fewbit)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,13 @@ def check_input(op: str, x, arg: str = "input") -> None:
 
 
 def needs_grad(*tensors) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    """Whether autograd records this call: grad mode on and some tensor (None allowed) requiring grad."""
+    if not torch.is_grad_enabled():
+        return False
+    for t in tensors:
+        if t is not None and t.requires_grad:
+            return True
+    return False
 
 
 _RESOLVED: dict[tuple, Resolved] = {}  # calls without tensor arguments resolve to the same formula every time
@@ -101,7 +107,11 @@ def run_activation(name: str, x: torch.Tensor, inplace: bool = False, **argument
 
 
 def _learnable_args(values: tuple) -> tuple:
-    args = tuple(v if isinstance(v, torch.Tensor) else float(v) for v in values)
+    """``(p0, p1, p2)`` of a learnable formula from its arguments (tensors kept, numbers as floats)."""
+    if len(values) == 1:
+        (v,) = values
+        return (v if isinstance(v, _Tensor) else float(v), 0.0, 0.0)
+    args = tuple(v if isinstance(v, _Tensor) else float(v) for v in values)
     return args + (0.0,) * (3 - len(args))
 
 
@@ -115,22 +125,24 @@ def call(name: str, x: torch.Tensor, inplace: bool = False, values: tuple = ()) 
     autograd; else through torchinit's operators (:func:`run_operator`).
     """
     if not isinstance(x, _Tensor):
-        ACTIVATIONS[name].check(values, x=x)
-        check_tensor(name, x)
+        return call_uncached(name, x, inplace, values)
     # the common case first: a floating input and arguments seen before (numbers only) are one look-up
     resolved = _RESOLVED.get((name, values)) if x.dtype in _FLOATING_SET else None
     if resolved is None:
-        return _call_uncached(name, x, inplace, values)
+        return call_uncached(name, x, inplace, values)
     if not _route(name, x):
         direct = resolved.direct
         return direct(x) if direct is not None and not inplace else resolved.torch_form(x, inplace)
     return run_operator(resolved, x, inplace)
 
 
-def _call_uncached(name: str, x: torch.Tensor, inplace: bool, values: tuple) -> torch.Tensor:
-    """:func:`call` for other dtypes, tensor (learnable) arguments and arguments not seen before."""
+def call_uncached(name: str, x: torch.Tensor, inplace: bool, values: tuple) -> torch.Tensor:
+    """:func:`call` for other dtypes, tensor (learnable) arguments and arguments not seen before (the
+    functions whose arguments are always tensors, ``prelu``, call it directly)."""
     activation = ACTIVATIONS[name]
     activation.check(values, x=x)
+    if not isinstance(x, _Tensor):
+        check_tensor(name, x)
     if x.dtype not in _FLOATING_SET:
         return torch_twin(name, x, inplace, activation.arguments(values))
     if activation.learnable is not None and not backend.route(name, x):
@@ -185,5 +197,5 @@ def run_glu(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return GluFunction.apply(x, dim)
 
 
-__all__ = ["FLOATING", "call", "check_input", "check_tensor", "needs_grad", "run_activation", "run_glu",
+__all__ = ["FLOATING", "call", "call_uncached", "check_input", "check_tensor", "needs_grad", "run_activation", "run_glu",
            "run_operator", "torch_errors_named", "torch_twin"]

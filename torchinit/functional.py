@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .entry import call, run_glu
+from .entry import call, call_uncached, run_glu
 
 Tensor = torch.Tensor
 
@@ -31,7 +31,7 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """x for x > 0, weight * x otherwise, with one weight or one per channel (dim 1), as ``F.prelu``."""
-    return call("prelu", input, False, (weight,))
+    return call_uncached("prelu", input, False, (weight,))  # a tensor argument: nothing to look up
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:

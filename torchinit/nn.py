@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import functional as F
+from .activations import ACTIVATIONS
 from .fused import functions as _fused
 from .fused.modules import GEGLU, BiasAct, Rational, ReGLU, SwiGLU
 from .softmax import LogSoftmax, Softmax, Softmin
@@ -53,7 +54,9 @@ def _check_memory(cls: str, memory: str, allowed: tuple) -> str:
 
 
 class _FewBit:
-    """Shared by GELU, SiLU and Mish: the ``memory`` / ``memory_bits`` settings."""
+    """Shared by GELU, SiLU and Mish: the ``memory`` / ``memory_bits`` settings (``_activation``: the table's name)."""
+
+    _activation = ""
 
     def _set_memory(self, cls: str, memory: str, memory_bits: int) -> None:
         self.memory = _check_memory(cls, memory, ("default", "fewbit"))
@@ -63,9 +66,9 @@ class _FewBit:
         if memory == "fewbit":  # fit the quantiser now, outside any torch.compile region
             from .fused.bits import fewbit_quantizer
 
-            tanh = getattr(self, "approximate", "none") == "tanh"
-            formula = {"GELU": "gelu_tanh" if tanh else "gelu", "SiLU": "silu", "Mish": "mish"}[cls]
-            fewbit_quantizer(formula, memory_bits)
+            activation = ACTIVATIONS[self._activation]
+            arguments = {k: getattr(self, k) for k in activation.defaults}  # the module's own (approximate)
+            fewbit_quantizer(activation.resolve(**arguments).formula.name, memory_bits)
 
     def _fewbit(self) -> bool:
         return getattr(self, "memory", "default") == "fewbit"
@@ -78,6 +81,23 @@ def _bits(module) -> bool:
 def _floating(input) -> bool:
     """The memory modes apply to floating-point inputs; any other dtype takes the default path (torch's own)."""
     return not isinstance(input, torch.Tensor) or input.is_floating_point()
+
+
+def _no_arguments(twin: type[nn.Module], activation: str, doc: str) -> type[nn.Module]:
+    """The module of an activation of the table without arguments whose torch twin has no in-place form:
+    a subclass of ``twin`` that accepts ``inplace`` (stored; it computes out of place) and calls the
+    functional ``activation`` (which torch.fx records as one node)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        twin.__init__(self)
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return getattr(F, activation)(input)
+
+    name = twin.__name__
+    return type(name, (twin,), {"__doc__": doc, "__init__": __init__, "forward": forward, "__module__": __name__,
+                                "__qualname__": name})
 
 
 class ReLU(nn.ReLU):
@@ -159,6 +179,7 @@ class SELU(nn.SELU):
 
 class GELU(nn.GELU, _FewBit):
     __doc__ = """x * Phi(x), or its tanh approximation; ``inplace`` is accepted and computes out of place.""" + _FEW
+    _activation = "gelu"
 
     def __init__(self, approximate: str = "none", inplace: bool = False, memory: str = "default",
                  memory_bits: int = 4) -> None:
@@ -174,6 +195,7 @@ class GELU(nn.GELU, _FewBit):
 
 class SiLU(nn.SiLU, _FewBit):
     __doc__ = """x * sigmoid(x); see :func:`torchinit.functional.silu`.""" + _FEW
+    _activation = "silu"
 
     def __init__(self, inplace: bool = False, memory: str = "default", memory_bits: int = 4) -> None:
         super().__init__(inplace)
@@ -187,6 +209,7 @@ class SiLU(nn.SiLU, _FewBit):
 
 class Mish(nn.Mish, _FewBit):
     __doc__ = """x * tanh(softplus(x)); see :func:`torchinit.functional.mish`.""" + _FEW
+    _activation = "mish"
 
     def __init__(self, inplace: bool = False, memory: str = "default", memory_bits: int = 4) -> None:
         super().__init__(inplace)
@@ -198,26 +221,10 @@ class Mish(nn.Mish, _FewBit):
         return F.mish(input, inplace=self.inplace)
 
 
-class Sigmoid(nn.Sigmoid):
-    """1 / (1 + exp(-x)); ``inplace`` is accepted and computes out of place."""
-
-    def __init__(self, inplace: bool = False) -> None:
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input: Tensor) -> Tensor:
-        return F.sigmoid(input)
+Sigmoid = _no_arguments(nn.Sigmoid, "sigmoid", """1 / (1 + exp(-x)); ``inplace`` is accepted and computes out of place.""")
 
 
-class Tanh(nn.Tanh):
-    """tanh(x); ``inplace`` is accepted and computes out of place."""
-
-    def __init__(self, inplace: bool = False) -> None:
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input: Tensor) -> Tensor:
-        return F.tanh(input)
+Tanh = _no_arguments(nn.Tanh, "tanh", """tanh(x); ``inplace`` is accepted and computes out of place.""")
 
 
 class Softplus(nn.Softplus):
@@ -259,37 +266,13 @@ class Hardtanh(nn.Hardtanh):
         return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
 
 
-class Softsign(nn.Softsign):
-    """x / (1 + |x|); ``inplace`` is accepted and computes out of place."""
-
-    def __init__(self, inplace: bool = False) -> None:
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input: Tensor) -> Tensor:
-        return F.softsign(input)
+Softsign = _no_arguments(nn.Softsign, "softsign", """x / (1 + |x|); ``inplace`` is accepted and computes out of place.""")
 
 
-class LogSigmoid(nn.LogSigmoid):
-    """log(sigmoid(x)); ``inplace`` is accepted and computes out of place."""
-
-    def __init__(self, inplace: bool = False) -> None:
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input: Tensor) -> Tensor:
-        return F.logsigmoid(input)
+LogSigmoid = _no_arguments(nn.LogSigmoid, "logsigmoid", """log(sigmoid(x)); ``inplace`` is accepted and computes out of place.""")
 
 
-class Tanhshrink(nn.Tanhshrink):
-    """x - tanh(x); ``inplace`` is accepted and computes out of place."""
-
-    def __init__(self, inplace: bool = False) -> None:
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input: Tensor) -> Tensor:
-        return F.tanhshrink(input)
+Tanhshrink = _no_arguments(nn.Tanhshrink, "tanhshrink", """x - tanh(x); ``inplace`` is accepted and computes out of place.""")
 
 
 class GLU(nn.GLU):

@@ -12,7 +12,7 @@ import torch
 
 from .. import backend, sharding
 from ..activations import ACTIVATIONS
-from ..entry import check_input, run_activation
+from ..entry import call, check_input
 from ..entry import needs_grad as _needs_grad
 from ._common import canonical_dim, resolve_scalar_activation
 from .bias_act import BiasActFunction, bias_view
@@ -164,24 +164,23 @@ def rational(x: Tensor, numerator: Tensor, denominator: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def _bits(name: str, x: Tensor, inplace: bool, weight: Tensor | None = None, **arguments) -> Tensor:
+def _bits(name: str, act: str, x: Tensor, inplace: bool, values: tuple = ()) -> Tensor:
+    """Activation ``act`` of the table with arguments ``values`` (its order), saving a 1-bit mask."""
     check_input(name, x)
-    base = "relu6" if name == "relu6_bits" else name[: -len("_bits")]
+    weight = next((v for v in values if isinstance(v, Tensor)), None)  # a learnable argument (PReLU's weight)
     if not _needs_grad(x, weight) or (weight is not None and weight.requires_grad and torch.is_grad_enabled()):
         # nothing to save, or PReLU with a trainable weight: its gradient needs x itself (see prelu_bits)
-        if weight is not None:
-            return run_activation("prelu", x, False, weight=weight)
-        return run_activation(base, x, inplace, **arguments)
+        return call(act, x, inplace and weight is None, values)
     if sharding.is_dtensor(x) or sharding.is_dtensor(weight):
         if weight is not None:  # a per-channel weight must follow x's channels: the default mode has the rule
-            return run_activation("prelu", x, inplace, weight=weight)
+            return call(act, x, inplace, values)
         # the mask is packed per tensor: pack each rank's shard (element-wise, so no communication)
-        y = sharding.on_local_shards(lambda t: _bits(name, t, False, **arguments), x)
+        y = sharding.on_local_shards(lambda t: _bits(name, act, t, False, values), x)
     else:
-        resolved = ACTIVATIONS[base].resolve(**({"weight": weight} if weight is not None else arguments))
+        activation = ACTIVATIONS[act]
+        resolved = activation.resolve(**activation.arguments(values))
         p0, p1, p2 = resolved.scalars
-        use_op = backend.use_custom_op(name, x.device)
-        y, _codes = BitsFunction.apply(x, weight, resolved.formula.name, p0, p1, p2, use_op)
+        y, _codes = BitsFunction.apply(x, weight, resolved.formula.name, p0, p1, p2, backend.route(name, x))
     if inplace:
         if x.is_leaf and x.requires_grad:
             raise RuntimeError(f"torchinit.{name}: a leaf Variable that requires grad is being used in an in-place "
@@ -207,23 +206,23 @@ class _InplaceView(torch.autograd.Function):
 
 def relu_bits(input: Tensor, inplace: bool = False) -> Tensor:
     """``relu`` saving a 1-bit mask for backward (exact gradient); see :mod:`torchinit.fused.bits`."""
-    return _bits("relu_bits", input, inplace)
+    return _bits("relu_bits", "relu", input, inplace)
 
 
 def relu6_bits(input: Tensor, inplace: bool = False) -> Tensor:
     """``relu6`` saving a 1-bit mask for backward (exact gradient)."""
-    return _bits("relu6_bits", input, inplace)
+    return _bits("relu6_bits", "relu6", input, inplace)
 
 
 def leaky_relu_bits(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """``leaky_relu`` saving a 1-bit mask for backward (exact gradient, any slope)."""
-    return _bits("leaky_relu_bits", input, inplace, negative_slope=negative_slope)
+    return _bits("leaky_relu_bits", "leaky_relu", input, inplace, (negative_slope,))
 
 
 def hardtanh_bits(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
     """``hardtanh`` saving a 1-bit mask for backward (exact gradient)."""
     ACTIVATIONS["hardtanh"].check((min_val, max_val), "hardtanh_bits")
-    return _bits("hardtanh_bits", input, inplace, min_val=min_val, max_val=max_val)
+    return _bits("hardtanh_bits", "hardtanh", input, inplace, (min_val, max_val))
 
 
 def prelu_bits(input: Tensor, weight: Tensor) -> Tensor:
@@ -243,7 +242,7 @@ def prelu_bits(input: Tensor, weight: Tensor) -> Tensor:
     if weight.dim() > 1 or weight.numel() not in (1, channels):
         raise ValueError(f"torchinit.prelu_bits: argument 'weight' must be 1-D with 1 or {channels} (dim 1) "
                          f"elements, got shape {tuple(weight.shape)}")
-    return _bits("prelu_bits", input, False, weight=weight)
+    return _bits("prelu_bits", "prelu", input, False, (weight,))
 
 
 _ON_DEVICE: dict[tuple[str, int, torch.device], tuple[Tensor, Tensor]] = {}
@@ -261,32 +260,33 @@ def _quantizer_on(formula: str, bits: int, device: torch.device) -> tuple[Tensor
     return _ON_DEVICE[key]
 
 
-def _fewbit(name: str, x: Tensor, formula: str, bits: int) -> Tensor:
+def _fewbit(name: str, act: str, x: Tensor, bits: int, values: tuple = ()) -> Tensor:
+    """Activation ``act`` of the table with arguments ``values``, saving a ``bits``-bit derivative code."""
+    ACTIVATIONS[act].check(values, name)
     check_input(name, x)
     if bits not in (1, 2, 4):
         raise ValueError(f"torchinit.{name}: argument 'bits' must be 1, 2 or 4, got {bits!r}")
     if not _needs_grad(x):
-        return run_activation({"gelu_tanh": "gelu"}.get(formula, formula), x, False,
-                              **({"approximate": "tanh"} if formula == "gelu_tanh" else {}))
+        return call(act, x, False, values)
     if sharding.is_dtensor(x):  # the codes are packed per tensor: each rank's shard (element-wise, no communication)
-        return sharding.on_local_shards(lambda t: _fewbit(name, t, formula, bits), x)
+        return sharding.on_local_shards(lambda t: _fewbit(name, act, t, bits, values), x)
+    activation = ACTIVATIONS[act]
+    formula = activation.resolve(**activation.arguments(values)).formula.name
     bounds, levels = _quantizer_on(formula, bits, x.device)
-    use_op = backend.use_custom_op(name, x.device)
-    y, _codes = FewBitFunction.apply(x, bounds, levels, formula, bits, 0.0, 0.0, 0.0, use_op)
+    y, _codes = FewBitFunction.apply(x, bounds, levels, formula, bits, 0.0, 0.0, 0.0, backend.route(name, x))
     return y
 
 
 def gelu_fewbit(input: Tensor, approximate: str = "none", bits: int = 4) -> Tensor:
     """``gelu`` with an approximate ``bits``-bit backward (Novikov et al. 2023): see :mod:`torchinit.fused`."""
-    ACTIVATIONS["gelu"].check((approximate,), "gelu_fewbit")
-    return _fewbit("gelu_fewbit", input, "gelu_tanh" if approximate == "tanh" else "gelu", bits)
+    return _fewbit("gelu_fewbit", "gelu", input, bits, (approximate,))
 
 
 def silu_fewbit(input: Tensor, bits: int = 4) -> Tensor:
     """``silu`` with an approximate ``bits``-bit backward (Novikov et al. 2023)."""
-    return _fewbit("silu_fewbit", input, "silu", bits)
+    return _fewbit("silu_fewbit", "silu", input, bits)
 
 
 def mish_fewbit(input: Tensor, bits: int = 4) -> Tensor:
     """``mish`` with an approximate ``bits``-bit backward (Novikov et al. 2023)."""
-    return _fewbit("mish_fewbit", input, "mish", bits)
+    return _fewbit("mish_fewbit", "mish", input, bits)
