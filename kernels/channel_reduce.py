@@ -9,7 +9,9 @@ per channel and quantity; the host sums those rows (a buffer ``programs x C``, t
 tensor). That is how a backward pass reduces a bias gradient or a learnable parameter's gradient
 without a second pass over the tensor.
 
-* :func:`launch_bias_act_forward`: ``y = act(round(x + bias[c]))`` in one pass.
+* :func:`launch_bias_act_forward`: ``y = act(round(x + bias[c]))`` in one pass (a bias along the last dim
+  of at least ``ROW_TILE_MIN`` channels, a multiple of 16: a (rows, channel tiles) grid, the channel is the
+  column).
 * :func:`launch_channel_backward`: ``dx = act_bwd(g, s)`` and the per-channel sums of ``dx`` (bias
   gradient, with the bias re-added to the saved input) or of the activation's per-element parameter
   gradients ``<name>_pgrad`` from ``math.py`` (PReLU's weight, Swish's beta, StarReLU's scale/bias).
@@ -23,12 +25,21 @@ import torch
 import triton
 import triton.language as tl
 
-from .elementwise import block_offsets, compute_dtype, fast_div, fast_divisor, param_buffer, wide_index
+from .elementwise import (
+    block_offsets,
+    compute_dtype,
+    fast_div,
+    fast_divisor,
+    param_buffer,
+    wide_index,
+)
 from .launch import on_device
 from .rounding import round_to, to_dtype
 
 BLOCK_CUDA = 2048  # elements per tile on a GPU
 BLOCK_INTERPRETER = 8192  # the interpreter pays per program: few, large tiles
+ROW_TILE_MIN = 128  # bias_act forward: rows (channels along the last dim) this long, multiples of 16, take the
+# (rows, channel tiles) grid
 
 
 @triton.jit
@@ -37,17 +48,22 @@ def _bias_act_forward_kernel(
     FN: tl.constexpr, Z_DTYPE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr, WIDE: tl.constexpr,
     INNER_ONE: tl.constexpr,
 ):
-    offs = block_offsets(BLOCK, WIDE)
-    mask = offs < n
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
-    if WIDE:
-        channel = (offs // inner) % C
-    else:  # the channel index by multiply-high divisions (fast_div), and none by inner along the last dim
-        if INNER_ONE:
-            j = offs
-        else:
+    if INNER_ONE:  # bias along the contiguous last dim: grid (rows, channel tiles), the channel is the column
+        row = tl.program_id(0)
+        if WIDE:
+            row = row.to(tl.int64)
+        channel = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        offs = row * C + channel
+        mask = channel < C
+    else:
+        offs = block_offsets(BLOCK, WIDE)
+        mask = offs < n
+        if WIDE:
+            channel = (offs // inner) % C
+        else:  # the channel index by multiply-high divisions (fast_div)
             j = fast_div(offs, inner_magic, inner_shift)
-        channel = j - fast_div(j, c_magic, c_shift) * C
+            channel = j - fast_div(j, c_magic, c_shift) * C
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
     b = tl.load(b_ptr + channel, mask=mask, other=0.0).to(COMPUTE)
     z = round_to(x + b, Z_DTYPE, COMPUTE)  # eager rounds x + bias to its dtype before the activation
     p0 = tl.load(params_ptr).to(COMPUTE)
@@ -86,7 +102,7 @@ def _channel_backward_kernel(
         bias = tl.load(b_ptr + c, mask=cmask, other=0.0).to(COMPUTE)
     acc0 = tl.zeros([BLOCK_C], dtype=COMPUTE)
     acc1 = tl.zeros([BLOCK_C], dtype=COMPUTE)
-    for it in range(0, ITERS):
+    for it in range(ITERS):
         j = ((pid_j * ITERS + it) * BLOCK_J + tl.arange(0, BLOCK_J))[:, None]
         mask = (j < J) & cmask
         offs = ((j // inner) * C + c) * inner + j % inner
@@ -141,11 +157,23 @@ def launch_bias_act_forward(fn, x: torch.Tensor, bias: torch.Tensor, out: torch.
     compute = compute_dtype(torch.float64 if torch.float64 in (x.dtype, bias.dtype) else x.dtype)
     params = param_buffer(tuple(float(v) for v in scalars), x.device, torch.float64 if compute == tl.float64
                           else torch.float32)
+    # a bias along the contiguous last dim (after a Linear) with rows of at least ROW_TILE_MIN channels, a
+    # multiple of 16 (Triton then knows every row aligned and whole vectors inside a row): a grid of (rows,
+    # channel tiles), the channel index is the column (no division, the bias loaded as a vector); else one
+    # flat range with multiply-high divisions (short rows would leave most of a row tile idle, unaligned rows
+    # would load element by element)
+    row_tiles = inner == 1 and C >= ROW_TILE_MIN and C % 16 == 0
+    if row_tiles:
+        block = max(min(block, triton.next_power_of_2(C)), triton.next_power_of_2(triton.cdiv(C, 65535)))
+        grid = (n // C, triton.cdiv(C, block))
+    else:
+        grid = (triton.cdiv(n, block),)
+    warps = 4 if x.device.type == "cpu" else max(1, min(32, block // 256))
     with on_device(x.device):
-        _bias_act_forward_kernel[(triton.cdiv(n, block),)](
+        _bias_act_forward_kernel[grid](
             x, bias, out, n, C, inner, params, *fast_divisor(inner), *fast_divisor(C),
             FN=fn, Z_DTYPE=_tl_dtype(z_dtype), COMPUTE=compute, BLOCK=block, WIDE=wide_index(n, block),
-            INNER_ONE=inner == 1, num_warps=4,
+            INNER_ONE=row_tiles, num_warps=warps,
         )
     return out
 

@@ -417,3 +417,47 @@ def test_sampler_normal_and_truncated_on_the_gpu(kind):
     want = counter_sample(d, key, n, 0)
     ulps = (out.cpu() - want).abs() / torch.finfo(torch.float32).eps / want.abs().clamp(min=1e-3)
     assert ulps.max().item() <= 8
+
+
+BIAS_ACT_INDEX_SCRIPT = COMPILE_HELPERS + textwrap.dedent(
+    """
+    from torchinit.kernels import channel_reduce as cr
+    from torchinit.kernels.math import gelu_fwd
+
+    res = []
+    for rows, C, dtype in [(4096, 768, torch.bfloat16), (64, 11008, torch.float32), (1 << 16, 40000, torch.bfloat16)]:
+        x = torch.empty(rows, C, device="meta", dtype=dtype)
+        b = torch.empty(C, device="meta", dtype=dtype)
+        calls = record([cr._bias_act_forward_kernel], lambda: cr.launch_bias_act_forward(
+            gelu_fwd, x, b, torch.empty_like(x), C, 1, (0.0, 0.0, 0.0), dtype))
+        for k, grid, args, kw in calls:
+            ttir = compile_launch(k, args, dict(kw)).asm["ttir"]
+            res.append({"case": f"{rows}x{C} {dtype} grid={grid}",
+                        "index_ops": len(re.findall(r"arith\\.(?:div|rem)[su]i|tt\\.mulhiui", ttir))})
+    print("RESULT" + json.dumps(res))
+    """
+)
+
+
+@needs_nvidia_tools
+def test_bias_act_forward_along_the_last_dim_computes_no_channel_index():
+    """bias_act forward with the bias along a last dim of 768, 11008 and 40000 channels (past 2**31 elements for
+    the last), compiled as launched: no division, modulo or multiply-high at all, the channel is the column
+    of a (rows, channel tiles) grid (the old kernel took two multiply-high divisions per element)."""
+    res = _run_compile_script(BIAS_ACT_INDEX_SCRIPT)
+    assert len(res) == 3
+    for r in res:
+        assert r["index_ops"] == 0, r
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(4096, 768), (7, 3008), (7, 3000), (1000, 100), (3, 5, 144)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_bias_act_last_dim_against_torch(shape, dtype):
+    """bias_act along the last dim (row-tile grid from 128 channels, multiples of 16; the flat path else) against
+    torch."""
+    torch.manual_seed(0)
+    x = torch.randn(shape, device="cuda").to(dtype)
+    b = torch.randn(shape[-1], device="cuda").to(dtype)
+    y = ti.bias_act(x, b, "gelu", dim=-1)
+    torch.testing.assert_close(y, TF.gelu(x + b))
