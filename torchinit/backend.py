@@ -144,11 +144,11 @@ def _kernels_for(backend: str, device_type: str) -> bool:
     "auto" runs them on CUDA only, "triton" wherever they can run (CPU under the interpreter),
     "torch" never.
     """
-    if backend == "torch" or not triton_available():
+    if backend == "torch":
         return False
     if device_type == "cuda":
-        return True
-    return backend == "triton" and device_type == "cpu" and interpreter_enabled()
+        return triton_available()
+    return backend == "triton" and device_type == "cpu" and interpreter_enabled() and triton_available()
 
 
 _is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
@@ -186,8 +186,10 @@ def use_custom_op(op: str, device: torch.device) -> bool:
     if compiling and not kernels_in_compile():
         return False
     backend = get_backend()
+    if backend == "auto":
+        return _kernels_for(backend, device.type)
     if backend != "triton" or compiling:
-        return backend != "torch" and (backend == "triton" or _kernels_for(backend, device.type))
+        return backend == "triton"
     if not _kernels_for(backend, device.type):
         if not triton_available():
             why = "Triton is not installed"
