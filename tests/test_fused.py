@@ -609,3 +609,14 @@ def test_bias_act_last_dim_row_tiles(shape, dtype):
         assert ((got[2].double() - exact[2]).abs() <= 2 ** -6 * scale + 1e-2).all()
     else:
         _close(got[2:], want[2:], dtype, backward=True)
+
+
+def test_fewbit_tables_under_compile_are_the_host_tables():
+    """Traced by torch.compile (fullgraph), fewbit_tables gives the host tensors, which the operators take as
+    they are: no .to(device) traced into the graph (a host-to-device copy at every call)."""
+    from torchinit.fused.bits import fewbit_quantizer, fewbit_tables
+
+    bounds, _ = fewbit_quantizer("gelu", 4)
+    compiled = torch.compile(lambda: fewbit_tables("gelu", 4, "meta")[0] * 1, fullgraph=True, backend="eager")
+    out = compiled()
+    assert out.device.type == "cpu" and torch.equal(out, bounds)

@@ -435,13 +435,15 @@ def fewbit_quantizer(formula: str, bits: int) -> tuple[torch.Tensor, torch.Tenso
     return _FITTED[key]
 
 def fewbit_tables(formula: str, bits: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`fewbit_quantizer`'s ``(bounds, levels)`` on ``device`` (fp64), made there without a host-to-device
-    copy and cached for good (``kernels.launch.device_table``): safe to call during CUDA-graph capture (a table
-    first made there is captured with the graph, not cached) and under ``torch.compile``. The host tensors on
-    the CPU."""
+    """:func:`fewbit_quantizer`'s ``(bounds, levels)`` for inputs on ``device``, with no host-to-device copy.
+
+    On a GPU: fp64 tables made there by fills and cached for good (``kernels.launch.device_table``), safe to
+    ask for during CUDA-graph capture (a table first made there is captured with the graph, not cached).
+    On the CPU, and while ``torch.compile`` traces (a traced ``.to(device)`` would copy at every call): the
+    host tensors, which the few-bit operators and kernels take as they are."""
     bounds, levels = fewbit_quantizer(formula, bits)
     device = torch.device(device)
-    if device.type == "cpu":
+    if device.type == "cpu" or torch.compiler.is_compiling():
         return bounds, levels
     return table_on(bounds, device, torch.float64), table_on(levels, device, torch.float64)
 
