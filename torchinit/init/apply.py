@@ -200,10 +200,31 @@ def _block_targets(e: _Entry, base: Stream) -> list[tuple[torch.Tensor, Any, Str
     return out
 
 
+def _local_shard_targets(e: _Entry, seed: int | None) -> list | None:
+    """The in-place write of a DTensor parameter's local shard: one elementwise action over a shard that is a
+    run of consecutive global elements (Shard(0), Replicate), written where it lives with the global
+    numbering (the same values :func:`_sample_dtensor` stages, without a fresh tensor and a copy); else None."""
+    actions = {a for _, a in e.actions}  # blocks of one action number their elements globally: one draw
+    if seed is None or len(actions) != 1:
+        return None
+    action = next(iter(actions))
+    local, lshape, offset = _local_region(e.param)
+    if not action.elementwise or tuple(local.shape) != lshape or not local.is_contiguous():
+        return None
+    start, index = _global_index(tuple(e.param.shape), lshape, offset, local.device)
+    if index is not None:
+        return None
+    target = local.detach()
+    stream = Stream(derive_key(seed, e.name), None, start or 0)
+    return [(target, action, stream)] if writes_in_place(action, target, stream) else None
+
+
 def _in_place_targets(e: _Entry, seed: int | None, generator: torch.Generator | None) -> list | None:
     """The in-place writes of an entry, or None when its value must be staged."""
     p = e.param
-    if _is_dtensor(p) or not p.is_contiguous():
+    if _is_dtensor(p):
+        return _local_shard_targets(e, seed)
+    if not p.is_contiguous():
         return None
     targets = _block_targets(e, _stream(seed, generator, e.name))
     if all(writes_in_place(a, view, s) for view, a, s in targets):
