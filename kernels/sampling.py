@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
-from torchinit.kernels.launch import on_device
-from torchinit.kernels.rounding import to_dtype
 
-from torchinit.init.sampling import Dist, _f32, trunc_params
+from .launch import on_device
+from .rounding import to_dtype
 
 _KIND = {"uniform": 0, "normal": 1, "trunc_normal": 2}
 _BLOCK = 1024
@@ -152,22 +151,17 @@ def _sample_kernel(out_ptr, seed: tl.int64, start: tl.int64, n: tl.int64, g_firs
         _store_word(out_ptr, v3, idx + 3, n)
 
 
-def launch_args(out, d: Dist, key: int, start: int = 0, block: int = _BLOCK) -> tuple[tuple, tuple, dict]:
-    """``(grid, args, kwargs)`` of the sampler launch :func:`fill` makes (``out`` a non-empty 1-D tensor)."""
+def launch_args(out, d, key: int, start: int = 0, block: int = _BLOCK) -> tuple[tuple, tuple, dict]:
+    """``(grid, args, kwargs)`` of the sampler launch :func:`fill` makes (``out`` a non-empty 1-D tensor).
+
+    ``d`` is a distribution with a ``kind`` ("uniform", "normal", "trunc_normal") and ``kernel_scalars()``
+    (the eight fp32 launch scalars: ``torchinit.init.sampling.Dist`` is one), so this package imports
+    nothing from the one above it."""
     n = out.numel()
     g_first = start >> 2
     g_last = (start + n - 1) >> 2
     grid = (triton.cdiv(g_last - g_first + 1, block),)
-    p_lo = p_span = zlo = zhi = 0.0
-    lo_clip, hi_clip = -3e38, 3e38
-    if d.kind == "uniform":
-        s0 = _f32(d.a)
-        s1 = _f32(_f32(d.b) - s0)
-    else:
-        s0, s1 = _f32(d.mean), _f32(d.std)
-        if d.kind == "trunc_normal":
-            p_lo, p_span, zlo, zhi = trunc_params(d)
-            lo_clip, hi_clip = _f32(max(d.a, -3e38)), _f32(min(d.b, 3e38))
+    s0, s1, p_lo, p_span, zlo, zhi, lo_clip, hi_clip = d.kernel_scalars()
     kwargs = {"KIND": _KIND[d.kind], "BLOCK": block}
     if out.device.type == "cuda":
         kwargs["enable_fp_fusion"] = False
@@ -176,7 +170,7 @@ def launch_args(out, d: Dist, key: int, start: int = 0, block: int = _BLOCK) -> 
     return grid, (out, key, start, n, g_first, s0, s1, p_lo, p_span, zlo, zhi, lo_clip, hi_clip), kwargs
 
 
-def fill(out, d: Dist, key: int, start: int = 0, block: int = _BLOCK) -> None:
+def fill(out, d, key: int, start: int = 0, block: int = _BLOCK) -> None:
     """Fill the contiguous 1-D tensor ``out`` (any float dtype) with draws of ``d`` for the global elements
     ``start .. start + out.numel() - 1`` under Philox ``key``, in one pass."""
     if d.kind not in _KIND:

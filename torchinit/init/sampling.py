@@ -78,6 +78,10 @@ class Dist:
     a: float = -math.inf
     b: float = math.inf
 
+    def kernel_scalars(self) -> tuple[float, float, float, float, float, float, float, float]:
+        """The eight fp32 scalars the one-pass samplers (C and Triton) take: :func:`kernel_scalars`."""
+        return kernel_scalars(self)
+
     @property
     def variance_std(self) -> float:
         """The standard deviation of the distribution (for reports)."""
