@@ -91,7 +91,7 @@ class _Recorder(TorchDispatchMode):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_cpu_auto_eager_runs_torch_ops_only(name):
     """CPU under "auto": the call and its backward reach torch's own ops only (no torchinit operator)."""
-    fn, ref, variants = CASES[name]
+    fn, _, variants = CASES[name]
     x = torch.randn(2, 3, 4, requires_grad=True)
     kwargs = dict(variants[-1])
     with ti.use_backend("auto"), _Recorder() as rec:
