@@ -253,6 +253,7 @@ HALF_CASES = {
     "elu": ("elu_from_input", (1.0, 1.0, 1.0), TF.elu),
     "softplus": ("softplus", (1.0, 20.0, 0.0), TF.softplus),
     "logsigmoid": ("logsigmoid", (0.0, 0.0, 0.0), TF.logsigmoid),
+    "tanhshrink": ("tanhshrink", (0.0, 0.0, 0.0), _tanhshrink64),
 }
 
 
@@ -275,9 +276,19 @@ def _dtype_ulp_errors(got: torch.Tensor, ref64: torch.Tensor, unit64: torch.Tens
     return float(torch.nan_to_num(err, nan=float("inf")).max()) if err.numel() else 0.0
 
 
+def _same_specials(a: torch.Tensor, b: torch.Tensor) -> list[str]:
+    """Points where two results of the same dtype differ in NaN-ness, infinity, zero sign or by more than 1 ulp."""
+    a64, b64 = a.double(), b.double()
+    finite = a64.isfinite() & b64.isfinite() & (a64 != 0) & (b64 != 0)
+    close = finite & ((a64 - b64).abs() <= torch.maximum(a64.abs(), b64.abs()) * torch.finfo(a.dtype).eps)
+    same = (a64.isnan() & b64.isnan()) | ((a64 == b64) & (a64.signbit() == b64.signbit())) | close
+    return [f"{a64[i].item()} vs {b64[i].item()}" for i in range(len(a)) if not same[i]]
+
+
 def half_rows() -> list[dict]:
     """Exact and ``_half`` entry points on bf16 and fp16 tensors: max error in ulps of the dtype, forward and
-    backward (backward in ulps of the derivative's terms inside the derivative-zero windows, as for fp32)."""
+    backward (backward in ulps of the derivative's terms inside the derivative-zero windows, as for fp32), and
+    the special values (SPECIAL and the exp overflow points) where the two entry points disagree."""
     from torchinit.kernels import elementwise as ew
     from torchinit.kernels import math as km
 
@@ -291,6 +302,8 @@ def half_rows() -> list[dict]:
                 terms = ROOT_TERMS[label](x.double()).abs()
                 unit_bwd = torch.where(g64.abs() < terms / 2, terms, g64)
             row = {"activation": label, "dtype": str(dtype).replace("torch.", "")}
+            special = torch.tensor(SPECIAL + [88.0, -88.0, 89.0, -89.0, -104.0, 20.0, -20.0, 1e-8, -1e-8], dtype=dtype)
+            outs = {}
             for variant in ("", "_half"):
                 fwd, bwd = getattr(km, kernel + "_fwd" + variant), getattr(km, kernel + "_bwd" + variant)
                 y = ew.launch_unary_forward(fwd, x, torch.empty_like(x), scalars)
@@ -298,9 +311,15 @@ def half_rows() -> list[dict]:
                 name = "half" if variant else "exact"
                 row[f"{name}_fwd_max_ulp"] = _dtype_ulp_errors(y, y64, y64, dtype)
                 row[f"{name}_bwd_max_ulp"] = _dtype_ulp_errors(g, g64, unit_bwd, dtype)
+                outs[name] = (ew.launch_unary_forward(fwd, special, torch.empty_like(special), scalars),
+                              ew.launch_unary_backward(bwd, torch.ones_like(special), special,
+                                                       torch.empty_like(special), scalars))
+            row["special_value_differences"] = (_same_specials(outs["half"][0], outs["exact"][0])
+                                                + _same_specials(outs["half"][1], outs["exact"][1]))
             rows.append(row)
             print(f"{label:<20} {row['dtype']:<9} exact fwd {row['exact_fwd_max_ulp']:.3f} bwd {row['exact_bwd_max_ulp']:.3f}"
-                  f"   _half fwd {row['half_fwd_max_ulp']:.3f} bwd {row['half_bwd_max_ulp']:.3f}  ({row['dtype']} ulps)",
+                  f"   _half fwd {row['half_fwd_max_ulp']:.3f} bwd {row['half_bwd_max_ulp']:.3f}  ({row['dtype']} ulps)"
+                  f"  special values differing: {len(row['special_value_differences'])}",
                   flush=True)
     return rows
 

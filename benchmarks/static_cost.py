@@ -120,6 +120,9 @@ def _gated(name: str, kernel_name: str, saves_output: bool, direction: str, dtyp
 
 
 def _bias_act(formula: str, kernel_name: str, dtype: str, variant: str = "") -> Spec:
+    """bias_act's forward for a bias along the contiguous last dim, C a multiple of 1024 (``INNER_ONE``: the
+    launcher's (rows, channel tiles) grid of 1024-channel tiles; C divisible by 16, as those launches specialise;
+    every lane of a tile valid)."""
     from torchinit.kernels import channel_reduce as cr
     from torchinit.kernels import math as km
 
@@ -130,7 +133,7 @@ def _bias_act(formula: str, kernel_name: str, dtype: str, variant: str = "") -> 
            "params_ptr": f"*{pbuf}", "inner_magic": "i32", "inner_shift": "i32", "c_magic": "i32", "c_shift": "i32"}
     sig.update({k: "constexpr" for k in const})
     return Spec(f"bias_act_fwd/{formula}{variant}/{dtype}", cr._bias_act_forward_kernel, sig, const, 4, 1024,
-                BYTES[dtype] * 2, dtype, ("x_ptr", "b_ptr", "y_ptr", "n", "params_ptr"), tags={"bias_act", "fwd"})
+                BYTES[dtype] * 2, dtype, ("x_ptr", "b_ptr", "y_ptr", "n", "C", "params_ptr"), tags={"bias_act", "fwd"})
 
 
 def _bias_act_bwd(formula: str, kernel_name: str, saves_output: bool, dtype: str, channels: int = 768,
