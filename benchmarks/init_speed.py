@@ -272,3 +272,35 @@ def run_init_speed_ranks(world: int = 2, full: bool = False, repeats: int = 3,
                         "parameters": per_rank[0][key]["parameters"]}
     return {"world": world, "full": full, "repeats": repeats, "threads": threads,
             "sampler": seeded_sampler(torch.device("cpu")), "results": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.init_speed``: time one run (and optionally ``--ranks N``) and write its JSON."""
+    import argparse
+    import json
+
+    from benchmarks.timing import device_slug, environment
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.init_speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--full", action="store_true", help="resnet50 and the 24x1024 stack (default: the small models)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--ranks", type=int, default=0, help="also time FSDP2 shards on this many gloo ranks")
+    p.add_argument("--out", help="JSON path (default benchmarks/results/<date>-init-speed-<device>.json)")
+    args = p.parse_args(argv)
+    device = torch.device("cpu")
+    data: dict[str, Any] = {"environment": environment(device),
+                            "single": run_init_speed(device, full=args.full, repeats=args.repeats,
+                                                     threads=args.threads, progress=print)}
+    if args.ranks:
+        data["ranks"] = run_init_speed_ranks(args.ranks, full=args.full, repeats=args.repeats, threads=args.threads)
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   f"{time.strftime('%Y-%m-%d')}-init-speed-{device_slug(device)}.json")
+    with open(out, "w") as f:
+        json.dump(data, f, indent=1, default=str)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
