@@ -620,3 +620,27 @@ def test_fewbit_tables_under_compile_are_the_host_tables():
     compiled = torch.compile(lambda: fewbit_tables("gelu", 4, "meta")[0] * 1, fullgraph=True, backend="eager")
     out = compiled()
     assert out.device.type == "cpu" and torch.equal(out, bounds)
+
+
+def test_fewbit_functions_under_compile_trace_no_table_copy():
+    """silu_fewbit traced by torch.compile (fullgraph) on a non-CPU tensor: the fitted tables enter the graph as
+    they are, with no .to(device) (the old _quantizer_on traced one per table: a host-to-device copy per call)."""
+    from torchinit.fused.bits import fewbit_quantizer
+
+    fewbit_quantizer("silu", 4)
+    graphs = []
+
+    def record(gm, inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    x = torch.randn(64, device="meta", requires_grad=True)
+    y = torch.compile(lambda t: fu.silu_fewbit(t, bits=4), backend=record, fullgraph=True)(x)
+    y.sum().backward()
+    torch._dynamo.reset()
+    moves = [(n.target, n.args, n.kwargs) for g in graphs for m in g.modules() if isinstance(m, torch.fx.GraphModule)
+             for n in m.graph.nodes if n.op in ("call_method", "call_function") and str(n.target) in ("to", "cuda")
+             and any(isinstance(a, (torch.device, str)) for a in (*n.args, *n.kwargs.values()))]
+    assert graphs and moves == []
+    assert y.shape == x.shape and x.grad.shape == x.shape

@@ -174,6 +174,15 @@ def torch_bits_backward(grad, codes, w, formula, p0, p1, p2):
     return dx if _same_strides(dx, g) else torch.empty_like(g).copy_(dx)
 
 
+def _table(table: torch.Tensor, device: torch.device, acc: torch.dtype) -> torch.Tensor:
+    """A few-bit table for inputs on ``device`` in dtype ``acc``, never copied host-to-device per call: on the
+    device (``kernels.launch.table_on``), or, while torch.compile traces a host table (:func:`fewbit_tables`),
+    the host table, read by the graph as host scalars (reading its values would break the graph)."""
+    if torch.compiler.is_compiling() and table.device != torch.device(device):
+        return table.to(acc)
+    return table_on(table, device, acc).to(acc)
+
+
 def torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
     """Reference ``fewbit_forward``: the table's forward, and the interval index of each element."""
     xd = _dense(x)
@@ -181,7 +190,7 @@ def torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
     y = y if _same_strides(y, xd) else torch.empty_like(xd).copy_(y)
     flat = storage_flat(xd)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    b = table_on(bounds, x.device, acc).to(acc)  # no host-to-device copy per call
+    b = _table(bounds, x.device, acc)
     xf = flat.to(b.dtype)
     codes = torch.zeros_like(flat, dtype=torch.uint8)
     for k in range(b.numel()):  # the number of bounds below x (NaN: none), one byte-wide pass per bound
@@ -194,8 +203,15 @@ def torch_fewbit_backward(grad, codes, levels, bits):
     """Reference ``fewbit_backward``: the gradient times the level of each element's interval."""
     g = _dense(grad)
     acc = torch.float64 if g.dtype == torch.float64 else torch.float32
-    lv = table_on(levels, g.device, acc).to(acc)
-    dx = (storage_flat(g).to(acc) * lv.index_select(0, _unpack(codes, g.numel(), bits).to(torch.int32))).to(g.dtype)
+    lv = _table(levels, g.device, acc)
+    index = _unpack(codes, g.numel(), bits)
+    if lv.device == g.device:
+        level = lv.index_select(0, index.to(torch.int32))
+    else:  # host levels under torch.compile: select each as a host scalar (one fused pass once compiled)
+        level = torch.zeros_like(index, dtype=acc)
+        for k in range(lv.numel()):
+            level = torch.where(index == k, lv[k], level)
+    dx = (storage_flat(g).to(acc) * level).to(g.dtype)
     return from_storage_flat(dx, g)
 
 

@@ -16,7 +16,7 @@ from ..entry import call, check_input
 from ..entry import needs_grad as _needs_grad
 from ._common import canonical_dim, resolve_scalar_activation
 from .bias_act import BiasActFunction, bias_view
-from .bits import BitsFunction, FewBitFunction, fewbit_quantizer
+from .bits import BitsFunction, FewBitFunction, fewbit_tables
 from .gated import GatedFunction, GatedSplitFunction
 from .rational import RationalFunction, torch_rational
 
@@ -245,21 +245,6 @@ def prelu_bits(input: Tensor, weight: Tensor) -> Tensor:
     return _bits("prelu_bits", "prelu", input, False, (weight,))
 
 
-_ON_DEVICE: dict[tuple[str, int, torch.device], tuple[Tensor, Tensor]] = {}
-
-
-def _quantizer_on(formula: str, bits: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    bounds, levels = fewbit_quantizer(formula, bits)
-    if device.type == "cpu":
-        return bounds, levels
-    if torch.compiler.is_compiling():
-        return bounds.to(device), levels.to(device)
-    key = (formula, bits, device)
-    if key not in _ON_DEVICE:  # one host-to-device copy per device, not per call
-        _ON_DEVICE[key] = (bounds.to(device), levels.to(device))
-    return _ON_DEVICE[key]
-
-
 def _fewbit(name: str, act: str, x: Tensor, bits: int, values: tuple = ()) -> Tensor:
     """Activation ``act`` of the table with arguments ``values``, saving a ``bits``-bit derivative code."""
     ACTIVATIONS[act].check(values, name)
@@ -272,7 +257,7 @@ def _fewbit(name: str, act: str, x: Tensor, bits: int, values: tuple = ()) -> Te
         return sharding.on_local_shards(lambda t: _fewbit(name, act, t, bits, values), x)
     activation = ACTIVATIONS[act]
     formula = activation.resolve(**activation.arguments(values)).formula.name
-    bounds, levels = _quantizer_on(formula, bits, x.device)
+    bounds, levels = fewbit_tables(formula, bits, x.device)  # on the device, cached: no copy per call
     y, _codes = FewBitFunction.apply(x, bounds, levels, formula, bits, 0.0, 0.0, 0.0, backend.route(name, x))
     return y
 
