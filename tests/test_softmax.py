@@ -479,3 +479,20 @@ def test_cuda_kernels_match_torch(shape, dim, dtype):
                 (dx_ref,) = torch.autograd.grad(ref(xr.to(y.dtype).double(), dim), xr, g.double())
                 tol = torch.finfo(y.dtype).eps * dx_ref.abs().max().item()
                 torch.testing.assert_close(dx.double(), dx_ref, rtol=4 * torch.finfo(y.dtype).eps, atol=8 * tol)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCS))
+def test_cpu_auto_eager_call_is_one_route_decision(name, monkeypatch):
+    """CPU under "auto": one backend decision (backend.route), then torch's own softmax -- no use_custom_op call
+    (the old path's second, costlier decision), and the values are torch's."""
+    import torchinit.backend as tb
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("use_custom_op called on the eager CPU path")
+
+    monkeypatch.setattr(tb, "use_custom_op", refuse)
+    fn, ref = FUNCS[name]
+    x = torch.randn(3, 5)
+    with torchinit.use_backend("auto"):
+        got = fn(x, dim=1)
+    assert torch.equal(got, ref(x, dim=1))

@@ -1,6 +1,6 @@
 """The softmax family: ``softmax``, ``log_softmax``, ``softmin`` and their modules.
 
-Operators (namespace ``torchinit``, beside the activation operators of :mod:`torchinit.ops`):
+Operators (namespace ``torchinit``, defined with :func:`torchinit.opdef.operator` like every other):
 
 * ``softmax(Tensor x, int dim, ScalarType? dtype) -> Tensor`` and ``log_softmax(...)``: the result
   has dtype ``dtype`` (default: ``x``'s) and is contiguous, as torch's is. ``x`` is rounded to
@@ -22,6 +22,7 @@ Plain entry points for benchmarks: :func:`softmax`, :func:`log_softmax` (whole a
 
 from __future__ import annotations
 
+import functools
 import operator
 import warnings
 
@@ -29,12 +30,16 @@ import torch
 from torch import nn
 
 from . import backend, sharding
-from .ops import _FLOATING, _needs_grad, _to_front, _torch_errors_named
+from .entry import FLOATING, needs_grad, torch_errors_named
+from .layout import to_front
+from .opdef import autograd_function, kernel_or_torch
+from .opdef import operator as define_operator
 
 Tensor = torch.Tensor
 
-_LIB = torch.library.Library("torchinit", "FRAGMENT")  # noqa: TOR901 - the project's own namespace
 _NAMES = ("softmax", "log_softmax")
+_FLOATING_SET = frozenset(FLOATING)
+_route = backend.route  # the one backend decision of a call
 
 
 def _canonical_dim(op: str, dim: int, ndim: int) -> int:
@@ -51,41 +56,45 @@ def _canonical_dim(op: str, dim: int, ndim: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# operator implementations
+# operator implementations: the kernel where it runs (and the tensor has elements), else torch's softmax
 # ---------------------------------------------------------------------------------------------
 
 
-def _make_forward(name: str):
+def _forward(name: str):
     log = name == "log_softmax"
     reference = torch.log_softmax if log else torch.softmax
 
-    def forward(x: Tensor, dim: int, dtype: torch.dtype | None) -> Tensor:
+    def kernel(x: Tensor, dim: int, dtype: torch.dtype | None) -> Tensor:
+        from torchinit.kernels.softmax import softmax_forward
+
         d = _canonical_dim(name, dim, x.dim())
-        out_dtype = x.dtype if dtype is None else dtype
-        if backend.kernel_runs_on(x.device) and x.numel() > 0:
-            from torchinit.kernels.softmax import softmax_forward
+        return softmax_forward(x, d, x.new_empty(x.shape, dtype=x.dtype if dtype is None else dtype), log)
 
-            return softmax_forward(x, d, x.new_empty(x.shape, dtype=out_dtype), log)
-        return reference(x, d, dtype=out_dtype).contiguous()
+    def torch_form(x: Tensor, dim: int, dtype: torch.dtype | None) -> Tensor:
+        d = _canonical_dim(name, dim, x.dim())
+        return reference(x, d, dtype=x.dtype if dtype is None else dtype).contiguous()
 
-    return forward
+    return kernel_or_torch(kernel, torch_form, device_of=0, nonempty=True)
 
 
-def _make_backward(name: str):
+def _backward(name: str):
     log = name == "log_softmax"
     reference = torch.ops.aten._log_softmax_backward_data if log else torch.ops.aten._softmax_backward_data
+    op = name + "_backward"
 
-    def backward(grad: Tensor, output: Tensor, dim: int, input_dtype: torch.dtype) -> Tensor:
-        d = _canonical_dim(name + "_backward", dim, output.dim())
-        if backend.kernel_runs_on(output.device) and output.numel() > 0:
-            from torchinit.kernels.softmax import softmax_backward
+    def kernel(grad: Tensor, output: Tensor, dim: int, input_dtype: torch.dtype) -> Tensor:
+        from torchinit.kernels.softmax import softmax_backward
 
-            return softmax_backward(grad, output, d, output.new_empty(output.shape, dtype=input_dtype), log)
+        d = _canonical_dim(op, dim, output.dim())
+        return softmax_backward(grad, output, d, output.new_empty(output.shape, dtype=input_dtype), log)
+
+    def torch_form(grad: Tensor, output: Tensor, dim: int, input_dtype: torch.dtype) -> Tensor:
+        d = _canonical_dim(op, dim, output.dim())
         # torch computes the gradient in the output's dtype, then autograd casts it to the input's
         dx = reference(grad.to(output.dtype), output, d, output.dtype)
         return dx.to(input_dtype).contiguous()
 
-    return backward
+    return kernel_or_torch(kernel, torch_form, device_of=1, nonempty=True)
 
 
 def _fake_forward(x, dim, dtype):
@@ -108,7 +117,7 @@ def _batched_dim(op: str, dim: int, logical_ndim: int) -> int:
 def _vmap_forward(name: str):
     def rule(info, in_dims, x, dim, dtype):
         op = getattr(torch.ops.torchinit, name)
-        xb = _to_front(x, in_dims[0], info.batch_size)
+        xb = to_front(x, in_dims[0], info.batch_size)
         if xb.dim() == 1:  # a batch of 0-d tensors: reduce over a unit dim, not over the batch
             return op(xb.unsqueeze(1), 1, dtype).squeeze(1), 0
         return op(xb, _batched_dim(name, dim, xb.dim() - 1), dtype), 0
@@ -119,8 +128,8 @@ def _vmap_forward(name: str):
 def _vmap_backward(name: str):
     def rule(info, in_dims, grad, output, dim, input_dtype):
         op = getattr(torch.ops.torchinit, name)
-        g = _to_front(grad, in_dims[0], info.batch_size)
-        y = _to_front(output, in_dims[1], info.batch_size)
+        g = to_front(grad, in_dims[0], info.batch_size)
+        y = to_front(output, in_dims[1], info.batch_size)
         if y.dim() == 1:
             return op(g.unsqueeze(1), y.unsqueeze(1), 1, input_dtype).squeeze(1), 0
         return op(g, y, _batched_dim(name, dim, y.dim() - 1), input_dtype), 0
@@ -129,67 +138,64 @@ def _vmap_backward(name: str):
 
 
 # ---------------------------------------------------------------------------------------------
-# autograd of the bare operators (exported programs); the functions below use SoftmaxFunction
+# autograd: one setup/backward pair, for the bare operators (exported programs) and SoftmaxFunction
 # ---------------------------------------------------------------------------------------------
 
 
-def _setup_context(ctx, inputs, output):
-    x, dim, _dtype = inputs
+def _save(ctx, x: Tensor, dim: int, output: Tensor, name: str) -> None:
     ctx.dim = dim
+    ctx.name = name
     ctx.input_dtype = x.dtype
     ctx.save_for_backward(output)
 
 
-def _autograd_backward(name: str):
-    def backward(ctx, grad):
-        (output,) = ctx.saved_tensors
-        dx = getattr(torch.ops.torchinit, name + "_backward")(grad, output, ctx.dim, ctx.input_dtype)
-        return dx, None, None
+def _input_grad(ctx, grad: Tensor) -> Tensor:
+    (output,) = ctx.saved_tensors
+    return getattr(torch.ops.torchinit, ctx.name + "_backward")(grad, output, ctx.dim, ctx.input_dtype)
 
-    return backward
+
+def _operator_autograd(name: str):
+    def setup_context(ctx, inputs, output):
+        x, dim, _dtype = inputs
+        _save(ctx, x, dim, output, name)
+
+    def backward(ctx, grad):
+        return _input_grad(ctx, grad), None, None
+
+    return setup_context, backward
 
 
 def _register(name: str) -> None:
-    _LIB.define(f"{name}(Tensor x, int dim, ScalarType? dtype) -> Tensor")
-    _LIB.define(f"{name}_backward(Tensor grad, Tensor output, int dim, ScalarType input_dtype) -> Tensor")
-    _LIB.impl(name, _make_forward(name), "CompositeExplicitAutograd")
-    _LIB.impl(name + "_backward", _make_backward(name), "CompositeExplicitAutograd")
-    torch.library.register_fake(f"torchinit::{name}", _fake_forward, lib=_LIB)
-    torch.library.register_fake(f"torchinit::{name}_backward", _fake_backward, lib=_LIB)
-    torch.library.register_vmap(f"torchinit::{name}", _vmap_forward(name), lib=_LIB)
-    torch.library.register_vmap(f"torchinit::{name}_backward", _vmap_backward(name + "_backward"), lib=_LIB)
-    torch.library.register_autograd(f"torchinit::{name}", _autograd_backward(name), setup_context=_setup_context,
-                                    lib=_LIB)
-    sharding.off_dim(getattr(torch.ops.torchinit, name).default, tensors=1)  # (x, dim, dtype): rows along dim
-    sharding.off_dim(getattr(torch.ops.torchinit, name + "_backward").default, tensors=2)  # (grad, output, dim)
+    define_operator(name, "(Tensor x, int dim, ScalarType? dtype) -> Tensor", _forward(name), _fake_forward,
+                    vmap=_vmap_forward(name),
+                    sharding=functools.partial(sharding.off_dim, tensors=1),  # (x, dim, dtype): rows along dim
+                    autograd=_operator_autograd(name))
+    define_operator(name + "_backward", "(Tensor grad, Tensor output, int dim, ScalarType input_dtype) -> Tensor",
+                    _backward(name), _fake_backward, vmap=_vmap_backward(name + "_backward"),
+                    sharding=functools.partial(sharding.off_dim, tensors=2))  # (grad, output, dim)
 
 
 for _name in _NAMES:
     _register(_name)
 
 
-class SoftmaxFunction(torch.autograd.Function):
-    """Differentiates ``softmax``/``log_softmax`` through the ``torchinit`` operators (saves the output)."""
+def _function_forward(x, dim, dtype, name):
+    return getattr(torch.ops.torchinit, name)(x, dim, dtype)
 
-    generate_vmap_rule = True
 
-    @staticmethod
-    def forward(x, dim, dtype, name):
-        return getattr(torch.ops.torchinit, name)(x, dim, dtype)
+def _function_setup(ctx, inputs, output):
+    x, dim, _dtype, name = inputs
+    _save(ctx, x, dim, output, name)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, dim, _dtype, name = inputs
-        ctx.dim = dim
-        ctx.name = name
-        ctx.input_dtype = x.dtype
-        ctx.save_for_backward(output)
 
-    @staticmethod
-    def backward(ctx, grad):
-        (output,) = ctx.saved_tensors
-        dx = getattr(torch.ops.torchinit, ctx.name + "_backward")(grad, output, ctx.dim, ctx.input_dtype)
-        return dx, None, None, None
+def _function_backward(ctx, grad):
+    return _input_grad(ctx, grad), None, None, None
+
+
+SoftmaxFunction = autograd_function(
+    "SoftmaxFunction", _function_forward, _function_setup, _function_backward,
+    "Differentiates ``softmax``/``log_softmax`` through the ``torchinit`` operators (saves the output); "
+    "``apply(x, dim, dtype, name)``.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,28 +209,33 @@ def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:
     return 0 if ndim in (0, 1, 3) else 1
 
 
-def _run(name: str, input: Tensor, dim: int | None, stacklevel: int, dtype: torch.dtype | None) -> Tensor:
-    if not isinstance(input, torch.Tensor):
+def _run(name: str, op: str, torch_op, input: Tensor, dim: int | None, stacklevel: int,
+         dtype: torch.dtype | None) -> Tensor:
+    """One call of ``name`` (operator ``op``, torch's function ``torch_op``): checks, one backend decision
+    (:func:`torchinit.backend.route`), then torch's own softmax or torchinit's operator."""
+    if not isinstance(input, Tensor):
         raise TypeError(f"torchinit.{name}: argument 'input' must be a torch.Tensor, got {type(input).__name__}")
     if dim is None:
         dim = _implicit_dim(name, input.dim(), stacklevel + 1)
     if dtype is not None:
-        if dtype not in _FLOATING:
+        if dtype not in _FLOATING_SET:
             raise TypeError(f"torchinit.{name}: argument 'dtype' must be float16, bfloat16, float32 or float64, "
                             f"got {dtype}")
         if not input.is_floating_point():  # integers: cast first, as torch does
             input, dtype = input.to(dtype), None
-    op = "log_softmax" if name == "log_softmax" else "softmax"
-    if input.dtype not in _FLOATING:  # torch's own path (its result or its error), as for every activation
-        return _torch_errors_named(name, getattr(torch, op), input, dim)
-    if not backend.use_custom_op(name, input.device):
-        return getattr(torch, op)(input, dim, dtype=dtype)
+    if input.dtype not in _FLOATING_SET:  # torch's own path (its result or its error), as for every activation
+        return torch_errors_named(name, torch_op, input, dim)
+    if not _route(name, input):
+        return torch_op(input, dim) if dtype is None else torch_op(input, dim, dtype=dtype)
     dim = _canonical_dim(name, dim, input.dim())
     if dtype == input.dtype:
         dtype = None
-    if not _needs_grad(input):
+    if not needs_grad(input):
         return getattr(torch.ops.torchinit, op)(input, dim, dtype)
     return SoftmaxFunction.apply(input, dim, dtype, op)
+
+
+_softmax, _log_softmax = torch.softmax, torch.log_softmax
 
 
 def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
@@ -234,22 +245,22 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
     probability 0 and a row that is all ``-inf`` gives NaN, as in torch. ``dim=None`` picks a dim the
     way torch's deprecated implicit choice does, with its warning.
     """
-    return _run("softmax", input, dim, _stacklevel, dtype)
+    return _run("softmax", "softmax", _softmax, input, dim, _stacklevel, dtype)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
                 dtype: torch.dtype | None = None) -> Tensor:
     """x - log(sum(exp(x))) along ``dim``, as ``torch.nn.functional.log_softmax`` (see :func:`softmax`)."""
-    return _run("log_softmax", input, dim, _stacklevel, dtype)
+    return _run("log_softmax", "log_softmax", _log_softmax, input, dim, _stacklevel, dtype)
 
 
 def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
     """softmax(-x) along ``dim``, as ``torch.nn.functional.softmin`` (negated before the ``dtype`` cast)."""
-    if not isinstance(input, torch.Tensor):
+    if not isinstance(input, Tensor):
         raise TypeError(f"torchinit.softmin: argument 'input' must be a torch.Tensor, got {type(input).__name__}")
     if dim is None:
         dim = _implicit_dim("softmin", input.dim(), _stacklevel)
-    return _run("softmin", -input, dim, _stacklevel, dtype)
+    return _run("softmin", "softmax", _softmax, -input, dim, _stacklevel, dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +301,7 @@ class Softmin(nn.Softmin):
         return softmin(input, self.dim, _stacklevel=5)
 
 
-__all__ = ["softmax", "log_softmax", "softmin", "Softmax", "LogSoftmax", "Softmin", "SoftmaxFunction"]
+__all__ = ["LogSoftmax", "Softmax", "SoftmaxFunction", "Softmin", "log_softmax", "softmax", "softmin"]
 
 # torch.fx: record calls of these functions (from the modules above) as single nodes
 for _name in ("softmax", "log_softmax", "softmin"):
