@@ -223,3 +223,22 @@ def test_memory_modes_compile_fullgraph():
             (got,) = torch.autograd.grad(out.sum(), x)
         torch.testing.assert_close(got, want)
     torch._dynamo.reset()
+
+
+def test_fused_functions_import_no_higher_layer():
+    """torchinit.fused.functions sits below torchinit.functional (which re-exports it): it imports neither
+    torchinit.functional nor torchinit.nn, deferred imports inside functions included (read by AST)."""
+    import ast
+    import pathlib
+
+    path = pathlib.Path(fu.functions.__file__)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = ["torchinit", "fused"][: 3 - node.level] if node.level else []
+            found.append(".".join(base + ([node.module] if node.module else [])))
+            found += [f"{found[-1]}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+    higher = [m for m in found if m.split(".")[:2] in (["torchinit", "functional"], ["torchinit", "nn"])]
+    assert higher == []

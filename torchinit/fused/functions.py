@@ -12,7 +12,7 @@ import torch
 
 from .. import backend, sharding
 from ..activations import ACTIVATIONS
-from ..entry import call, check_input
+from ..entry import call, call_uncached, check_input
 from ..entry import needs_grad as _needs_grad
 from ._common import canonical_dim, resolve_scalar_activation
 from .bias_act import BiasActFunction, bias_view
@@ -233,10 +233,8 @@ def prelu_bits(input: Tensor, weight: Tensor) -> Tensor:
     """
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"torchinit.prelu_bits: argument 'weight' must be a torch.Tensor, got {type(weight).__name__}")
-    from ..functional import prelu
-
     if not _needs_grad(input) or (weight.requires_grad and torch.is_grad_enabled()):
-        return prelu(input, weight)
+        return call_uncached("prelu", input, False, (weight,))  # functional.prelu (a tensor argument: no look-up)
     check_input("prelu_bits", input)
     channels = input.shape[1] if input.dim() >= 2 else 1
     if weight.dim() > 1 or weight.numel() not in (1, channels):
