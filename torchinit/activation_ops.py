@@ -34,7 +34,7 @@ def params(w0, w1, p0, p1, p2) -> tuple:
 def _forward_into(formula: Formula, x: torch.Tensor, out: torch.Tensor, w0, w1, p0, p1, p2) -> torch.Tensor:
     from torchinit.kernels.elementwise import launch_unary_forward
 
-    fwd, _ = kernel_pair(formula.kernel_name)
+    fwd, _ = kernel_pair(formula.kernel_name, out.dtype)
     return launch_unary_forward(fwd, x, out, (p0, p1, p2), (w0, w1), channel_dim(x))
 
 
@@ -68,7 +68,7 @@ def _backward(formula: Formula):
         from torchinit.kernels.elementwise import launch_unary_backward
 
         sd = dense(saved)
-        _, bwd = kernel_pair(formula.kernel_name)
+        _, bwd = kernel_pair(formula.kernel_name, sd.dtype if grad.dtype == sd.dtype else None)
         return launch_unary_backward(bwd, layout_like(grad, sd), sd, empty_like(sd), (p0, p1, p2), (w0, w1),
                                      channel_dim(sd))
 

@@ -23,12 +23,22 @@ from .layout import to_front
 LIB = torch.library.Library("torchinit", "DEF")  # noqa: TOR901 - the project's own namespace
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
 @functools.cache
-def kernel_pair(kernel: str) -> tuple[Any, Any]:
-    """The Triton pair ``kernels/math.py:<kernel>_fwd`` / ``<kernel>_bwd`` (imports Triton on first use)."""
+def kernel_pair(kernel: str, dtype: torch.dtype | None = None) -> tuple[Any, Any]:
+    """The Triton pair ``kernels/math.py:<kernel>_fwd`` / ``<kernel>_bwd`` (imports Triton on first use).
+
+    For results rounded to fp16/bf16 (``dtype``) the pair ``<kernel>_fwd_half`` / ``<kernel>_bwd_half`` where
+    math.py has one: the same formula without the steps only fp32 and fp64 results can see (each within
+    about half an ulp of the half-precision result; math.py says how it was checked)."""
     from torchinit.kernels import math as kmath
 
-    return getattr(kmath, kernel + "_fwd"), getattr(kmath, kernel + "_bwd")
+    pair = getattr(kmath, kernel + "_fwd"), getattr(kmath, kernel + "_bwd")
+    if dtype in _HALF:
+        return getattr(kmath, kernel + "_fwd_half", pair[0]), getattr(kmath, kernel + "_bwd_half", pair[1])
+    return pair
 
 
 @functools.cache

@@ -53,7 +53,7 @@ def _kernel(x, bias, dim, formula, p0, p1, p2):
     z_dtype = _promoted(x, bias)
     xd = dense(x)
     C, inner = geometry(xd, dim, bias.numel())
-    fwd, _ = kernel_pair(formula_of(formula).kernel_name)
+    fwd, _ = kernel_pair(formula_of(formula).kernel_name, z_dtype)
     return launch_bias_act_forward(fwd, xd, bias.contiguous(), empty_like(xd, dtype=z_dtype), C, inner, (p0, p1, p2),
                                    z_dtype)
 
@@ -69,7 +69,7 @@ def _backward_kernel(grad, saved, bias, dim, formula, p0, p1, p2, x_dtype):
     f = formula_of(formula)
     sd = dense(saved)
     C, inner = geometry(sd, dim, bias.numel())
-    _, bwd = kernel_pair(f.kernel_name)
+    _, bwd = kernel_pair(f.kernel_name, x_dtype if grad.dtype == x_dtype else None)
     dx = empty_like(sd, dtype=x_dtype)
     sums = launch_channel_backward(bwd, layout_like(grad, sd), sd, dx, C, inner, (p0, p1, p2), bias=bias.contiguous(),
                                    saves_output=f.saves == "output", z_dtype=grad.dtype)

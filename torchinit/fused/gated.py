@@ -62,7 +62,7 @@ def _gated_kernel(gate, up, formula, p0, p1, p2):
     from torchinit.kernels.gated import launch_gated_forward
 
     gd = dense(gate)
-    fwd, _ = kernel_pair(formula_of(formula).kernel_name)
+    fwd, _ = kernel_pair(formula_of(formula).kernel_name, gd.dtype)
     n = gd.numel()
     return launch_gated_forward(fwd, gd, layout_like(up, gd), empty_like(gd), n, n, (p0, p1, p2), round_act=True)
 
@@ -76,7 +76,7 @@ def _gated_backward_kernel(grad, gate, up, formula, p0, p1, p2):
 
     gd = dense(gate)
     f = formula_of(formula)
-    fwd, bwd = kernel_pair(f.kernel_name)
+    fwd, bwd = kernel_pair(f.kernel_name, gd.dtype)
     d_gate, d_up = empty_like(gd), empty_like(gd)
     n = gd.numel()
     launch_gated_backward(fwd, bwd, f.saves == "output", layout_like(grad, gd), gd, layout_like(up, gd), d_gate, d_up,
@@ -164,7 +164,7 @@ def _register_split(name: str, extra_schema: str, spec, gate_first: bool, round_
         xc = x.contiguous()
         inner, row_stride = _split_geometry(xc, dim)
         gate, up = halves(xc.view(-1), inner)
-        fwd, _ = kernel_pair(f.kernel_name)
+        fwd, _ = kernel_pair(f.kernel_name, xc.dtype)
         return launch_gated_forward(fwd, gate, up, empty_like(xc, _half_shape(xc, dim)), inner, row_stride, scalars,
                                     round_act=round_act)
 
@@ -177,7 +177,7 @@ def _register_split(name: str, extra_schema: str, spec, gate_first: bool, round_
         dx = empty_like(xc)
         gate, up = halves(xc.view(-1), inner)
         d_gate, d_up = halves(dx.view(-1), inner)
-        fwd, bwd = kernel_pair(f.kernel_name)
+        fwd, bwd = kernel_pair(f.kernel_name, xc.dtype)
         launch_gated_backward(fwd, bwd, f.saves == "output", grad.contiguous(), gate, up, d_gate, d_up, inner,
                               row_stride, scalars, round_act=round_act)
         return dx
