@@ -37,3 +37,17 @@ def test_compare_pairs_static_rows_with_measured_torchinit_results():
     (row,) = compare(static, run, "H100")
     assert row["kernel"] == "unary_fwd/tanh/bf16" and row["measured_share"] == 0.6
     assert row["measured_over_predicted"] == pytest.approx(0.75)
+
+
+def test_compare_uses_the_half_row_where_half_dtypes_run_it():
+    from benchmarks.static_cost import compare
+
+    share = lambda s: {"H100": {"predicted_share_of_copy_bandwidth": s}, "arch": "sm_90"}  # noqa: E731
+    static = [{"kernel": "unary_fwd/gelu/bf16", **share(0.6)}, {"kernel": "unary_fwd/gelu_half/bf16", **share(1.0)},
+              {"kernel": "unary_fwd/gelu/fp32", **share(0.9)}]
+    run = {"results": [
+        {"op": "gelu", "pass": "fwd", "dtype": "bfloat16", "impl": "torchinit", "numel": 1 << 27, "frac_copy": 0.8},
+        {"op": "gelu", "pass": "fwd", "dtype": "float32", "impl": "torchinit", "numel": 1 << 27, "frac_copy": 0.9}]}
+    rows = {r["kernel"]: r for r in compare(static, run, "H100")}
+    assert set(rows) == {"unary_fwd/gelu_half/bf16", "unary_fwd/gelu/fp32"}
+    assert rows["unary_fwd/gelu_half/bf16"]["measured_over_predicted"] == pytest.approx(0.8)
