@@ -13,6 +13,8 @@ the module computes out of place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -355,10 +357,101 @@ ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "squared_relu": SquaredReLU, "star_relu": StarReLU,
 }
 
+# ---------------------------------------------------------------------------------------------
+# the name registry (timm / Hugging Face activation names; documented in torchinit.registry, which
+# re-exports it): defined here, beside the classes it names, so neither module imports the other back
+# ---------------------------------------------------------------------------------------------
+
+QUICK_GELU_BETA = 1.702
+
+
+class GELUTanh(GELU):
+    """GELU's tanh approximation (``"gelu_tanh"``, ``"gelu_new"``, ``"gelu_pytorch_tanh"``, ...).
+
+    A :class:`torchinit.nn.GELU` whose ``approximate`` defaults to ``"tanh"``.
+    """
+
+    __module__ = "torchinit.registry"  # its public home (re-exported there): reports and pickles name it
+
+    def __init__(self, approximate: str = "tanh", inplace: bool = False) -> None:
+        super().__init__(approximate=approximate, inplace=inplace)
+
+
+class QuickGELU(Swish):
+    """``x * sigmoid(1.702 x)`` (``"quick_gelu"``): a :class:`torchinit.nn.Swish` with beta fixed at 1.702."""
+
+    __module__ = "torchinit.registry"
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(beta=QUICK_GELU_BETA, inplace=inplace)
+
+
+class ClippedGELU(GELU):
+    """Exact GELU clamped to ``[min_val, max_val]`` (``"gelu_10"``: [-10, 10]); ``inplace`` computes out of place."""
+
+    __module__ = "torchinit.registry"
+
+    def __init__(self, min_val: float = -10.0, max_val: float = 10.0, inplace: bool = False) -> None:
+        ACTIVATIONS["hardtanh"].check((min_val, max_val), "registry.ClippedGELU")  # the clamp's range
+        super().__init__(inplace=inplace)
+        self.min_val = float(min_val)
+        self.max_val = float(max_val)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.hardtanh(F.gelu(input), self.min_val, self.max_val, inplace=True)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}"
+
+
+Factory = Callable[..., nn.Module]
+
+_ALIASES: dict[str, Factory] = {
+    # timm's create_act and Hugging Face's ACT2CLS
+    "gelu_python": ACTIVATION_MODULES["gelu"],
+    "gelu_tanh": GELUTanh,
+    "gelu_new": GELUTanh,
+    "gelu_pytorch_tanh": GELUTanh,
+    "gelu_python_tanh": GELUTanh,
+    "gelu_fast": GELUTanh,
+    "gelu_accurate": GELUTanh,
+    "gelu_10": ClippedGELU,
+    "quick_gelu": QuickGELU,
+    "relu2": ACTIVATION_MODULES["squared_relu"],
+    "hard_swish": ACTIVATION_MODULES["hardswish"],
+    "hard_sigmoid": ACTIVATION_MODULES["hardsigmoid"],
+    "linear": nn.Identity,
+    "identity": nn.Identity,
+    # the output activations
+    "softmax": Softmax,
+    "log_softmax": LogSoftmax,
+    "softmin": Softmin,
+}
+
+_TABLE: dict[str, Factory] = {**ACTIVATION_MODULES, **_ALIASES}
+
+
+def names() -> list[str]:
+    """Every name :func:`get` knows, sorted."""
+    return sorted(_TABLE)
+
+
+def get(name: str) -> Factory:
+    """The module class (or factory) for activation ``name``, e.g. ``get("gelu_new")(inplace=True)``.
+
+    Names follow timm's and Hugging Face's activation tables (see this module's docstring for each
+    name's meaning). An unknown name raises ``KeyError`` listing the known ones.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"torchinit.nn.get: argument 'name' must be a str, got {type(name).__name__}")
+    try:
+        return _TABLE[name]
+    except KeyError:
+        raise KeyError(f"torchinit.nn.get: unknown activation name {name!r}; known names: "
+                       f"{', '.join(names())}") from None
+
+
 __all__ = [cls.__name__ for cls in ACTIVATION_MODULES.values()] + [
     "ACTIVATION_MODULES", "SwiGLU", "GEGLU", "ReGLU", "BiasAct", "Rational", "Softmax", "LogSoftmax", "Softmin",
     "get", "names",
 ]
-
-# the name registry (timm / Hugging Face activation names); it imports this module, so it comes last
-from .registry import get, names  # noqa: E402
