@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .elementwise import _param, compute_dtype, param_buffer, per_channel_mode
+from .elementwise import _param, compute_dtype, param_args, param_buffer
 from .launch import on_device, table_on
 from .rounding import round_to, to_dtype
 
@@ -92,21 +92,6 @@ def _unpack_backward_kernel(
     tl.store(dx_ptr + offs, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
 
 
-def packed_bytes(n: int, bits: int) -> int:
-    """Bytes holding ``n`` codes of ``bits`` bits."""
-    per = 8 // bits
-    return (n + per - 1) // per
-
-
-def _weight_args(weight, x: torch.Tensor, channel_dim: int, span: int):
-    if weight is None:
-        return x, 0, 1, 1
-    if weight.numel() == 1:
-        return weight.detach(), 1, 1, 1
-    stride = x.stride(channel_dim) if x.dim() > channel_dim else 1
-    return weight.detach().contiguous(), per_channel_mode(stride, weight.numel(), span), stride, weight.numel()
-
-
 def _bytes_per_program(device: torch.device) -> int:
     return BYTES_INTERPRETER if device.type == "cpu" else BYTES_CUDA
 
@@ -126,7 +111,7 @@ def launch_pack_forward(fwd, bwd, saves_output: bool, x: torch.Tensor, y: torch.
     buf = torch.float64 if x.dtype == torch.float64 else torch.float32
     params = param_buffer(tuple(float(v) for v in scalars), x.device, x.dtype)
     sur = param_buffer((float(surrogates[0]), float(surrogates[1]), 0.0), x.device, x.dtype)
-    w, mode, cstride, channels = _weight_args(weight, x, channel_dim, nb * 8)
+    (w,), (mode,), cstride, channels = param_args((weight,), x, channel_dim, nb * 8)
     bounds_t = table_on(bounds, x.device, buf) if bounds is not None else sur
     with on_device(x.device):
         _pack_forward_kernel[(triton.cdiv(codes.numel(), nb),)](
@@ -147,7 +132,7 @@ def launch_unpack_backward(bwd, grad: torch.Tensor, codes: torch.Tensor, dx: tor
     buf = torch.float64 if grad.dtype == torch.float64 else torch.float32
     params = param_buffer(tuple(float(v) for v in scalars), grad.device, grad.dtype)
     sur = param_buffer((float(surrogates[0]), float(surrogates[1]), 0.0), grad.device, grad.dtype)
-    w, mode, cstride, channels = _weight_args(weight, grad, channel_dim, nb * 8)
+    (w,), (mode,), cstride, channels = param_args((weight,), grad, channel_dim, nb * 8)
     levels_t = table_on(levels, grad.device, buf) if levels is not None else sur
     with on_device(grad.device):
         _unpack_backward_kernel[(triton.cdiv(codes.numel(), nb),)](

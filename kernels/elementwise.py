@@ -183,8 +183,9 @@ def _block(device: torch.device) -> tuple[int, int]:
     return (BLOCK_INTERPRETER, 4) if device.type == "cpu" else (BLOCK_CUDA, 4)
 
 
-def _param_args(weights, x: torch.Tensor, channel_dim: int, span: int):
-    """Pointers and modes for up to two parameter tensors standing in for p0 and p1."""
+def param_args(weights, x: torch.Tensor, channel_dim: int, span: int):
+    """``(pointers, modes, channel_stride, channels)`` of the parameter tensors (None: the scalar buffer's value)
+    standing in for p0, p1, ... of ``x``'s math (loaded by :func:`_param`), for programs of ``span`` offsets."""
     ptrs, modes, channels = [], [], 1
     for w in weights:
         if w is None:
@@ -209,7 +210,7 @@ def _launch(kernel, fn, tensors: tuple, ref: torch.Tensor, out: torch.Tensor, sc
         return out
     block, warps = _block(ref.device)
     params = param_buffer(tuple(float(v) for v in scalars), ref.device, ref.dtype)
-    (w0, w1), (m0, m1), cstride, channels = _param_args(weights, ref, channel_dim, block)
+    (w0, w1), (m0, m1), cstride, channels = param_args(weights, ref, channel_dim, block)
     with on_device(ref.device):
         kernel[(triton.cdiv(n, block),)](
             *tensors, out, n, params, w0, w1, cstride, channels,
