@@ -242,3 +242,27 @@ def test_fused_functions_import_no_higher_layer():
             found += [a.name for a in node.names]
     higher = [m for m in found if m.split(".")[:2] in (["torchinit", "functional"], ["torchinit", "nn"])]
     assert higher == []
+
+
+@pytest.mark.parametrize("formula, p0, p1", [("relu", 0.0, 0.0), ("hardtanh", -2.0, 0.5), ("hardtanh", 0.0, 6.0),
+                                             ("hardtanh", float("-inf"), 1.0), ("leaky_relu", 0.2, 0.0),
+                                             ("leaky_relu_from_input", -0.3, 0.0), ("prelu", 0.25, 0.0)])
+def test_table_bit_stand_ins_reproduce_torch_backward(formula, p0, p1):
+    """The table's bits-mode fields (Formula.stand_ins, pass_bit) against torch's own backward: the bit from
+    pass_bit is the generic rule's (backward(1, s) != backward(1, off)), and the backward fed the stand-in the
+    bit selects is bit-for-bit the backward on the saved value, NaN and infinities included."""
+    from torchinit.activations import FORMULAS
+
+    f = FORMULAS[formula]
+    assert f.two_valued and f.stand_ins is not None
+    x = torch.cat([torch.tensor(SPECIAL, dtype=torch.float64), torch.randn(500, dtype=torch.float64) * 4])
+    s = f.forward(x, p0, p1, 0.0, False) if f.saves == "output" else x
+    on, off = f.stand_ins(p0, p1)
+    ones = torch.ones_like(s)
+    generic = f.backward(ones, s, p0, p1, 0.0) != f.backward(ones, torch.full_like(s, off), p0, p1, 0.0)
+    bit = f.pass_bit(s) if f.pass_bit is not None else generic
+    if f.pass_bit is not None:
+        assert torch.equal(bit[~s.isnan()], generic[~s.isnan()])
+    g = torch.randn_like(s)
+    got = f.backward(g, torch.where(bit, on, off).to(s.dtype), p0, p1, 0.0)
+    torch.testing.assert_close(got, f.backward(g, s, p0, p1, 0.0), rtol=0, atol=0, equal_nan=True)

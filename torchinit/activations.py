@@ -14,7 +14,7 @@ Two layers:
   ``hardtanh(0, 6)``, ``gelu(approximate="tanh")`` is ``gelu_tanh``).
 
 Each row also carries the capabilities the rest of the package reads: ``Formula.direct`` (the
-torch form as one torch function, for the cheap eager path), ``two_valued`` (bits mode) and ``fewbit``
+torch form as one torch function, for the cheap eager path), ``stand_ins``/``pass_bit`` (bits mode) and ``fewbit``
 (few-bit mode), ``param_grads`` (learnable parameters); ``Activation.learnable`` (which arguments may
 be learnable tensors) and ``Activation.checks`` (the argument checks every public function runs).
 
@@ -56,11 +56,20 @@ class Formula:
     #: the out-of-place torch form as one torch function of ``x``, bound to number parameters:
     #: (p0, p1, p2) -> (x -> y), the same op as ``forward`` reached without a Python frame in between
     direct: Callable[..., Callable[[torch.Tensor], torch.Tensor]] | None = None
-    #: the derivative takes one of two values, decided by a comparison: backward needs one bit per element
-    #: (``memory="bits"``, :mod:`torchinit.fused.bits`)
-    two_valued: bool = False
+    #: bits mode (``memory="bits"``, :mod:`torchinit.fused.bits`), for a derivative that takes one of two values
+    #: decided by a comparison: ``(p0, p1) -> (on, off)``, stand-in saved values on the pass-through side and on
+    #: the other side of every branch (backward feeds ``backward`` the one each element's bit selects)
+    stand_ins: Callable[[float, float], tuple[float, float]] | None = None
+    #: bits mode: the bit (True: the pass-through side) as one comparison of the saved value, exactly what
+    #: ``backward`` decides, NaN included; None: the bit is ``backward(1, s) != backward(1, off)``
+    pass_bit: Callable[[torch.Tensor], torch.Tensor] | None = None
     #: eligible for the approximate few-bit backward (``memory="fewbit"``: a smooth unit of one input)
     fewbit: bool = False
+
+    @property
+    def two_valued(self) -> bool:
+        """Whether the derivative takes one of two values (bits mode): the formula has :attr:`stand_ins`."""
+        return self.stand_ins is not None
 
     @property
     def kernel_name(self) -> str:
@@ -197,6 +206,24 @@ def _prelu_backward(g, x, p0, p1, p2):
     return torch.where(x > 0, g, w * g).to(g.dtype)
 
 
+def _sign_stand_ins(p0: float, p1: float) -> tuple[float, float]:
+    """Bits-mode stand-ins of a formula whose branch is the sign of the saved value (relu, leaky_relu, prelu)."""
+    return 1.0, -1.0
+
+
+def _hardtanh_stand_ins(lo: float, hi: float) -> tuple[float, float]:
+    """Bits-mode stand-ins of hardtanh: a value strictly inside ``(lo, hi)``, and ``lo`` (never inside)."""
+    if math.isfinite(lo) and math.isfinite(hi):
+        on = lo + (hi - lo) / 2
+    elif math.isfinite(lo):
+        on = lo + 1.0
+    elif math.isfinite(hi):
+        on = hi - 1.0
+    else:
+        on = 0.0
+    return on, lo
+
+
 def _prelu_param_grads(g, x, p0, p1, p2):
     return (torch.where(x > 0, 0.0, x * g).to(g.dtype), None)
 
@@ -205,18 +232,20 @@ FORMULAS: dict[str, Formula] = {
     f.name: f
     for f in [
         Formula("relu", "output", lambda x, p0, p1, p2, inplace: F.relu(x, inplace=inplace),
-                lambda g, y, p0, p1, p2: aten.threshold_backward(g, y, 0), direct=lambda p0, p1, p2: torch.relu, two_valued=True),
+                lambda g, y, p0, p1, p2: aten.threshold_backward(g, y, 0), direct=lambda p0, p1, p2: torch.relu,
+                stand_ins=lambda p0, p1: (1.0, 0.0), pass_bit=lambda y: ~(y <= 0)),  # NaN passes, as threshold_backward
         Formula("hardtanh", "output", lambda x, p0, p1, p2, inplace: F.hardtanh(x, p0, p1, inplace=inplace),
                 lambda g, s, p0, p1, p2: aten.hardtanh_backward(g, s, p0, p1),
-                direct=_hardtanh_direct, two_valued=True),
+                direct=_hardtanh_direct, stand_ins=_hardtanh_stand_ins),
         Formula("leaky_relu", "output", lambda x, p0, p1, p2, inplace: F.leaky_relu(x, p0, inplace=inplace),
-                lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, True), direct=_leaky_direct, two_valued=True),
+                lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, True), direct=_leaky_direct,
+                stand_ins=_sign_stand_ins, pass_bit=lambda s: s > 0),
         Formula("leaky_relu_from_input", "input",
                 lambda x, p0, p1, p2, inplace: F.leaky_relu(x, p0, inplace=inplace),
                 lambda g, s, p0, p1, p2: aten.leaky_relu_backward(g, s, p0, False), kernel="leaky_relu",
-                direct=_leaky_direct, two_valued=True),
+                direct=_leaky_direct, stand_ins=_sign_stand_ins, pass_bit=lambda s: s > 0),
         Formula("prelu", "input", _prelu, _prelu_backward,
-                param_grads=_prelu_param_grads, two_valued=True),
+                param_grads=_prelu_param_grads, stand_ins=_sign_stand_ins, pass_bit=lambda s: s > 0),
         Formula("elu", "output", lambda x, p0, p1, p2, inplace: _elu(x, p0, p1, p2, inplace),
                 lambda g, y, p0, p1, p2: aten.elu_backward(g, p0, p1, p2, True, y), direct=_elu_direct),
         Formula("elu_from_input", "input",

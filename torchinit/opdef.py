@@ -71,15 +71,17 @@ def refuse_batched(op: str, in_dims: Sequence[int | None], indices: Sequence[int
 
 def per_sample(op_name: str, batched: int, unbatched: Sequence[int] = (), what: str = "the parameters"):
     """The vmap rule of an operator whose first ``batched`` tensors are per sample and whose outputs (a
-    tuple) include reductions over them (parameter gradients): one call per sample, results stacked.
-    Arguments at ``unbatched`` must not be batched (``what`` names them in the error)."""
+    tensor or a tuple) include reductions over them (parameter gradients, codes packed per tensor): one call
+    per sample, results stacked. Arguments at ``unbatched`` must not be batched (``what`` names them)."""
 
     def rule(info, in_dims, *args):
         refuse_batched(op_name, in_dims, unbatched, what)
         op = getattr(torch.ops.torchinit, op_name)
         front = [to_front(a, d, info.batch_size) for a, d in zip(args[:batched], in_dims[:batched])]
         rest = args[batched:]
-        outs = [op(*(t[b] for t in front), *rest) for b in range(info.batch_size)]
+        outs = [op(*(t[b] if t is not None else None for t in front), *rest) for b in range(info.batch_size)]
+        if isinstance(outs[0], torch.Tensor):
+            return torch.stack(outs), 0
         return tuple(torch.stack(parts) for parts in zip(*outs)), (0,) * len(outs[0])
 
     return rule

@@ -28,24 +28,24 @@ like the output (the autograd functions below do).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
-from .. import backend, sharding
+from .. import sharding
+from ..activations import BIT_FORMULAS, FEWBIT_FORMULAS  # noqa: F401  (re-exported: the table's capabilities)
 from ..kernels.launch import table_on
-from ..ops import _dense, _kernel_pair, empty_like
-from ._common import LIB, formula_of
+from ..layout import channel_dim, dense, empty_like, layout_like
+from ..opdef import (
+    autograd_function,
+    kernel_or_torch,
+    kernel_pair,
+    operator,
+    per_sample,
+)
+from ._common import formula_of
 
-_SCALARS = "float p0, float p1, float p2"
-LIB.define(f"bits_forward(Tensor x, Tensor? w, str formula, {_SCALARS}) -> (Tensor, Tensor)")
-LIB.define(f"bits_backward(Tensor grad, Tensor codes, Tensor? w, str formula, {_SCALARS}) -> Tensor")
-LIB.define(f"fewbit_forward(Tensor x, Tensor bounds, str formula, int bits, {_SCALARS}) -> (Tensor, Tensor)")
-LIB.define("fewbit_backward(Tensor grad, Tensor codes, Tensor levels, int bits) -> Tensor")
-
-#: The formulas with a two-valued derivative, and the stand-ins (on-branch, off-branch) their backward gets.
-BIT_FORMULAS = ("relu", "hardtanh", "leaky_relu", "leaky_relu_from_input", "prelu")
-FEWBIT_FORMULAS = ("gelu", "gelu_tanh", "silu", "mish")
 FEWBIT_WIDTHS = (1, 2, 4)
 
 #: Measured relative L2 error of the input gradient, ``||dx_fewbit - dx|| / ||dx||``, with 10**6 fp64
@@ -58,24 +58,6 @@ FEWBIT_ERROR = {
     ("mish", 1.0): {1: 0.2670, 2: 0.1265, 4: 0.0307}, ("mish", 3.0): {1: 0.2680, 2: 0.1043, 4: 0.0522},
 }
 TAIL_WEIGHT = 1e-3  # added to the normal density in the fit
-
-
-def surrogates(formula: str, p0: float, p1: float) -> tuple[float, float]:
-    """``(on, off)``: values on the pass-through side and the other side of every branch of ``formula``."""
-    if formula == "relu":
-        return 1.0, 0.0
-    if formula == "hardtanh":
-        lo, hi = p0, p1
-        if math.isfinite(lo) and math.isfinite(hi):
-            on = lo + (hi - lo) / 2
-        elif math.isfinite(lo):
-            on = lo + 1.0
-        elif math.isfinite(hi):
-            on = hi - 1.0
-        else:
-            on = 0.0
-        return on, lo  # lo is never strictly inside (lo, hi)
-    return 1.0, -1.0  # leaky_relu, prelu: the sign decides
 
 
 def packed_bytes(n: int, bits: int) -> int:
@@ -128,50 +110,34 @@ def _unpack(packed: torch.Tensor, n: int, bits: int) -> torch.Tensor:
     return ((packed.unsqueeze(1) >> _shifts(bits, packed.device)) & mask).reshape(-1)[:n]
 
 
-def _pass_bit(formula: str, s: torch.Tensor, p0: float, p1: float) -> torch.Tensor | None:
-    """The bit (True: the pass-through side) straight from the saved value, for the formulas whose
-    backward is a plain comparison; written to give exactly what the table's backward decides,
-    NaN included. None where the generic rule must be used."""
-    if formula == "relu":
-        return ~(s <= 0)  # threshold_backward passes a NaN
-    if formula in ("leaky_relu", "leaky_relu_from_input") or (formula == "prelu"):
-        return s > 0
-    return None
-
-
 def torch_bits_forward(x, w, formula, p0, p1, p2):
     """Reference ``bits_forward``: the table's forward, and the bit from the table's backward."""
     f = formula_of(formula)
-    xd = _dense(x)
+    xd = dense(x)
     pw = w if w is not None else p0
-    y = f.forward(xd, pw, p1, p2, False)
-    y = y if _same_strides(y, xd) else torch.empty_like(xd).copy_(y)
+    y = layout_like(f.forward(xd, pw, p1, p2, False), xd)
     s = y if f.saves == "output" else xd
-    on, off = surrogates(formula, p0, p1)
-    probe = s[:1] if s.dim() else s  # keeps the channel dim: the off-branch derivative broadcasts per channel
-    bit = _pass_bit(formula, s, p0, p1)
-    if bit is None:
+    if f.pass_bit is not None:
+        bit = f.pass_bit(s)
+    else:
+        _, off = f.stand_ins(p0, p1)
+        probe = s[:1] if s.dim() else s  # keeps the channel dim: the off-branch derivative broadcasts per channel
         d_off = f.backward(torch.ones_like(probe), torch.full_like(probe, off), pw, p1, p2)
         bit = f.backward(torch.ones_like(s), s, pw, p1, p2) != d_off
     return y, _pack(storage_flat(bit), 1)
 
 
-def _same_strides(a, b) -> bool:
-    return all(sa == sb for n, sa, sb in zip(a.shape, a.stride(), b.stride()) if n > 1)
-
-
 def torch_bits_backward(grad, codes, w, formula, p0, p1, p2):
     """Reference ``bits_backward``: the table's backward on the stand-in values the bits select."""
     f = formula_of(formula)
-    g = _dense(grad)
-    on, off = surrogates(formula, p0, p1)
+    g = dense(grad)
+    on, off = f.stand_ins(p0, p1)
     bit = from_storage_flat(_unpack(codes, g.numel(), 1), g)
     if math.isfinite(on) and math.isfinite(off):  # bit * (on - off) + off: a cheap select of the two sides
         s = bit.to(g.dtype).mul_(on - off).add_(off)
     else:
         s = torch.where(bit.view(torch.bool), g.new_full((), on), g.new_full((), off))
-    dx = f.backward(g, s, w if w is not None else p0, p1, p2)
-    return dx if _same_strides(dx, g) else torch.empty_like(g).copy_(dx)
+    return layout_like(f.backward(g, s, w if w is not None else p0, p1, p2), g)
 
 
 def _table(table: torch.Tensor, device: torch.device, acc: torch.dtype) -> torch.Tensor:
@@ -185,9 +151,8 @@ def _table(table: torch.Tensor, device: torch.device, acc: torch.dtype) -> torch
 
 def torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
     """Reference ``fewbit_forward``: the table's forward, and the interval index of each element."""
-    xd = _dense(x)
-    y = formula_of(formula).forward(xd, p0, p1, p2, False)
-    y = y if _same_strides(y, xd) else torch.empty_like(xd).copy_(y)
+    xd = dense(x)
+    y = layout_like(formula_of(formula).forward(xd, p0, p1, p2, False), xd)
     flat = storage_flat(xd)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     b = _table(bounds, x.device, acc)
@@ -201,7 +166,7 @@ def torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
 
 def torch_fewbit_backward(grad, codes, levels, bits):
     """Reference ``fewbit_backward``: the gradient times the level of each element's interval."""
-    g = _dense(grad)
+    g = dense(grad)
     acc = torch.float64 if g.dtype == torch.float64 else torch.float32
     lv = _table(levels, g.device, acc)
     index = _unpack(codes, g.numel(), bits)
@@ -216,111 +181,78 @@ def torch_fewbit_backward(grad, codes, levels, bits):
 
 
 # ---------------------------------------------------------------------------------------------
-# operator implementations
+# the operators and their autograd Functions
 # ---------------------------------------------------------------------------------------------
 
 
-def _channel_dim(x: torch.Tensor) -> int:
-    return 1 if x.dim() >= 2 else 0
+def _pack_forward(x, w, formula, bits, bounds, scalars):
+    """Run the packing kernel: ``y`` and the codes (the exact mask when ``bounds`` is None)."""
+    from torchinit.kernels.bits import launch_pack_forward
+
+    f = formula_of(formula)
+    xd = dense(x)
+    y = empty_like(xd)
+    codes = xd.new_empty((packed_bytes(xd.numel(), bits),), dtype=torch.uint8)
+    fwd, bwd = kernel_pair(f.kernel_name)
+    if bounds is None:
+        launch_pack_forward(fwd, bwd, f.saves == "output", xd, y, codes, scalars, w, channel_dim(xd),
+                            f.stand_ins(*scalars[:2]))
+    else:
+        launch_pack_forward(fwd, bwd, False, xd, y, codes, scalars, bounds=bounds, bits=bits)
+    return y, codes
 
 
-@torch.library.impl(LIB, "bits_forward", "CompositeExplicitAutograd")
-def _bits_forward(x, w, formula, p0, p1, p2):
-    if backend.kernel_runs_on(x.device):
-        from torchinit.kernels.bits import launch_pack_forward
-
-        f = formula_of(formula)
-        xd = _dense(x)
-        y = empty_like(xd)
-        codes = xd.new_empty((packed_bytes(xd.numel(), 1),), dtype=torch.uint8)
-        fwd, bwd = _kernel_pair(f)
-        launch_pack_forward(fwd, bwd, f.saves == "output", xd, y, codes, (p0, p1, p2), w, _channel_dim(xd),
-                            surrogates(formula, p0, p1))
-        return y, codes
-    return torch_bits_forward(x, w, formula, p0, p1, p2)
+def _bits_forward_kernel(x, w, formula, p0, p1, p2):
+    return _pack_forward(x, w, formula, 1, None, (p0, p1, p2))
 
 
-@torch.library.impl(LIB, "bits_backward", "CompositeExplicitAutograd")
-def _bits_backward(grad, codes, w, formula, p0, p1, p2):
-    if backend.kernel_runs_on(grad.device):
-        from torchinit.kernels.bits import launch_unpack_backward
-
-        g = _dense(grad)
-        dx = empty_like(g)
-        _, bwd = _kernel_pair(formula_of(formula))
-        launch_unpack_backward(bwd, g, codes, dx, (p0, p1, p2), w, _channel_dim(g), surrogates(formula, p0, p1))
-        return dx
-    return torch_bits_backward(grad, codes, w, formula, p0, p1, p2)
+def _fewbit_forward_kernel(x, bounds, formula, bits, p0, p1, p2):
+    return _pack_forward(x, None, formula, bits, bounds, (p0, p1, p2))
 
 
-@torch.library.impl(LIB, "fewbit_forward", "CompositeExplicitAutograd")
-def _fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
-    if backend.kernel_runs_on(x.device):
-        from torchinit.kernels.bits import launch_pack_forward
+def _bits_backward_kernel(grad, codes, w, formula, p0, p1, p2):
+    from torchinit.kernels.bits import launch_unpack_backward
 
-        f = formula_of(formula)
-        xd = _dense(x)
-        y = empty_like(xd)
-        codes = xd.new_empty((packed_bytes(xd.numel(), bits),), dtype=torch.uint8)
-        fwd, bwd = _kernel_pair(f)
-        launch_pack_forward(fwd, bwd, False, xd, y, codes, (p0, p1, p2), bounds=bounds, bits=bits)
-        return y, codes
-    return torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2)
+    f = formula_of(formula)
+    g = dense(grad)
+    dx = empty_like(g)
+    launch_unpack_backward(kernel_pair(f.kernel_name)[1], g, codes, dx, (p0, p1, p2), w, channel_dim(g),
+                           f.stand_ins(p0, p1))
+    return dx
 
 
-@torch.library.impl(LIB, "fewbit_backward", "CompositeExplicitAutograd")
-def _fewbit_backward(grad, codes, levels, bits):
-    if backend.kernel_runs_on(grad.device):
-        from torchinit.kernels.bits import launch_unpack_backward
-        from torchinit.kernels.math import relu_bwd
+def _fewbit_backward_kernel(grad, codes, levels, bits):
+    from torchinit.kernels.bits import launch_unpack_backward
+    from torchinit.kernels.math import relu_bwd
 
-        g = _dense(grad)
-        dx = empty_like(g)
-        launch_unpack_backward(relu_bwd, g, codes, dx, (0.0, 0.0, 0.0), levels=levels, bits=bits)
-        return dx
-    return torch_fewbit_backward(grad, codes, levels, bits)
+    g = dense(grad)
+    dx = empty_like(g)
+    launch_unpack_backward(relu_bwd, g, codes, dx, (0.0, 0.0, 0.0), levels=levels, bits=bits)
+    return dx
 
 
-@torch.library.register_fake("torchinit::bits_forward", lib=LIB)
-def _bits_forward_fake(x, w, formula, p0, p1, p2):
-    return torch.empty_like(x), x.new_empty((packed_bytes(x.numel(), 1),), dtype=torch.uint8)
-
-
-@torch.library.register_fake("torchinit::bits_backward", lib=LIB)
-def _bits_backward_fake(grad, codes, w, formula, p0, p1, p2):
-    return torch.empty_like(grad)
-
-
-@torch.library.register_fake("torchinit::fewbit_forward", lib=LIB)
-def _fewbit_forward_fake(x, bounds, formula, bits, p0, p1, p2):
+def _codes_fake(x, bits):
     return torch.empty_like(x), x.new_empty((packed_bytes(x.numel(), bits),), dtype=torch.uint8)
 
 
-@torch.library.register_fake("torchinit::fewbit_backward", lib=LIB)
-def _fewbit_backward_fake(grad, codes, levels, bits):
-    return torch.empty_like(grad)
-
-
-def _per_sample(op, n_out):
-    """vmap: codes are packed per tensor, so each sample is one call (the codes get a batch dim)."""
-
-    def rule(info, in_dims, *args):
-        outs = []
-        for b in range(info.batch_size):
-            sample = [a.select(d, b) if d is not None else a for a, d in zip(args, in_dims)]
-            outs.append(op(*sample))
-        if n_out == 1:
-            return torch.stack(outs), 0
-        return tuple(torch.stack(parts) for parts in zip(*outs)), (0,) * n_out
-
-    return rule
-
-
-torch.library.register_vmap("torchinit::bits_forward", _per_sample(torch.ops.torchinit.bits_forward, 2), lib=LIB)
-torch.library.register_vmap("torchinit::bits_backward", _per_sample(torch.ops.torchinit.bits_backward, 1), lib=LIB)
-torch.library.register_vmap("torchinit::fewbit_forward", _per_sample(torch.ops.torchinit.fewbit_forward, 2), lib=LIB)
-torch.library.register_vmap("torchinit::fewbit_backward", _per_sample(torch.ops.torchinit.fewbit_backward, 1),
-                            lib=LIB)
+_SCALARS = "float p0, float p1, float p2"
+_REPLICATED = functools.partial(sharding.replicated, outputs=2)  # codes are packed over the whole tensor
+operator("bits_forward", f"(Tensor x, Tensor? w, str formula, {_SCALARS}) -> (Tensor, Tensor)",
+         kernel_or_torch(_bits_forward_kernel, torch_bits_forward),
+         lambda x, w, formula, p0, p1, p2: _codes_fake(x, 1),
+         vmap=per_sample("bits_forward", 2), sharding=_REPLICATED)
+operator("bits_backward", f"(Tensor grad, Tensor codes, Tensor? w, str formula, {_SCALARS}) -> Tensor",
+         kernel_or_torch(_bits_backward_kernel, torch_bits_backward),
+         lambda grad, codes, w, formula, p0, p1, p2: torch.empty_like(grad),
+         vmap=per_sample("bits_backward", 3), sharding=sharding.replicated)
+operator("fewbit_forward", f"(Tensor x, Tensor bounds, str formula, int bits, {_SCALARS}) -> (Tensor, Tensor)",
+         kernel_or_torch(_fewbit_forward_kernel, torch_fewbit_forward),
+         lambda x, bounds, formula, bits, p0, p1, p2: _codes_fake(x, bits),
+         vmap=per_sample("fewbit_forward", 2), sharding=_REPLICATED)
+operator("fewbit_backward", "(Tensor grad, Tensor codes, Tensor levels, int bits) -> Tensor",
+         kernel_or_torch(_fewbit_backward_kernel, torch_fewbit_backward),
+         lambda grad, codes, levels, bits: torch.empty_like(grad),
+         vmap=per_sample("fewbit_backward", 3), sharding=sharding.replicated)
 
 
 def _like_output(grad: torch.Tensor, shape, stride) -> torch.Tensor:
@@ -329,62 +261,55 @@ def _like_output(grad: torch.Tensor, shape, stride) -> torch.Tensor:
     return torch.empty_strided(shape, stride, dtype=grad.dtype, device=grad.device).copy_(grad)
 
 
-class BitsFunction(torch.autograd.Function):
-    """Saves a 1-bit packed mask instead of a tensor; the gradient is exactly the one torch computes."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x, w, formula, p0, p1, p2, use_op):
-        if use_op:
-            return torch.ops.torchinit.bits_forward(x, w, formula, p0, p1, p2)
-        return torch_bits_forward(x, w, formula, p0, p1, p2)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, w, formula, p0, p1, p2, use_op = inputs
-        y, codes = output
-        ctx.mark_non_differentiable(codes)
-        ctx.args = (formula, p0, p1, p2)
-        ctx.use_op = use_op
-        ctx.layout = (tuple(y.shape), tuple(y.stride()))
-        ctx.save_for_backward(codes, w)
-
-    @staticmethod
-    def backward(ctx, grad, _grad_codes):
-        codes, w = ctx.saved_tensors
-        g = _like_output(grad, *ctx.layout)
-        op = torch.ops.torchinit.bits_backward if ctx.use_op else torch_bits_backward
-        return op(g, codes, w, *ctx.args), None, None, None, None, None, None
+def _saving(ctx, output, use_op, args, *tensors):
+    """The common setup: the codes non-differentiable and saved with ``tensors``, the output's layout kept."""
+    y, codes = output
+    ctx.mark_non_differentiable(codes)
+    ctx.args, ctx.use_op = args, use_op
+    ctx.layout = (tuple(y.shape), tuple(y.stride()))
+    ctx.save_for_backward(codes, *tensors)
 
 
-class FewBitFunction(torch.autograd.Function):
-    """Saves a ``bits``-bit code of the derivative's step instead of the input (approximate gradient)."""
+def _bits_forward(x, w, formula, p0, p1, p2, use_op):
+    if use_op:
+        return torch.ops.torchinit.bits_forward(x, w, formula, p0, p1, p2)
+    return torch_bits_forward(x, w, formula, p0, p1, p2)
 
-    generate_vmap_rule = True
 
-    @staticmethod
-    def forward(x, bounds, levels, formula, bits, p0, p1, p2, use_op):
-        if use_op:
-            return torch.ops.torchinit.fewbit_forward(x, bounds, formula, bits, p0, p1, p2)
-        return torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2)
+def _bits_setup(ctx, inputs, output):
+    _, w, formula, p0, p1, p2, use_op = inputs
+    _saving(ctx, output, use_op, (formula, p0, p1, p2), w)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, bounds, levels, formula, bits, p0, p1, p2, use_op = inputs
-        y, codes = output
-        ctx.mark_non_differentiable(codes)
-        ctx.bits = bits
-        ctx.use_op = use_op
-        ctx.layout = (tuple(y.shape), tuple(y.stride()))
-        ctx.save_for_backward(codes, levels)
 
-    @staticmethod
-    def backward(ctx, grad, _grad_codes):
-        codes, levels = ctx.saved_tensors
-        g = _like_output(grad, *ctx.layout)
-        op = torch.ops.torchinit.fewbit_backward if ctx.use_op else torch_fewbit_backward
-        return op(g, codes, levels, ctx.bits), None, None, None, None, None, None, None, None
+def _bits_backward(ctx, grad, _grad_codes):
+    codes, w = ctx.saved_tensors
+    op = torch.ops.torchinit.bits_backward if ctx.use_op else torch_bits_backward
+    return op(_like_output(grad, *ctx.layout), codes, w, *ctx.args), None, None, None, None, None, None
+
+
+def _fewbit_forward(x, bounds, levels, formula, bits, p0, p1, p2, use_op):
+    if use_op:
+        return torch.ops.torchinit.fewbit_forward(x, bounds, formula, bits, p0, p1, p2)
+    return torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2)
+
+
+def _fewbit_setup(ctx, inputs, output):
+    _, _, levels, _, bits, _, _, _, use_op = inputs
+    _saving(ctx, output, use_op, bits, levels)
+
+
+def _fewbit_backward(ctx, grad, _grad_codes):
+    codes, levels = ctx.saved_tensors
+    op = torch.ops.torchinit.fewbit_backward if ctx.use_op else torch_fewbit_backward
+    return (op(_like_output(grad, *ctx.layout), codes, levels, ctx.args),) + (None,) * 8
+
+
+BitsFunction = autograd_function(
+    "BitsFunction", _bits_forward, _bits_setup, _bits_backward,
+    "Saves a 1-bit packed mask instead of a tensor; the gradient is exactly the one torch computes.")
+FewBitFunction = autograd_function(
+    "FewBitFunction", _fewbit_forward, _fewbit_setup, _fewbit_backward,
+    "Saves a ``bits``-bit code of the derivative's step instead of the input (approximate gradient).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,6 +375,7 @@ def fewbit_quantizer(formula: str, bits: int) -> tuple[torch.Tensor, torch.Tenso
         _FITTED[key] = (torch.tensor(bounds, dtype=torch.float64), torch.tensor(levels, dtype=torch.float64))
     return _FITTED[key]
 
+
 def fewbit_tables(formula: str, bits: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`fewbit_quantizer`'s ``(bounds, levels)`` for inputs on ``device``, with no host-to-device copy.
 
@@ -462,10 +388,3 @@ def fewbit_tables(formula: str, bits: int, device: torch.device | str) -> tuple[
     if device.type == "cpu" or torch.compiler.is_compiling():
         return bounds, levels
     return table_on(bounds, device, torch.float64), table_on(levels, device, torch.float64)
-
-
-# DTensor: the codes are packed over the whole tensor, so these run on gathered (replicated) tensors
-sharding.replicated(torch.ops.torchinit.bits_forward.default, outputs=2)
-sharding.replicated(torch.ops.torchinit.bits_backward.default)
-sharding.replicated(torch.ops.torchinit.fewbit_forward.default, outputs=2)
-sharding.replicated(torch.ops.torchinit.fewbit_backward.default)
