@@ -7,9 +7,10 @@ must move (:class:`Traffic`).
 
 Discovery: every public function of ``torchinit.functional`` and, where those modules exist,
 ``torchinit.fused`` and ``torchinit.softmax``. Activations of the core table
-(:data:`torchinit.activations.ACTIVATIONS`) that have a ``torch.nn.functional`` twin get their case
-automatically; every other op needs an entry in :data:`COMPOSITES` (its inputs, its torch
-composite and its traffic). A discovered function with neither is listed as skipped, with the
+(:data:`torchinit.activations.ACTIVATIONS`) get their case automatically: against their
+``torch.nn.functional`` twin, or, without one and without an entry in :data:`COMPOSITES`, against
+the row's torch form (plain torch ops); every other op needs an entry in :data:`COMPOSITES` (its
+inputs, its torch composite and its traffic). A discovered function with neither is listed as skipped, with the
 reason, in the results; nothing is silently dropped.
 """
 
@@ -170,6 +171,20 @@ def _torch_twin(torch_name: str) -> tuple[Callable[..., torch.Tensor], str] | No
     return (fn, f"torch.nn.functional.{torch_name}") if callable(fn) else None
 
 
+def _table_torch_form(name: str, kwargs: dict[str, Any]) -> tuple[Callable[..., torch.Tensor], str]:
+    """The torch form of activation table row ``name`` (plain torch ops: what a user would write), the
+    baseline of a row with no torch twin and no entry in :data:`COMPOSITES`."""
+    from torchinit.activations import ACTIVATIONS
+
+    activation = ACTIVATIONS[name]
+
+    def reference(x: torch.Tensor, **arguments: Any) -> torch.Tensor:
+        values = tuple(arguments.get(k, d) for k, d in activation.defaults.items())
+        return activation.resolve(**activation.arguments(values)).torch_form(x, False)
+
+    return reference, f"the torch form of {name!r} in torchinit.activations"
+
+
 def _public_functions(module: Any) -> list[str]:
     names = getattr(module, "__all__", None)
     if names is None:
@@ -188,6 +203,8 @@ def _case_for(name: str, fn: Callable[..., torch.Tensor], source: str, kwargs: d
     base = source.rsplit(".", 1)[-1]
     act = ACTIVATIONS.get(base)
     twin = _torch_twin(act.torch_name) if act is not None and act.torch_name else None
+    if twin is None and act is not None and None not in act.defaults.values():
+        twin = _table_torch_form(base, kwargs)
     if twin is None:
         return (f"no benchmark case: {source} has no torch twin in the activation table and no entry in "
                 f"benchmarks/cases.py COMPOSITES (add its torch composite there)")

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as TF
 
 import torchinit.functional as F
+from torchinit.activations import ACTIVATIONS
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -55,8 +56,39 @@ CASES = {
 # once (what "fp32 math inside" promises)
 COMPOSITE_REFERENCES = {"swish", "squared_relu", "star_relu"}
 
-INPLACE = ["relu", "relu6", "leaky_relu", "elu", "celu", "selu", "silu", "mish", "hardswish", "hardsigmoid",
-           "hardtanh", "squared_relu"]
+
+
+def _table_reference(name: str):
+    """The reference of a table row written in neither torch nor above: the row's torch form evaluated in
+    fp64 and rounded once to the input's dtype (its gradient through the same casts)."""
+    activation = ACTIVATIONS[name]
+
+    def reference(x, **arguments):
+        values = tuple(arguments.get(k, d) for k, d in activation.defaults.items())
+        return activation.resolve(**activation.arguments(values)).torch_form(x.double(), False).to(x.dtype)
+
+    return reference
+
+
+def _add_table_rows() -> None:
+    """Every other row of the activation table (numbers-only arguments) with its default arguments, against
+    its torch twin where torch has one, else against its own torch form in fp64 (a check of the Triton pair
+    against the torch form, not of the formula itself: a new row's formula wants an independent reference
+    written in CASES)."""
+    for name, activation in ACTIVATIONS.items():
+        if name in CASES or None in activation.defaults.values():  # prelu: a weight tensor, tested on its own
+            continue
+        twin = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}.get(activation.torch_name) or (
+            getattr(TF, activation.torch_name, None) if activation.torch_name else None)
+        CASES[name] = (getattr(F, name), twin or _table_reference(name), [{}])
+        if twin is None:
+            COMPOSITE_REFERENCES.add(name)
+
+
+_add_table_rows()
+
+# the activations torch lets run in place, from the table
+INPLACE = [name for name, activation in ACTIVATIONS.items() if activation.inplace and name in CASES]
 
 
 def params():

@@ -115,3 +115,81 @@ def test_no_import_cycles():
     lines = [" -> ".join(f"{a} (line {graph[a][b]})" for a, b in itertools.pairwise(c)) + f" -> {c[-1]}"
              for c in bad]
     assert not bad, "import cycles (module-level or deferred imports):\n" + "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the activation table drives the rest: function, module, registry name, swap spellings, benchmark and test cases
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_table_row_has_its_function_module_name_spellings_and_cases():
+    from activation_cases import CASES, INPLACE
+
+    import torchinit.functional as F
+    import torchinit.nn as tinn
+    from benchmarks import cases as bench
+    from torchinit.activations import ACTIVATIONS
+    from torchinit.registry import names
+    from torchinit.swap import table
+
+    found = {c.name for c in bench.discover().cases}
+    ti_spellings = {s.kind for s in table.FUNCTIONS.values() if s.family == "ti"}
+    for name, activation in ACTIVATIONS.items():
+        assert name in F.__all__ and callable(getattr(F, name)), name
+        assert name in tinn.ACTIVATION_MODULES and name in names() and name in table.TI_CLASSES, name
+        assert name in ti_spellings and name in found, name
+        if None not in activation.defaults.values():
+            assert name in CASES, name
+        assert (name in INPLACE) == (activation.inplace and name in CASES), name
+
+
+def _table_rows_with_numbers():
+    from torchinit.activations import ACTIVATIONS
+
+    return [n for n, a in ACTIVATIONS.items() if None not in a.defaults.values()]
+
+
+def test_functions_made_from_the_table_match_the_written_ones():
+    """from_table gives each row the signature and results of its hand-written function (torch's)."""
+    import inspect
+
+    import torch
+
+    import torchinit.functional as F
+
+    x = torch.linspace(-4, 4, 41)
+    for name in _table_rows_with_numbers():
+        made, written = F.from_table(name), getattr(F, name)
+        assert inspect.signature(made).parameters.keys() == inspect.signature(written).parameters.keys(), name
+        assert [p.default for p in inspect.signature(made).parameters.values()] == [
+            p.default for p in inspect.signature(written).parameters.values()], name
+        assert torch.equal(made(x.clone()), written(x.clone())), name
+
+
+def test_a_new_row_gets_function_module_registry_swap_benchmark(monkeypatch):
+    """A row added to the table (here one reusing the leaky_relu formula) gets a working function, a module
+    (arguments, inplace, repr), and a benchmark case against its torch form, with no other edit."""
+    import torch
+    import torch.nn.functional as TF
+
+    import torchinit.functional as F
+    import torchinit.nn as tinn
+    from benchmarks import cases as bench
+    from torchinit.activations import ACTIVATIONS, FORMULAS, Activation, Resolved
+
+    row = Activation("leaky_again", {"negative_slope": 0.01}, True,
+                     lambda negative_slope=0.01, **_: Resolved(FORMULAS["leaky_relu"], scalars=(negative_slope, 0, 0)))
+    monkeypatch.setitem(ACTIVATIONS, "leaky_again", row)
+    fn = F.from_table("leaky_again")
+    x = torch.linspace(-3, 3, 13)
+    assert torch.equal(fn(x, 0.2), TF.leaky_relu(x, 0.2)) and torch.equal(fn(x), TF.leaky_relu(x))
+    y = x.clone()
+    assert fn(y, negative_slope=0.3, inplace=True) is y and torch.equal(y, TF.leaky_relu(x, 0.3))
+    monkeypatch.setattr(F, "leaky_again", fn, raising=False)
+    cls = tinn.module_from_table("leaky_again")
+    assert cls.__name__ == "LeakyAgain" and cls.__module__ == "torchinit.nn"
+    m = cls(0.2)
+    assert torch.equal(m(x), TF.leaky_relu(x, 0.2)) and repr(m) == "LeakyAgain(negative_slope=0.2)"
+    assert repr(cls(negative_slope=0.5, inplace=True)) == "LeakyAgain(negative_slope=0.5, inplace=True)"
+    case = bench._case_for("leaky_again", fn, "torchinit.functional.leaky_again", {})
+    assert not isinstance(case, str) and torch.equal(case.reference(x), TF.leaky_relu(x))

@@ -3,12 +3,18 @@
 Each function has the signature, defaults and results of its ``torch.nn.functional`` twin; which
 implementation runs (Triton kernels or the pure-torch path) is chosen per call by
 :mod:`torchinit.backend`. ``swish``, ``squared_relu`` and ``star_relu`` go beyond torch.
+
+Every row of the activation table (:data:`torchinit.activations.ACTIVATIONS`) has its function here:
+the ones written below (torch's exact signature and a docstring), and, for a row without one, a
+function made from the row (:func:`from_table`): ``(input, <the row's arguments with its
+defaults>[, inplace=False])``, calling :func:`torchinit.entry.call`.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .activations import ACTIVATIONS
 from .entry import call, call_uncached, run_glu
 
 Tensor = torch.Tensor
@@ -132,11 +138,39 @@ def star_relu(input: Tensor, scale: float | Tensor = 0.8944, bias: float | Tenso
     return call("star_relu", input, False, (scale, bias))
 
 
+def from_table(name: str):
+    """The functional form of activation table row ``name``: ``name(input, <arguments>[, inplace=False])``
+    with the row's argument names and defaults in order (positional or keyword, as torch's functions take
+    them), returning ``call(name, input, inplace, (<arguments>,))``. A generated signature (``exec`` of
+    the ``def``, as :mod:`dataclasses` makes ``__init__``), so a call costs what a hand-written one does."""
+    activation = ACTIVATIONS[name]
+    if not name.isidentifier() or not all(a.isidentifier() for a in activation.defaults):
+        raise ValueError(f"torchinit.functional.from_table: {name!r} and its arguments must be identifiers")
+    params = [f"{a}=_defaults[{a!r}]" for a in activation.defaults] + (["inplace=False"] if activation.inplace else [])
+    values = "".join(f"{a}, " for a in activation.defaults)
+    source = (f"def {name}(input{''.join(', ' + p for p in params)}):\n"
+              f"    return _call({name!r}, input, {'inplace' if activation.inplace else 'False'}, ({values}))\n")
+    namespace = {"_call": call, "_defaults": activation.defaults}
+    exec(source, namespace)  # noqa: S102 - a def built from the table's names (checked identifiers above)
+    fn = namespace[name]
+    fn.__module__ = __name__
+    fn.__doc__ = (f"Activation ``{name}`` of the activation table (:data:`torchinit.activations.ACTIVATIONS`), "
+                  "made from its row: " + (f"arguments {', '.join(activation.defaults)}." if activation.defaults
+                                           else "no arguments."))
+    return fn
+
+
 __all__ = [
     "relu", "relu6", "leaky_relu", "prelu", "elu", "celu", "selu", "gelu", "silu", "mish", "sigmoid", "tanh",
     "softplus", "hardswish", "hardsigmoid", "hardtanh", "softsign", "logsigmoid", "tanhshrink", "glu", "swish",
     "squared_relu", "star_relu",
 ]
+
+# the rows without a hand-written function above (each hand-written one is in __all__)
+for _name in ACTIVATIONS:
+    if _name not in __all__:
+        globals()[_name] = from_table(_name)
+        __all__.append(_name)
 
 from .fused.functions import (bias_act, geglu, gated, gelu_fewbit, hardtanh_bits, leaky_relu_bits,  # noqa: E402
                               mish_fewbit, prelu_bits, rational, reglu, relu6_bits, relu_bits, silu_fewbit, swiglu)

@@ -8,11 +8,15 @@ way; only ``forward`` changes, to :mod:`torchinit.functional`. Every module also
 Softplus, Softsign, LogSigmoid, Tanhshrink, GLU, PReLU, Swish, StarReLU) the flag is stored and
 the module computes out of place.
 
-``Swish``, ``SquaredReLU`` and ``StarReLU`` go beyond torch.
+``Swish``, ``SquaredReLU`` and ``StarReLU`` go beyond torch. Every row of the activation table has its
+module in :data:`ACTIVATION_MODULES`: the classes written here, and for a row without one a class made
+from the row (:func:`module_from_table`). The name registry (:func:`get`, :func:`names`; documented in
+:mod:`torchinit.registry`) is defined at the end, from that dict and the aliases of timm and Hugging Face.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -349,6 +353,50 @@ class StarReLU(nn.Module):
         return f"scale_learnable={self.scale.requires_grad}, bias_learnable={self.bias.requires_grad}"
 
 
+def _class_name(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def module_from_table(name: str) -> type[nn.Module]:
+    """The module class of activation table row ``name`` (for a row without one written here): named in
+    CamelCase (``hard_tanh_shrink`` -> ``HardTanhShrink``), constructed with the row's arguments and
+    defaults (positional or keyword) and ``inplace`` (default False; stored, and passed on where the row
+    computes in place), each kept as an attribute; ``forward`` calls ``torchinit.functional.<name>``.
+    Numbers only: a row with a learnable tensor argument gets its module written here."""
+    activation = ACTIVATIONS[name]
+    arguments = tuple(activation.defaults)
+    signature = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(a, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d)
+           for a, d in activation.defaults.items()]
+        + [inspect.Parameter("inplace", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False)])
+
+    def __init__(self, *args, **kwargs) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        nn.Module.__init__(self)
+        for key, value in list(bound.arguments.items())[1:]:
+            setattr(self, key, value)
+        activation.check(tuple(getattr(self, a) for a in arguments), f"nn.{cls_name}")
+
+    def forward(self, input: Tensor) -> Tensor:
+        values = tuple(getattr(self, a) for a in arguments)
+        fn = getattr(F, name)
+        return fn(input, *values, inplace=self.inplace) if activation.inplace else fn(input, *values)
+
+    def extra_repr(self) -> str:
+        shown = [f"{a}={getattr(self, a)!r}" for a in arguments] + (["inplace=True"] if self.inplace else [])
+        return ", ".join(shown)
+
+    __init__.__signature__ = signature
+    cls_name = _class_name(name)
+    doc = (f"Module of activation ``{name}`` (:func:`torchinit.functional.{name}`), made from its row of the "
+           "activation table" + (" (in place where ``inplace=True``)." if activation.inplace
+                                 else "; ``inplace`` is accepted and computes out of place."))
+    return type(cls_name, (nn.Module,), {"__doc__": doc, "__init__": __init__, "forward": forward,
+                                         "extra_repr": extra_repr, "__module__": __name__, "__qualname__": cls_name})
+
+
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "relu": ReLU, "relu6": ReLU6, "leaky_relu": LeakyReLU, "prelu": PReLU, "elu": ELU, "celu": CELU,
     "selu": SELU, "gelu": GELU, "silu": SiLU, "mish": Mish, "sigmoid": Sigmoid, "tanh": Tanh,
@@ -356,6 +404,12 @@ ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "softsign": Softsign, "logsigmoid": LogSigmoid, "tanhshrink": Tanhshrink, "glu": GLU, "swish": Swish,
     "squared_relu": SquaredReLU, "star_relu": StarReLU,
 }
+# the rows without a module written above
+for _name in ACTIVATIONS:
+    if _name not in ACTIVATION_MODULES:
+        ACTIVATION_MODULES[_name] = module_from_table(_name)
+        globals()[ACTIVATION_MODULES[_name].__name__] = ACTIVATION_MODULES[_name]
+del _name
 
 # ---------------------------------------------------------------------------------------------
 # the name registry (timm / Hugging Face activation names; documented in torchinit.registry, which
