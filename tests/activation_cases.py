@@ -60,12 +60,16 @@ COMPOSITE_REFERENCES = {"swish", "squared_relu", "star_relu"}
 
 def _table_reference(name: str):
     """The reference of a table row written in neither torch nor above: the row's torch form evaluated in
-    fp64 and rounded once to the input's dtype (its gradient through the same casts)."""
+    fp64 and rounded once to the input's dtype (its gradient through the same casts); for other dtypes the
+    torch form as it is (its result or its error, what torchinit gives them)."""
     activation = ACTIVATIONS[name]
 
     def reference(x, **arguments):
         values = tuple(arguments.get(k, d) for k, d in activation.defaults.items())
-        return activation.resolve(**activation.arguments(values)).torch_form(x.double(), False).to(x.dtype)
+        resolved = activation.resolve(**activation.arguments(values))
+        if not x.is_floating_point():
+            return resolved.torch_form(x, False)
+        return resolved.torch_form(x.double(), False).to(x.dtype)
 
     return reference
 
