@@ -20,12 +20,19 @@ import torch
 import triton
 import triton.language as tl
 
-from .elementwise import _param, compute_dtype, param_args, param_buffer
+from .elementwise import (
+    PARAM_BUFFER,
+    compute_dtype,
+    load_params,
+    param_args,
+    param_buffer,
+)
 from .launch import on_device, table_on
 from .rounding import round_to, to_dtype
 
 BYTES_CUDA = 256  # bytes of codes per program (x 8 // BITS elements)
 BYTES_INTERPRETER = 1024
+P1_FROM_BUFFER = tl.constexpr(PARAM_BUFFER)  # the bits kernels take a weight for p0 only
 
 
 @triton.jit
@@ -41,10 +48,8 @@ def _pack_forward_kernel(
     offs = rows[:, None] * PER + lane[None, :]
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
-    p0 = _param(tl.load(params_ptr).to(COMPUTE), w_ptr, offs, pid * (BYTES * PER), channel_stride, channels, W_MODE,
-                COMPUTE, BYTES * PER)
-    p1 = tl.load(params_ptr + 1).to(COMPUTE)
-    p2 = tl.load(params_ptr + 2).to(COMPUTE)
+    p0, p1, p2 = load_params(params_ptr, w_ptr, w_ptr, offs, pid * (BYTES * PER), channel_stride, channels, W_MODE,
+                             P1_FROM_BUFFER, COMPUTE, BYTES * PER)
     y = FWD(x, p0, p1, p2)
     tl.store(y_ptr + offs, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
     if FEWBIT:
@@ -82,18 +87,26 @@ def _unpack_backward_kernel(
     if FEWBIT:
         dx = g * tl.load(levels_ptr + code, mask=mask, other=0.0).to(COMPUTE)
     else:
-        p0 = _param(tl.load(params_ptr).to(COMPUTE), w_ptr, offs, pid * (BYTES * PER), channel_stride, channels, W_MODE,
-                COMPUTE, BYTES * PER)
-        p1 = tl.load(params_ptr + 1).to(COMPUTE)
-        p2 = tl.load(params_ptr + 2).to(COMPUTE)
+        p0, p1, p2 = load_params(params_ptr, w_ptr, w_ptr, offs, pid * (BYTES * PER), channel_stride, channels,
+                                 W_MODE, P1_FROM_BUFFER, COMPUTE, BYTES * PER)
         on = tl.load(surrogate_ptr).to(COMPUTE)
         off = tl.load(surrogate_ptr + 1).to(COMPUTE)
         dx = BWD(g, tl.where(code != 0, on, off), p0, p1, p2)
     tl.store(dx_ptr + offs, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
 
 
-def _bytes_per_program(device: torch.device) -> int:
-    return BYTES_INTERPRETER if device.type == "cpu" else BYTES_CUDA
+def _launch_args(t: torch.Tensor, scalars, weight, channel_dim: int, surrogates, table):
+    """``(bytes per program, the weight's W_MODE, the kernel arguments after n)`` for tensor ``t``: the scalar
+    and stand-in buffers, the weight's pointer and channel geometry, and the few-bit ``table`` on ``t``'s device
+    (:func:`~torchinit.kernels.launch.table_on`: no copy or cast per call; the stand-in buffer, never read,
+    when None)."""
+    nb = BYTES_INTERPRETER if t.device.type == "cpu" else BYTES_CUDA
+    params = param_buffer(tuple(float(v) for v in scalars), t.device, t.dtype)
+    sur = param_buffer((float(surrogates[0]), float(surrogates[1]), 0.0), t.device, t.dtype)
+    (w,), (mode,), cstride, channels = param_args((weight,), t, channel_dim, nb * 8)
+    buf = torch.float64 if t.dtype == torch.float64 else torch.float32
+    table_t = table_on(table, t.device, buf) if table is not None else sur
+    return nb, mode, (params, w, cstride, channels, sur, table_t)
 
 
 def launch_pack_forward(fwd, bwd, saves_output: bool, x: torch.Tensor, y: torch.Tensor, codes: torch.Tensor,
@@ -106,18 +119,13 @@ def launch_pack_forward(fwd, bwd, saves_output: bool, x: torch.Tensor, y: torch.
     n = x.numel()
     if n == 0:
         return
-    nb = _bytes_per_program(x.device)
-    compute = compute_dtype(x.dtype)
-    buf = torch.float64 if x.dtype == torch.float64 else torch.float32
-    params = param_buffer(tuple(float(v) for v in scalars), x.device, x.dtype)
-    sur = param_buffer((float(surrogates[0]), float(surrogates[1]), 0.0), x.device, x.dtype)
-    (w,), (mode,), cstride, channels = param_args((weight,), x, channel_dim, nb * 8)
-    bounds_t = table_on(bounds, x.device, buf) if bounds is not None else sur
+    nb, mode, args = _launch_args(x, scalars, weight, channel_dim, surrogates, bounds)
     with on_device(x.device):
         _pack_forward_kernel[(triton.cdiv(codes.numel(), nb),)](
-            x, y, codes, n, codes.numel(), params, w, cstride, channels, sur, bounds_t,
+            x, y, codes, n, codes.numel(), *args,
             FWD=fwd, BWD=bwd, SAVES_OUTPUT=saves_output, W_MODE=mode, FEWBIT=bounds is not None, BITS=bits,
-            N_BOUNDS=bounds.numel() if bounds is not None else 0, COMPUTE=compute, BYTES=nb, num_warps=4,
+            N_BOUNDS=bounds.numel() if bounds is not None else 0, COMPUTE=compute_dtype(x.dtype), BYTES=nb,
+            num_warps=4,
         )
 
 
@@ -128,15 +136,10 @@ def launch_unpack_backward(bwd, grad: torch.Tensor, codes: torch.Tensor, dx: tor
     n = grad.numel()
     if n == 0:
         return
-    nb = _bytes_per_program(grad.device)
-    buf = torch.float64 if grad.dtype == torch.float64 else torch.float32
-    params = param_buffer(tuple(float(v) for v in scalars), grad.device, grad.dtype)
-    sur = param_buffer((float(surrogates[0]), float(surrogates[1]), 0.0), grad.device, grad.dtype)
-    (w,), (mode,), cstride, channels = param_args((weight,), grad, channel_dim, nb * 8)
-    levels_t = table_on(levels, grad.device, buf) if levels is not None else sur
+    nb, mode, args = _launch_args(grad, scalars, weight, channel_dim, surrogates, levels)
     with on_device(grad.device):
         _unpack_backward_kernel[(triton.cdiv(codes.numel(), nb),)](
-            grad, codes, dx, n, params, w, cstride, channels, sur, levels_t,
+            grad, codes, dx, n, *args,
             BWD=bwd, W_MODE=mode, FEWBIT=levels is not None, BITS=bits, COMPUTE=compute_dtype(grad.dtype),
             BYTES=nb, num_warps=4,
         )

@@ -126,6 +126,17 @@ def _param(buffer_value, ptr, offs, base, channel_stride, channels, MODE: tl.con
 
 
 @triton.jit
+def load_params(params_ptr, w0_ptr, w1_ptr, offs, base, channel_stride, channels, P0_MODE: tl.constexpr,
+                P1_MODE: tl.constexpr, COMPUTE: tl.constexpr, SPAN: tl.constexpr):
+    """``(p0, p1, p2)`` of offsets ``offs`` (a program of ``SPAN`` from ``base``): p2 from the scalar buffer,
+    p0 and p1 from it or from their parameter tensors, as their ``P?_MODE`` says (:func:`_param`)."""
+    p0 = _param(tl.load(params_ptr).to(COMPUTE), w0_ptr, offs, base, channel_stride, channels, P0_MODE, COMPUTE, SPAN)
+    p1 = _param(tl.load(params_ptr + 1).to(COMPUTE), w1_ptr, offs, base, channel_stride, channels, P1_MODE, COMPUTE,
+                SPAN)
+    return p0, p1, tl.load(params_ptr + 2).to(COMPUTE)
+
+
+@triton.jit
 def _unary_forward_kernel(
     x_ptr, y_ptr, n, params_ptr, w0_ptr, w1_ptr, channel_stride, channels,
     FN: tl.constexpr, P0_MODE: tl.constexpr, P1_MODE: tl.constexpr,
@@ -135,10 +146,8 @@ def _unary_forward_kernel(
     offs = base + tl.arange(0, BLOCK)
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
-    p0 = _param(tl.load(params_ptr).to(COMPUTE), w0_ptr, offs, base, channel_stride, channels, P0_MODE, COMPUTE, BLOCK)
-    p1 = _param(tl.load(params_ptr + 1).to(COMPUTE), w1_ptr, offs, base, channel_stride, channels, P1_MODE, COMPUTE,
-                BLOCK)
-    p2 = tl.load(params_ptr + 2).to(COMPUTE)
+    p0, p1, p2 = load_params(params_ptr, w0_ptr, w1_ptr, offs, base, channel_stride, channels, P0_MODE, P1_MODE,
+                             COMPUTE, BLOCK)
     y = FN(x, p0, p1, p2)
     tl.store(y_ptr + offs, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
 
@@ -154,10 +163,8 @@ def _unary_backward_kernel(
     mask = offs < n
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
     s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
-    p0 = _param(tl.load(params_ptr).to(COMPUTE), w0_ptr, offs, base, channel_stride, channels, P0_MODE, COMPUTE, BLOCK)
-    p1 = _param(tl.load(params_ptr + 1).to(COMPUTE), w1_ptr, offs, base, channel_stride, channels, P1_MODE, COMPUTE,
-                BLOCK)
-    p2 = tl.load(params_ptr + 2).to(COMPUTE)
+    p0, p1, p2 = load_params(params_ptr, w0_ptr, w1_ptr, offs, base, channel_stride, channels, P0_MODE, P1_MODE,
+                             COMPUTE, BLOCK)
     dx = FN(g, s, p0, p1, p2)
     tl.store(dx_ptr + offs, to_dtype(dx, dx_ptr.dtype.element_ty), mask=mask)
 
