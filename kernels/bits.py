@@ -36,19 +36,26 @@ P1_FROM_BUFFER = tl.constexpr(PARAM_BUFFER)  # the bits kernels take a weight fo
 
 
 @triton.jit
+def _byte_tile(BYTES: tl.constexpr, PER: tl.constexpr):
+    """This program's tile: its first element offset, its ``BYTES`` byte rows, the ``PER`` lanes of a byte, and
+    the element offsets ``[BYTES, PER]`` (element ``k``'s code sits in lane ``k % PER`` of byte ``k // PER``)."""
+    pid = tl.program_id(0).to(tl.int64)
+    rows = pid * BYTES + tl.arange(0, BYTES)
+    lane = tl.arange(0, PER)
+    return pid * (BYTES * PER), rows, lane, rows[:, None] * PER + lane[None, :]
+
+
+@triton.jit
 def _pack_forward_kernel(
     x_ptr, y_ptr, code_ptr, n, n_bytes, params_ptr, w_ptr, channel_stride, channels, surrogate_ptr, bounds_ptr,
     FWD: tl.constexpr, BWD: tl.constexpr, SAVES_OUTPUT: tl.constexpr, W_MODE: tl.constexpr,
     FEWBIT: tl.constexpr, BITS: tl.constexpr, N_BOUNDS: tl.constexpr, COMPUTE: tl.constexpr, BYTES: tl.constexpr,
 ):
     PER: tl.constexpr = 8 // BITS
-    pid = tl.program_id(0).to(tl.int64)
-    rows = pid * BYTES + tl.arange(0, BYTES)
-    lane = tl.arange(0, PER)
-    offs = rows[:, None] * PER + lane[None, :]
+    base, rows, lane, offs = _byte_tile(BYTES, PER)
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
-    p0, p1, p2 = load_params(params_ptr, w_ptr, w_ptr, offs, pid * (BYTES * PER), channel_stride, channels, W_MODE,
+    p0, p1, p2 = load_params(params_ptr, w_ptr, w_ptr, offs, base, channel_stride, channels, W_MODE,
                              P1_FROM_BUFFER, COMPUTE, BYTES * PER)
     y = FWD(x, p0, p1, p2)
     tl.store(y_ptr + offs, to_dtype(y, y_ptr.dtype.element_ty), mask=mask)
@@ -76,10 +83,7 @@ def _unpack_backward_kernel(
     COMPUTE: tl.constexpr, BYTES: tl.constexpr,
 ):
     PER: tl.constexpr = 8 // BITS
-    pid = tl.program_id(0).to(tl.int64)
-    rows = pid * BYTES + tl.arange(0, BYTES)
-    lane = tl.arange(0, PER)
-    offs = rows[:, None] * PER + lane[None, :]
+    base, rows, lane, offs = _byte_tile(BYTES, PER)
     mask = offs < n
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
     packed = tl.load(code_ptr + rows, mask=rows * PER < n, other=0).to(tl.int32)
@@ -87,7 +91,7 @@ def _unpack_backward_kernel(
     if FEWBIT:
         dx = g * tl.load(levels_ptr + code, mask=mask, other=0.0).to(COMPUTE)
     else:
-        p0, p1, p2 = load_params(params_ptr, w_ptr, w_ptr, offs, pid * (BYTES * PER), channel_stride, channels,
+        p0, p1, p2 = load_params(params_ptr, w_ptr, w_ptr, offs, base, channel_stride, channels,
                                  W_MODE, P1_FROM_BUFFER, COMPUTE, BYTES * PER)
         on = tl.load(surrogate_ptr).to(COMPUTE)
         off = tl.load(surrogate_ptr + 1).to(COMPUTE)
