@@ -266,3 +266,26 @@ def test_table_bit_stand_ins_reproduce_torch_backward(formula, p0, p1):
     g = torch.randn_like(s)
     got = f.backward(g, torch.where(bit, on, off).to(s.dtype), p0, p1, 0.0)
     torch.testing.assert_close(got, f.backward(g, s, p0, p1, 0.0), rtol=0, atol=0, equal_nan=True)
+
+
+def test_bit_operators_vmap_one_call_per_sample():
+    """vmap of the four packing operators (opdef.per_sample: single-tensor outputs and a None weight included)
+    gives each sample's own call, codes with a batch dim, over any batched dim."""
+    ops = torch.ops.torchinit
+    torch.manual_seed(0)
+    x, w = torch.randn(3, 4, 5), torch.rand(5)
+    g = torch.randn_like(x)
+    for weight, formula in ((w, "prelu"), (None, "relu")):
+        y, c = torch.vmap(lambda t, wt=weight, f=formula: ops.bits_forward(t, wt, f, 0.0, 0.0, 0.0))(x)
+        dx = torch.vmap(lambda a, b, wt=weight, f=formula: ops.bits_backward(a, b, wt, f, 0.0, 0.0, 0.0))(g, c)
+        for b in range(3):
+            yb, cb = ops.bits_forward(x[b], weight, formula, 0.0, 0.0, 0.0)
+            assert torch.equal(y[b], yb) and torch.equal(c[b], cb)
+            assert torch.equal(dx[b], ops.bits_backward(g[b], cb, weight, formula, 0.0, 0.0, 0.0))
+    bounds, levels = fewbit_quantizer("silu", 2)
+    y, c = torch.vmap(lambda t: ops.fewbit_forward(t, bounds, "silu", 2, 0.0, 0.0, 0.0), in_dims=1)(x)
+    dx = torch.vmap(lambda a, b: ops.fewbit_backward(a, b, levels, 2))(g.movedim(1, 0), c)
+    for b in range(4):
+        yb, cb = ops.fewbit_forward(x[:, b], bounds, "silu", 2, 0.0, 0.0, 0.0)
+        assert torch.equal(y[b], yb) and torch.equal(c[b], cb)
+        assert torch.equal(dx[b], ops.fewbit_backward(g[:, b], cb, levels, 2))
