@@ -193,3 +193,29 @@ def test_a_new_row_gets_function_module_registry_swap_benchmark(monkeypatch):
     assert repr(cls(negative_slope=0.5, inplace=True)) == "LeakyAgain(negative_slope=0.5, inplace=True)"
     case = bench._case_for("leaky_again", fn, "torchinit.functional.leaky_again", {})
     assert not isinstance(case, str) and torch.equal(case.reference(x), TF.leaky_relu(x))
+
+
+def test_modules_made_from_the_table_match_the_written_ones():
+    """module_from_table for a row with a torch twin subclasses it like the written module: same base, repr,
+    state_dict keys and results, positional and keyword arguments, in place where the row is."""
+    import torch
+
+    import torchinit.nn as tinn
+    from torchinit.activations import ACTIVATIONS
+
+    x = torch.linspace(-8, 8, 33)
+    args = {"leaky_relu": (0.2,), "elu": (0.5,), "celu": (2.0,), "softplus": (2.0, 5.0), "hardtanh": (-2.0, 0.5)}
+    twins = 0
+    for name in _table_rows_with_numbers():
+        made, written = tinn.module_from_table(name), tinn.ACTIVATION_MODULES[name]
+        if made.__bases__[0] is torch.nn.Module:
+            continue
+        twins += 1
+        assert made.__bases__ == written.__bases__[:1] and made.__name__ == written.__name__, name
+        m, w = made(*args.get(name, ())), written(*args.get(name, ()))
+        assert repr(m) == repr(w) and m.state_dict().keys() == w.state_dict().keys(), name
+        assert torch.equal(m(x.clone()), w(x.clone())), name
+        if ACTIVATIONS[name].inplace:
+            y = x.clone()
+            assert made(inplace=True)(y) is y and torch.equal(y, written()(x.clone())), name
+    assert twins >= 15

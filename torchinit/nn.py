@@ -357,27 +357,51 @@ def _class_name(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
+def _torch_twin_class(torch_name: str | None) -> type[nn.Module] | None:
+    """torch.nn's activation module for the functional twin ``torch_name`` (``leaky_relu`` -> ``nn.LeakyReLU``)."""
+    if torch_name is None:
+        return None
+    key = torch_name.replace("_", "").lower()
+    for attr, obj in vars(torch.nn.modules.activation).items():
+        if attr.lower() == key and isinstance(obj, type) and issubclass(obj, nn.Module):
+            return obj
+    return None
+
+
 def module_from_table(name: str) -> type[nn.Module]:
-    """The module class of activation table row ``name`` (for a row without one written here): named in
-    CamelCase (``hard_tanh_shrink`` -> ``HardTanhShrink``), constructed with the row's arguments and
-    defaults (positional or keyword) and ``inplace`` (default False; stored, and passed on where the row
-    computes in place), each kept as an attribute; ``forward`` calls ``torchinit.functional.<name>``.
-    Numbers only: a row with a learnable tensor argument gets its module written here."""
+    """The module class of activation table row ``name`` (for a row without one written here).
+
+    Constructed with the row's arguments and defaults (positional or keyword) and ``inplace`` (default
+    False; stored, and passed on where the row computes in place), each an attribute of the same name;
+    ``forward`` calls ``torchinit.functional.<name>``. A row with a torch twin in ``torch.nn`` (its
+    ``torch_name`` as a module: ``leaky_relu`` -> ``nn.LeakyReLU``) gets a subclass of it, of the same
+    name, built by its constructor (same attributes, ``extra_repr`` and ``state_dict``; swap maps the twin
+    onto it); any other row a module named in CamelCase (``hard_tanh_shrink`` -> ``HardTanhShrink``).
+    Numbers only: a row with a learnable tensor argument gets its module written here.
+    """
     activation = ACTIVATIONS[name]
     arguments = tuple(activation.defaults)
+    twin = _torch_twin_class(activation.torch_name)
+    twin_takes = set(inspect.signature(twin.__init__).parameters) - {"self"} if twin is not None else set()
     signature = inspect.Signature(
         [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
         + [inspect.Parameter(a, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d)
            for a, d in activation.defaults.items()]
         + [inspect.Parameter("inplace", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False)])
+    cls_name = twin.__name__ if twin is not None else _class_name(name)
 
     def __init__(self, *args, **kwargs) -> None:
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
-        nn.Module.__init__(self)
-        for key, value in list(bound.arguments.items())[1:]:
-            setattr(self, key, value)
-        activation.check(tuple(getattr(self, a) for a in arguments), f"nn.{cls_name}")
+        given = dict(list(bound.arguments.items())[1:])
+        activation.check(tuple(given[a] for a in arguments), f"nn.{cls_name}")
+        if twin is None:
+            nn.Module.__init__(self)
+        else:
+            twin.__init__(self, **{k: v for k, v in given.items() if k in twin_takes})
+        for key, value in given.items():
+            if key not in twin_takes:
+                setattr(self, key, value)
 
     def forward(self, input: Tensor) -> Tensor:
         values = tuple(getattr(self, a) for a in arguments)
@@ -389,12 +413,14 @@ def module_from_table(name: str) -> type[nn.Module]:
         return ", ".join(shown)
 
     __init__.__signature__ = signature
-    cls_name = _class_name(name)
     doc = (f"Module of activation ``{name}`` (:func:`torchinit.functional.{name}`), made from its row of the "
            "activation table" + (" (in place where ``inplace=True``)." if activation.inplace
                                  else "; ``inplace`` is accepted and computes out of place."))
-    return type(cls_name, (nn.Module,), {"__doc__": doc, "__init__": __init__, "forward": forward,
-                                         "extra_repr": extra_repr, "__module__": __name__, "__qualname__": cls_name})
+    namespace = {"__doc__": doc, "__init__": __init__, "forward": forward, "__module__": __name__,
+                 "__qualname__": cls_name}
+    if twin is None:
+        namespace["extra_repr"] = extra_repr
+    return type(cls_name, (twin or nn.Module,), namespace)
 
 
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {

@@ -29,10 +29,11 @@ TORCH_CLASSES: dict[str, type[nn.Module] | None] = {
     for kind, cls in TI_CLASSES.items()
 }
 
-# torch.nn activation-like modules with no torchinit twin: left by the default mapping, and reported
-NO_TWIN: tuple[type[nn.Module], ...] = (
+# torch.nn activation-like modules with no torchinit twin: left by the default mapping, and reported (a row
+# of the activation table whose module subclasses one of them makes it a twin: it leaves this list)
+NO_TWIN: tuple[type[nn.Module], ...] = tuple(c for c in (
     nn.RReLU, nn.Threshold, nn.Softshrink, nn.Hardshrink, nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d,
-)
+) if c not in TORCH_CLASSES.values())
 
 # Functional parameters after ``input`` (in positional order) and whether an ``inplace`` argument follows
 _SIGNATURES: dict[str, tuple[tuple[str, ...], bool]] = {
