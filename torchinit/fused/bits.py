@@ -384,7 +384,8 @@ def fewbit_tables(formula: str, bits: int, device: torch.device | str) -> tuple[
     On the CPU, and while ``torch.compile`` traces (a traced ``.to(device)`` would copy at every call): the
     host tensors, which the few-bit operators and kernels take as they are."""
     bounds, levels = fewbit_quantizer(formula, bits)
-    device = torch.device(device)
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
     if device.type == "cpu" or torch.compiler.is_compiling():
         return bounds, levels
     return table_on(bounds, device, torch.float64), table_on(levels, device, torch.float64)
