@@ -12,6 +12,7 @@ one call per sample.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -115,7 +116,11 @@ def operator(name: str, schema: str, implementation: Callable[..., Any], fake: C
 def autograd_function(name: str, forward: Callable[..., Any], setup_context: Callable[..., Any],
                       backward: Callable[..., Any], doc: str) -> type[torch.autograd.Function]:
     """A new-style ``torch.autograd.Function`` (generated vmap rule) from a forward and the operator's own
-    setup/backward pair, so the functional API and ``register_autograd`` share one derivative."""
+    setup/backward pair, so the functional API and ``register_autograd`` share one derivative.
+
+    ``forward`` carries its signature (``__signature__``): ``Function.apply`` binds the arguments with
+    ``inspect.signature`` at every call, which otherwise rebuilds it from the code object each time."""
+    forward.__signature__ = inspect.signature(forward)
     return type(name, (torch.autograd.Function,), {
         "__doc__": doc, "__module__": forward.__module__, "generate_vmap_rule": True,
         "forward": staticmethod(forward), "setup_context": staticmethod(setup_context),
