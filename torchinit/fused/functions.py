@@ -16,7 +16,7 @@ from ..entry import call, call_uncached, check_input
 from ..entry import needs_grad as _needs_grad
 from ._common import canonical_dim, resolve_scalar_activation
 from .bias_act import BiasActFunction, bias_view
-from .bits import BitsFunction, FewBitFunction, fewbit_tables
+from .bits import FEWBIT_WIDTHS, BitsFunction, FewBitFunction, fewbit_tables
 from .gated import GatedFunction, GatedSplitFunction
 from .rational import RationalFunction, torch_rational
 
@@ -247,7 +247,7 @@ def _fewbit(name: str, act: str, x: Tensor, bits: int, values: tuple = ()) -> Te
     """Activation ``act`` of the table with arguments ``values``, saving a ``bits``-bit derivative code."""
     ACTIVATIONS[act].check(values, name)
     check_input(name, x)
-    if bits not in (1, 2, 4):
+    if bits not in FEWBIT_WIDTHS:
         raise ValueError(f"torchinit.{name}: argument 'bits' must be 1, 2 or 4, got {bits!r}")
     if not _needs_grad(x):
         return call(act, x, False, values)
