@@ -340,8 +340,10 @@ def specs(full: bool = False, dtypes=None) -> list[Spec]:
 
 def gate_specs() -> list[Spec]:
     """The compile gate's representative subset (tests/test_compile_gate.py): one kernel of each family, the
-    libdevice-heavy formulas, each half dtype, and the softmax sizes that used to spill."""
+    libdevice-heavy formulas, each half dtype, fp64 through the typed libdevice calls (gelu's fma with fp64
+    constants), and the softmax sizes that used to spill."""
     return [_unary("tanh", "tanh", "fwd", "bf16"), _unary("mish", "mish", "bwd", "fp16"),
+            _unary("gelu", "gelu", "fwd", "fp64"), _gated("geglu_tanh", "gelu_tanh", False, "bwd", "fp64"),
             _unary("gelu_tanh", "gelu_tanh", "bwd", "fp32"), _unary("prelu", "prelu", "bwd", "bf16", p_mode=2),
             _gated("swiglu", "silu", False, "bwd", "bf16"), _bias_act("gelu", "gelu", "fp16"),
             _softmax("bwd", 32768, "fp32"), _softmax("fwd", 32768, "bf16")]

@@ -89,8 +89,31 @@ if INTERPRETED:
                                        erfc=_numpy_primitive(lambda v: _erfc(v).astype(np.float64), "erfc"),
                                        fast_dividef=fast_dividef, fma=fma)
 else:
+    import triton
+    import triton.language as tl
+
     # the module itself, not names imported from it: Triton maps this generic module to the target's
     # libdevice (triton.language.extra.cuda.libdevice) only when a kernel reaches it as a module
     from triton.language.extra import libdevice as primitives  # noqa: F401
 
-__all__ = ["primitives"]
+    @triton.jit
+    def _typed(v, dtype: tl.constexpr):
+        # a Python number as a constant of ``dtype`` (its own digits, not fp32's), a tensor converted (no-op
+        # where it already has that dtype)
+        if isinstance(v, tl.tensor):
+            return v.to(dtype)
+        else:
+            return tl.full([], v, dtype)
+
+    @triton.jit
+    def fma(a, b, c):
+        """``a * b + c`` rounded once (libdevice's fma) for operands of mixed dtypes and Python numbers.
+
+        libdevice's fma is typed (``__nv_fmaf`` or ``__nv_fma``, all three operands alike): a literal
+        (fp32 to Triton) or an fp32 operand in fp64 math would not compile. Each operand is made a value of
+        the promoted dtype at compile time (a literal a constant of that dtype, with its fp64 digits where
+        the math is fp64): no instruction is added."""
+        dtype: tl.constexpr = (a * b + c).dtype  # only the type is read: the product is never emitted
+        return primitives.fma(_typed(a, dtype), _typed(b, dtype), _typed(c, dtype))
+
+__all__ = ["primitives", "fma"]

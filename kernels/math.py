@@ -20,7 +20,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .libm import primitives as libm
+from .libm import fma, primitives as libm
 
 # ---------------------------------------------------------------------------------------------
 # building blocks: the transcendental primitives come from ``libm`` (libdevice when compiled)
@@ -74,7 +74,7 @@ def _divide(n, d, dl, r, EXACT: tl.constexpr):
     # Without EXACT (the _half entry points) n * r.
     q = n * r
     if EXACT:
-        q = libm.fma(-libm.fma(q, dl, libm.fma(q, d, -n)), r, q)
+        q = fma(-fma(q, dl, fma(q, d, -n)), r, q)
     return q
 
 
@@ -96,7 +96,7 @@ def _logistic(z, zl, COMPENSATED: tl.constexpr, TAIL: tl.constexpr, EXACT_EXP: t
     else:
         big_e = _exp(a, EXACT_EXP)
     if COMPENSATED:
-        big_e = libm.fma(big_e, tl.where(pos, -zl, zl), big_e)
+        big_e = fma(big_e, tl.where(pos, -zl, zl), big_e)
     if TAIL:
         scale = tl.where(tail, _TAIL_SCALE, 1.0)
         e = big_e * scale
@@ -121,7 +121,7 @@ def _sigmoid_and_complement(x):
 def _two_product(a, b):
     # a * b = h + l exactly (FMA), for the arguments of exp whose rounding the result would magnify
     h = a * b
-    return h, tl.where(h - h == 0.0, libm.fma(a, b, -h), 0.0)  # 0 where h is not finite (inf - inf)
+    return h, tl.where(h - h == 0.0, fma(a, b, -h), 0.0)  # 0 where h is not finite (inf - inf)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,8 +195,8 @@ def star_relu_fwd(x, p0, p1, p2):
     # with both products fused: near the root (scale * r**2 = -bias) the result is far below the terms, and
     # (scale * r) * r + bias lost every digit there (1927 ulp at 0.7071 with the default parameters)
     h, l = _two_product(p0, r)
-    y = libm.fma(h, r, p1)
-    return tl.where(y - y == 0.0, libm.fma(l, r, y), y)  # inf and NaN as the plain form gives them
+    y = fma(h, r, p1)
+    return tl.where(y - y == 0.0, fma(l, r, y), y)  # inf and NaN as the plain form gives them
 
 
 @triton.jit
@@ -373,7 +373,7 @@ def _x_sigmoid_bwd(x, z, zl, dz, COMPENSATED: tl.constexpr, EXACT: tl.constexpr,
     sc = _divide(tl.where(pos, e, 1.0), d, dl, r, EXACT)
     s_scaled = _divide(tl.where(pos, 1.0, big_e), d, dl, r, EXACT)
     a = x * sc
-    factor = libm.fma(a, dz, 1.0)
+    factor = fma(a, dz, 1.0)
     factor = tl.where((factor - factor != 0.0) & (a * s_scaled == 0.0), 1.0, factor)  # inf * 0: the limit
     d = (s_scaled * factor) * s_scale
     if SUM_FORM:
@@ -453,7 +453,7 @@ def _mish_parts(x, EXACT: tl.constexpr):
         e = big_e
     w = e + 2.0
     n = e * w
-    den = libm.fma(e, w, 2.0)  # n + 2 with one rounding
+    den = fma(e, w, 2.0)  # n + 2 with one rounding
     rd = _recip(den)
     return _divide(big_e * w, den, 0.0, rd, EXACT), big_e, scale, e, n, rd, limit
 
@@ -533,14 +533,14 @@ def _gelu_cdf(x, EXACT: tl.constexpr):
     zh = x * -0.7071067811865476
     if EXACT:
         half_erfc = 0.5 * libm.erfc(zh)
-        zl = libm.fma(x, -0.7071067811865476, -zh)
+        zl = fma(x, -0.7071067811865476, -zh)
         if x.dtype != tl.float64:
-            zl = libm.fma(x, -1.2101617152815436e-08, zl)  # 1 / sqrt 2 minus its fp32 value
+            zl = fma(x, -1.2101617152815436e-08, zl)  # 1 / sqrt 2 minus its fp32 value
         zc = tl.minimum(zh, 16.0)  # erfc(16) underflows
         # right of the mean (z < 0) erfc is near 2 and g falls off like exp(-z**2): no correction there (nor at
         # z = -inf, where zl is NaN)
         g = 2.0 * zc + _recip(zc + 0.886)
-        half_erfc = libm.fma(half_erfc, tl.where(zh > 0.0, -zl * g, 0.0), half_erfc)
+        half_erfc = fma(half_erfc, tl.where(zh > 0.0, -zl * g, 0.0), half_erfc)
     else:
         half_erfc = 0.5 * _erfc_half(zh)
     return half_erfc
@@ -552,10 +552,10 @@ def _gelu_bwd(g, x, EXACT: tl.constexpr):
     if EXACT:
         x2, x2l = _two_product(x, x)
         e = libm.exp(-0.5 * x2)
-        e = libm.fma(e, -0.5 * x2l, e)
+        e = fma(e, -0.5 * x2l, e)
     else:
         e = _exp(-0.5 * (x * x), False)
-    return g * libm.fma(x, e * 0.3989422804014327, _gelu_cdf(x, EXACT))
+    return g * fma(x, e * 0.3989422804014327, _gelu_cdf(x, EXACT))
 
 
 @triton.jit
@@ -593,16 +593,16 @@ def _gelu_tanh_arg(x, EXACT: tl.constexpr):
             b_lo = 2.3988323966106506e-09
         x2, x2l = _two_product(x, x)
         q = 0.07135481627260025 * x2
-        ql = libm.fma(0.07135481627260025, x2, -q) + libm.fma(0.07135481627260025, x2l, b_lo * x2)
+        ql = fma(0.07135481627260025, x2, -q) + fma(0.07135481627260025, x2l, b_lo * x2)
         p = 1.5957691216057308 + q
         bb = p - 1.5957691216057308
         pl = ((1.5957691216057308 - (p - bb)) + (q - bb)) + (ql + a_lo)  # two-sum error, plus the low parts
         zh = x * p
-        zl = libm.fma(x, pl, libm.fma(x, p, -zh))
+        zl = fma(x, pl, fma(x, p, -zh))
         zl = tl.where(zh - zh == 0.0, zl, 0.0)
     else:
         x2 = x * x
-        zh = x * libm.fma(0.07135481627260025, x2, 1.5957691216057308)
+        zh = x * fma(0.07135481627260025, x2, 1.5957691216057308)
         zl = 0.0 * zh
     return zh, zl, x2
 
@@ -620,7 +620,7 @@ def _gelu_tanh_bwd(g, x, EXACT: tl.constexpr):
     # overflows: |x| > ~1.8e19 in fp32) 1 - s is exactly 0 and u' is inf: the tail's limit (and fp64's value)
     # is 0, so the gradient is 1 (x > 0) or 0 (x < 0); at +-inf it is NaN, as in torch
     zh, zl, x2 = _gelu_tanh_arg(x, EXACT)
-    dz = libm.fma(3.0 * 0.07135481627260025, x2, 1.5957691216057308)
+    dz = fma(3.0 * 0.07135481627260025, x2, 1.5957691216057308)
     return g * _x_sigmoid_bwd(x, zh, zl, dz, EXACT, EXACT, True)
 
 
@@ -693,7 +693,7 @@ def softsign_bwd(g, x, p0, p1, p2):
     q = _divide(1.0, d, dl, _recip(d), True)
     r = q * q
     gg = g + (x - x)
-    return libm.fma(gg, r, gg * libm.fma(q, q, -r))
+    return fma(gg, r, gg * fma(q, q, -r))
 
 
 @triton.jit
