@@ -34,9 +34,9 @@ def test_kernels_import_nothing_from_the_package_above():
     assert not bad, "kernels/ must stay importable on its own:\n" + "\n".join(bad)
 
 
-#: Import cycles allowed for now, each by its pair of modules. torchinit.functional <-> torchinit.fused.functions
-#: is being removed by another change (issue 15); once it is gone, delete the entry (the test then holds it off).
-ALLOWED_CYCLES = {frozenset({"torchinit.functional", "torchinit.fused.functions"})}
+#: Import cycles allowed, each by its set of modules: none (the last, torchinit.functional <->
+#: torchinit.fused.functions, went in issue 15).
+ALLOWED_CYCLES: set[frozenset[str]] = set()
 
 
 def _module_name(path: pathlib.Path, root: pathlib.Path) -> str:

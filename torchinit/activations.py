@@ -18,10 +18,17 @@ torch form as one torch function, for the cheap eager path), ``stand_ins``/``pas
 (few-bit mode), ``param_grads`` (learnable parameters); ``Activation.learnable`` (which arguments may
 be learnable tensors) and ``Activation.checks`` (the argument checks every public function runs).
 
-Adding an activation: a ``_fwd``/``_bwd`` pair in ``kernels/math.py``, a :class:`Formula` and an
-:class:`Activation` here, its function in ``torchinit/functional.py`` (one line: ``call(name, input,
-...)``) and its module in ``torchinit/nn.py``; the operators, their autograd, vmap and sharding rules
-follow from the row (:mod:`torchinit.activation_ops`).
+Adding an activation: a ``_fwd``/``_bwd`` pair in ``kernels/math.py`` and one row here: a :class:`Formula`
+(torch-form forward/backward, ``saves``, capabilities) and an :class:`Activation` (arguments and defaults,
+``inplace``, ``resolve``, ``torch_name``, ``checks``). The rest follows from the row:
+``torchinit.functional.<name>`` (:func:`torchinit.functional.from_table` unless one is written there), its
+module (:func:`torchinit.nn.module_from_table`, a subclass of the ``torch.nn`` twin where there is one), its
+registry name and swap spellings, its benchmark case (against the torch twin, else its torch form), its test
+cases in ``tests/activation_cases.py`` (against the torch twin, else its torch form in fp64), and the
+operators with their autograd, vmap and sharding rules (:mod:`torchinit.activation_ops`). By hand: its
+expectation in ``tests/test_registry.py`` (written from the source, independent of torchinit) and, for a row
+without a torch twin, optionally an independent reference in ``tests/activation_cases.py``'s ``CASES``. Tried with ``snake``
+(x + sin(a x)**2 / a) and ``hardshrink``: 3 files, 16 lines each.
 """
 
 from __future__ import annotations
