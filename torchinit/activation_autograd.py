@@ -3,7 +3,8 @@
 * ``register_autograd`` on every ``torchinit::<formula>`` forward operator, so the bare operators in an
   exported program stay differentiable;
 * :class:`ActivationFunction`, the new-style ``torch.autograd.Function`` (``setup_context``, generated
-  vmap rule) the functional API differentiates through: it also works under ``torch.func.grad`` /
+  vmap rule; made by :func:`~torchinit.opdef.autograd_function`, as every torchinit Function) the functional
+  API differentiates through: it also works under ``torch.func.grad`` /
   ``vmap``, which ``register_autograd`` does not, up to at least torch 2.14.
 
 Backward saves the input or the output (the formula's ``saves``) and the weights, and calls
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from .activations import FORMULAS, Formula
-from .opdef import LIB
+from .opdef import LIB, autograd_function
 from .param_ops import activation_backward
 
 
@@ -48,30 +49,29 @@ for _formula in FORMULAS.values():
 del _formula
 
 
-class ActivationFunction(torch.autograd.Function):
+def _function_forward(x, w0, w1, p0, p1, p2, name, inplace):
+    if inplace:
+        getattr(torch.ops.torchinit, name + "_")(x, w0, w1, p0, p1, p2)
+        return x
+    return getattr(torch.ops.torchinit, name)(x, w0, w1, p0, p1, p2)
+
+
+def _function_setup_context(ctx, inputs, output):
+    if inputs[7]:
+        ctx.mark_dirty(inputs[0])
+    _save(ctx, FORMULAS[inputs[6]], inputs, output)
+
+
+def _function_backward(ctx, grad):
+    return (*_grads(ctx, grad, tuple(ctx.needs_input_grad[:3])), None, None, None, None, None)
+
+
+ActivationFunction = autograd_function(
+    "ActivationFunction", _function_forward, _function_setup_context, _function_backward,
     """Differentiates one activation call through the ``torchinit::<formula>`` operators.
 
     ``apply(x, w0, w1, p0, p1, p2, formula_name, inplace)``: the operator's own arguments first.
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x, w0, w1, p0, p1, p2, name, inplace):
-        if inplace:
-            getattr(torch.ops.torchinit, name + "_")(x, w0, w1, p0, p1, p2)
-            return x
-        return getattr(torch.ops.torchinit, name)(x, w0, w1, p0, p1, p2)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        if inputs[7]:
-            ctx.mark_dirty(inputs[0])
-        _save(ctx, FORMULAS[inputs[6]], inputs, output)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return (*_grads(ctx, grad, tuple(ctx.needs_input_grad[:3])), None, None, None, None, None)
+    """)
 
 
 __all__ = ["ActivationFunction"]
