@@ -8,14 +8,16 @@ signed zeros included.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as TF
+from activation_cases import CASES, params
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import torchinit as ti
 import torchinit.functional as F
-from activation_cases import CASES, params
 from torchinit import backend
 from torchinit.activations import ACTIVATIONS, SELU_ALPHA, SELU_SCALE
 
@@ -140,3 +142,36 @@ def test_argument_checks_come_from_the_table(op, call, message):
     for _ in range(2):  # a failed call is never cached
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             call(x)
+
+
+# inputs PReLU's table check rejects (a weight that is 2-D, not a tensor, or per-channel against an input
+# without that many channels): torch's own F.prelu must reject each too, or the torch route would return a
+# result where torchinit used to raise (Activation.torch_checks)
+_PRELU_REJECTED = [
+    (torch.randn(2, 4), torch.rand(1, 4)), (torch.randn(2, 4), torch.rand(4, 1)), (torch.randn(2, 4, 3), torch.rand(2, 2)),
+    (torch.randn(4), torch.rand(4)), (torch.randn(()), torch.rand(4)), (torch.randn(2, 3), torch.rand(4)),
+    (torch.randn(2, 4), torch.rand(0)), (torch.randn(2, 4), 0.25),
+]
+
+
+@pytest.mark.parametrize("x,w", _PRELU_REJECTED)
+def test_torch_rejects_what_prelus_check_rejects(x, w):
+    assert ACTIVATIONS["prelu"].torch_checks
+    with pytest.raises((TypeError, ValueError)) as ours:
+        ACTIVATIONS["prelu"].check((w,), x=x)
+    with pytest.raises((TypeError, RuntimeError)):
+        TF.prelu(x, w)
+    with pytest.raises(type(ours.value), match="torchinit.prelu"):  # the error users see is still the table's
+        F.prelu(x, w)
+
+
+def test_prelu_on_the_torch_route_skips_the_check_and_matches_torch(monkeypatch):
+    calls = []
+    counting = dataclasses.replace(ACTIVATIONS["prelu"], checks=lambda *a: calls.append(a))
+    monkeypatch.setitem(ACTIVATIONS, "prelu", counting)
+    x, w = torch.randn(2, 4, 3), torch.rand(4)
+    torch.testing.assert_close(F.prelu(x, w), TF.prelu(x, w), rtol=0, atol=0)
+    assert calls == []  # CPU under "auto": torch's F.prelu checks the weight itself
+    with ti.use_backend("torch"):
+        F.prelu(x, w)
+    assert calls == []

@@ -355,6 +355,10 @@ class Activation:
     #: the argument check: ``(op, x, *values)`` raises a clear error naming ``op`` for arguments the
     #: activation does not take (``x`` is the input, where a check needs it); None: any numbers
     checks: Callable[..., None] | None = None
+    #: its torch form (torch's own function) rejects every argument :attr:`checks` rejects, so on the torch
+    #: route the check runs only to name the error torch raised (PReLU: its weight checks cost more than
+    #: torch's op on a small tensor); tests/test_call_path.py holds torch to that
+    torch_checks: bool = False
 
     def arguments(self, values: tuple) -> dict[str, Any]:
         """``values`` (this activation's arguments in the order of :attr:`defaults`) as keyword arguments."""
@@ -455,7 +459,7 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("relu6", {}, True, _fixed("hardtanh", 0.0, 6.0), "relu6"),
         Activation("leaky_relu", {"negative_slope": 0.01}, True, _leaky, "leaky_relu"),
         Activation("prelu", {"weight": None}, False, lambda weight, **_: _weight_or_scalar("prelu", weight), "prelu",
-                   learnable="prelu", checks=_check_prelu_weight),
+                   learnable="prelu", checks=_check_prelu_weight, torch_checks=True),
         Activation("elu", {"alpha": 1.0}, True, lambda alpha=1.0, **_: _elu_like(alpha, 1.0, 1.0), "elu"),
         Activation("celu", {"alpha": 1.0}, True, lambda alpha=1.0, **_: _elu_like(alpha, 1.0, 1.0 / alpha), "celu",
                    checks=_check_nonzero("alpha")),

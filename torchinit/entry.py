@@ -140,6 +140,14 @@ def call_uncached(name: str, x: torch.Tensor, inplace: bool, values: tuple) -> t
     """:func:`call` for other dtypes, tensor (learnable) arguments and arguments not seen before (the
     functions whose arguments are always tensors, ``prelu``, call it directly)."""
     activation = ACTIVATIONS[name]
+    if (activation.torch_checks and activation.learnable is not None and isinstance(x, _Tensor)
+            and x.dtype in _FLOATING_SET and not backend.route(name, x)):
+        # torch's own function rejects what the table's check rejects: the check only names its error
+        try:
+            return FORMULAS[activation.learnable].forward(x, *_learnable_args(values), inplace)
+        except Exception:  # noqa: BLE001 - re-raised unless the table's check names it first
+            activation.check(values, x=x)
+            raise
     activation.check(values, x=x)
     if not isinstance(x, _Tensor):
         check_tensor(name, x)
