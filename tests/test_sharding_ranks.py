@@ -260,6 +260,12 @@ def _worker(rank, world, init_file, result_file):
         if rank == 0:
             torch.save({"ok": ok, "torch_unsupported": sorted(TORCH_UNSUPPORTED)}, result_file)
         dist.destroy_process_group()
+    # Leave without interpreter teardown: after destroy_process_group a spawned rank sometimes aborts at exit
+    # ("terminate called without an active exception": a joinable C++ thread destroyed at shutdown; 2 of 15 runs of
+    # this file here, after every check had passed and rank 0 had saved its results). Flush, then exit 0.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @pytest.fixture(scope="module")
