@@ -109,8 +109,12 @@ def _ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def test_normal_and_truncated_within_ulps_of_torch_path(isa, name):
     d, key = DISTS[name], derive_key(1, name)
     got, ref = _native(d, key, 1 << 17, 3), _torch_path(d, key, 1 << 17, 3)
-    # measured: normal 3 ulps, truncated 2 (torch's log/sin/cos are within 1 ulp, the kernel's within 0.5)
-    assert int(_ulps(got, ref).max()) <= 4
+    # measured: normal 3 ulps, truncated 2 (torch's log/sin/cos are within 1 ulp, the kernel's within 0.5), in ulps
+    # of the larger term of mean + std * z: where the two cancel (mean 0.1, std 0.02, z = -4.37 gives 0.0126) the
+    # output's own ulp is 8x finer and one ulp of z shows as 8 -- seen on an AVX-512 machine whose torch sin/cos
+    # round that z the other way (both paths within 2.5 ulps of fp64 Box-Muller there, held by the test above)
+    terms = torch.maximum(torch.tensor(abs(d.mean)), (ref.double() - d.mean).abs())
+    assert float(((got.double() - ref.double()).abs() / _ulp32(terms)).max()) <= 4
     assert float((got != ref).double().mean()) < 0.1
 
 
