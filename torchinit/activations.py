@@ -205,7 +205,8 @@ def _star_relu_param_grads(g, x, p0, p1, p2):
 def _prelu(x, p0, p1, p2, inplace):
     # torch has no in-place prelu: in place copies the result back (written out, not _out_of_place: one frame
     # less on a call that runs every time, its weight being a tensor)
-    return x.copy_(F.prelu(x, p0)) if inplace else F.prelu(x, p0)
+    # torch.prelu is what F.prelu calls after its __torch_function__ test, which the builtin makes itself
+    return x.copy_(torch.prelu(x, p0)) if inplace else torch.prelu(x, p0)
 
 
 def _prelu_backward(g, x, p0, p1, p2):

@@ -10,6 +10,10 @@ take torch's own function (:func:`torch_twin`).
 
 from __future__ import annotations
 
+import inspect
+from collections import defaultdict
+from typing import Any
+
 import torch
 
 from . import backend
@@ -17,7 +21,8 @@ from .activation_autograd import ActivationFunction
 from .activations import ACTIVATIONS, FORMULAS, Resolved, cacheable
 
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_FLOATING_SET = frozenset(FLOATING)
+FLOATING_SET = frozenset(FLOATING)  # for the hot paths' membership tests
+_FLOATING_SET = FLOATING_SET
 _is_compiling = torch.compiler.is_compiling
 _Tensor = torch.Tensor
 _route = backend.route  # the one backend decision of a call
@@ -49,7 +54,16 @@ def needs_grad(*tensors) -> bool:
     return False
 
 
-_RESOLVED: dict[tuple, Resolved] = {}  # calls without tensor arguments resolve to the same formula every time
+#: per activation, the resolutions of its calls without tensor arguments, keyed by the input's dtype and the
+#: argument values (:func:`cache_key`) for every floating dtype: the key is the hot path's floating-point test
+_RESOLVED: defaultdict[str, dict[Any, Resolved]] = defaultdict(dict)  # rows added later get theirs too
+_CACHE_LIMIT = 1024  # keys per activation (4 dtypes per argument tuple)
+
+
+def cache_key(dtype: torch.dtype, values: tuple) -> Any:
+    """The key of a resolution in its activation's cache: ``dtype`` alone without arguments (one attribute
+    read and a hash on the hot path), else ``(dtype, *values)``."""
+    return (dtype, *values) if values else dtype
 
 
 def _resolve(name: str, arguments: dict) -> Resolved:
@@ -60,12 +74,13 @@ def _resolve(name: str, arguments: dict) -> Resolved:
 def _resolve_values(activation, values: tuple) -> Resolved:
     if not cacheable(values) or _is_compiling():  # no side effects on a global while Dynamo traces
         return activation.resolve(**activation.arguments(values))
-    key = (activation.name, values)
-    resolved = _RESOLVED.get(key)
+    cache = _RESOLVED[activation.name]
+    resolved = cache.get(cache_key(torch.float32, values))
     if resolved is None:
         resolved = activation.resolve(**activation.arguments(values))
-        if len(_RESOLVED) < 4096:
-            _RESOLVED[key] = resolved
+        if len(cache) < _CACHE_LIMIT:
+            for dtype in FLOATING:
+                cache[cache_key(dtype, values)] = resolved
     return resolved
 
 
@@ -115,25 +130,71 @@ def _learnable_args(values: tuple) -> tuple:
     return args + (0.0,) * (3 - len(args))
 
 
-def call(name: str, x: torch.Tensor, inplace: bool = False, values: tuple = ()) -> torch.Tensor:
-    """Activation ``name`` of ``x`` with its arguments ``values`` (in the order of the table's defaults).
+# The hot path of every activation call, written once. :func:`make_entry` fills it in as :func:`call`
+# (the name and arguments are parameters) and as each function of torchinit.functional (the name and the
+# argument tuple written in), so that a call costs one Python frame before torch's own function: a floating
+# input with arguments seen before is one dictionary look-up, then the one backend decision (``_route``).
+_HOT_PATH = """
+def {function}({signature}):
+    resolved = {cache}.get({key}) if isinstance({x}, _Tensor) else None
+    if resolved is None{slow_also}:
+        return {slow}
+    if _route({name}, {x}):
+        return _run_operator(resolved, {x}, {inplace})
+    direct = resolved.direct
+    return direct({x}) if direct is not None and not {inplace} else resolved.torch_form({x}, {inplace})
+"""
 
-    Floating-point inputs (fp16, bf16, fp32, fp64) take torchinit's path; any other dtype takes
-    torch's (:func:`torch_twin`), so torchinit accepts exactly the dtypes torch accepts. One backend
-    decision (:func:`torchinit.backend.route`): where it picks the torch form (CPU under "auto"),
-    the call goes straight to the table's torch form -- torch's own ops, differentiated by torch's
-    autograd; else through torchinit's operators (:func:`run_operator`).
+
+def make_entry(function: str, signature: str, slow: str, activation: str | None = None,
+               arguments: tuple[str, ...] = (), inplace: str = "False", slow_also: str = "",
+               namespace: dict | None = None, x: str = "input", module: str = __name__):
+    """A function ``function(<signature>)`` running the hot path (:data:`_HOT_PATH`) of an activation call.
+
+    With ``activation`` (a table row's name) the function is that activation's: ``arguments`` names the
+    signature's parameters holding its arguments (in the order of the row's defaults), its cache is bound
+    and the key written out (:func:`cache_key`). Without, it is the generic :func:`call`, whose parameters
+    ``name`` and ``values`` hold them. ``inplace`` and ``x`` (the input) are source expressions over the
+    signature's parameters; ``slow`` is the expression that handles every other case (other dtypes, tensor
+    or new arguments) and ``slow_also`` a further condition, starting with `` or ``, under which it does (a
+    memory mode with something to save). ``namespace`` holds the names these expressions use besides the
+    hot path's own. The function is generated (``exec`` of its ``def``, as :mod:`dataclasses` makes
+    ``__init__``), so it costs what a hand-written one of this body would.
     """
-    if not isinstance(x, _Tensor):
-        return call_uncached(name, x, inplace, values)
-    # the common case first: a floating input and arguments seen before (numbers only) are one look-up
-    resolved = _RESOLVED.get((name, values)) if x.dtype in _FLOATING_SET else None
-    if resolved is None:
-        return call_uncached(name, x, inplace, values)
-    if not _route(name, x):
-        direct = resolved.direct
-        return direct(x) if direct is not None and not inplace else resolved.torch_form(x, inplace)
-    return run_operator(resolved, x, inplace)
+    scope = {"_RESOLVED": _RESOLVED, "_Tensor": _Tensor, "_route": _route, "_run_operator": run_operator,
+             **(namespace or {})}
+    if activation is None:
+        name, values, cache, key = "name", "values", "_RESOLVED[name]", f"({x}.dtype, *values) if values else {x}.dtype"
+    else:
+        name, values, cache = repr(activation), "(" + "".join(f"{a}, " for a in arguments) + ")", "_cache"
+        key = f"({x}.dtype, {', '.join(arguments)})" if arguments else f"{x}.dtype"
+        scope["_cache"] = _RESOLVED[activation]
+    source = _HOT_PATH.format(function=function, signature=signature, name=name, values=values, x=x,
+                              inplace=inplace, slow=slow, slow_also=slow_also, cache=cache, key=key)
+    exec(source, scope)  # noqa: S102 - the hot path above with expressions of the caller's own names
+    fn = scope[function]
+    fn.__module__ = module
+    return fn
+
+
+def entry_like(stub, slow: str, activation: str, slow_also: str = "", namespace: dict | None = None):
+    """:func:`make_entry` for a function written as a stub: a ``def`` holding only the signature and docstring
+    (torch's twin's, or a memory mode's). The generated function takes the stub's parameters (``input``
+    first, then positional-or-keyword ones with their defaults), docstring and annotations; the parameters
+    named like the row ``activation``'s defaults are its arguments, ``inplace`` (where there is one) its
+    in-place flag. ``slow`` and ``slow_also`` are as for :func:`make_entry`, over the stub's parameter names."""
+    parameters = list(inspect.signature(stub).parameters.values())
+    if not parameters or parameters[0].name != "input" or any(p.kind != p.POSITIONAL_OR_KEYWORD for p in parameters):
+        raise TypeError(f"torchinit.entry.entry_like: {stub.__name__} must take (input, <arguments>), positional or "
+                        "keyword")
+    defaults = {p.name: p.default for p in parameters[1:]}
+    signature = ", ".join(["input", *(f"{p}=_defaults[{p!r}]" for p in defaults)])
+    fn = make_entry(stub.__name__, signature, slow, activation=activation,
+                    arguments=tuple(a for a in ACTIVATIONS[activation].defaults if a in defaults),
+                    inplace="inplace" if "inplace" in defaults else "False", slow_also=slow_also,
+                    namespace={"_defaults": defaults, **(namespace or {})}, module=stub.__module__)
+    fn.__doc__, fn.__annotations__, fn.__qualname__ = stub.__doc__, stub.__annotations__, stub.__qualname__
+    return fn
 
 
 def call_uncached(name: str, x: torch.Tensor, inplace: bool, values: tuple) -> torch.Tensor:
@@ -179,6 +240,20 @@ def run_operator(resolved: Resolved, x: torch.Tensor, inplace: bool) -> torch.Te
     return ActivationFunction.apply(x, w0, w1, p0, p1, p2, formula.name, inplace)
 
 
+call = make_entry("call", "name, x, inplace=False, values=()", "_call_uncached(name, x, inplace, values)",
+                  inplace="inplace", x="x", namespace={"_call_uncached": call_uncached})
+call.__annotations__ = {"name": str, "x": torch.Tensor, "inplace": bool, "values": tuple, "return": torch.Tensor}
+call.__doc__ = """Activation ``name`` of ``x`` with its arguments ``values`` (in the order of the table's defaults).
+
+    Floating-point inputs (fp16, bf16, fp32, fp64) take torchinit's path; any other dtype takes
+    torch's (:func:`torch_twin`), so torchinit accepts exactly the dtypes torch accepts. One backend
+    decision (:func:`torchinit.backend.route`): where it picks the torch form (CPU under "auto"),
+    the call goes straight to the table's torch form -- torch's own ops, differentiated by torch's
+    autograd; else through torchinit's operators (:func:`run_operator`). Generated from the hot path
+    (:func:`make_entry`), as every function of :mod:`torchinit.functional` is.
+    """
+
+
 def run_glu(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """``glu`` on the path the backend chooses: first half times sigmoid of the second half along ``dim``.
 
@@ -205,5 +280,6 @@ def run_glu(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return GluFunction.apply(x, dim)
 
 
-__all__ = ["FLOATING", "call", "call_uncached", "check_input", "check_tensor", "needs_grad", "run_activation", "run_glu",
+__all__ = ["FLOATING", "FLOATING_SET", "cache_key", "entry_like", "make_entry", "call", "call_uncached", "check_input",
+           "check_tensor", "needs_grad", "run_activation", "run_glu",
            "run_operator", "torch_errors_named", "torch_twin"]

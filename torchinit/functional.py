@@ -7,32 +7,67 @@ implementation runs (Triton kernels or the pure-torch path) is chosen per call b
 Every row of the activation table (:data:`torchinit.activations.ACTIVATIONS`) has its function here:
 the ones written below (torch's exact signature and a docstring), and, for a row without one, a
 function made from the row (:func:`from_table`): ``(input, <the row's arguments with its
-defaults>[, inplace=False])``, calling :func:`torchinit.entry.call`.
+defaults>[, inplace=False])``; both run the hot path of :func:`torchinit.entry.call`.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from .activations import ACTIVATIONS
-from .entry import call, call_uncached, run_glu
+from .entry import call_uncached, entry_like, run_glu
 
 Tensor = torch.Tensor
 
 
+def from_table(row):
+    """The functional form of an activation table row: ``name(input, <arguments>[, inplace=False])`` with the
+    row's argument names and defaults in order (positional or keyword, as torch's functions take them),
+    running the hot path of every activation call (:func:`torchinit.entry.make_entry`; one Python frame
+    before torch's own function).
+
+    ``row`` is the row's name, or (as a decorator) a function of that name holding only the signature and
+    docstring that torch's twin has: the generated function takes them (:func:`torchinit.entry.entry_like`),
+    and the stub's parameters must be the row's (checked here, so the two cannot drift apart)."""
+    stub = None if isinstance(row, str) else row
+    name = row if stub is None else stub.__name__
+    activation = ACTIVATIONS[name]
+    if not name.isidentifier() or not all(a.isidentifier() for a in activation.defaults):
+        raise ValueError(f"torchinit.functional.from_table: {name!r} and its arguments must be identifiers")
+    expected = dict(activation.defaults, **({"inplace": False} if activation.inplace else {}))
+    if stub is None:
+        source = f"def {name}(input{''.join(f', {a}=_defaults[{a!r}]' for a in expected)}):\n    pass\n"
+        scope = {"_defaults": expected}
+        exec(source, scope)  # noqa: S102 - a signature from the table's names (checked identifiers above)
+        stub = scope[name]
+        stub.__module__ = __name__
+        stub.__doc__ = (f"Activation ``{name}`` of the activation table (:data:`torchinit.activations.ACTIVATIONS`), "
+                        "made from its row: " + (f"arguments {', '.join(activation.defaults)}." if activation.defaults
+                                                 else "no arguments."))
+    got = {p.name: p.default for p in list(inspect.signature(stub).parameters.values())[1:]}
+    if list(got.items()) != list(expected.items()):  # names, order and defaults
+        raise TypeError(f"torchinit.functional.{name}: the signature {got} is not the table row's {expected}")
+    inplace = "inplace" if activation.inplace else "False"
+    values = "(" + "".join(f"{a}, " for a in activation.defaults) + ")"
+    return entry_like(stub, f"_call_uncached({name!r}, input, {inplace}, {values})", name,
+                      namespace={"_call_uncached": call_uncached})
+
+
+@from_table
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(0, x), as ``torch.nn.functional.relu``."""
-    return call("relu", input, inplace)
 
 
+@from_table
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     """min(max(0, x), 6), as ``torch.nn.functional.relu6``."""
-    return call("relu6", input, inplace)
 
 
+@from_table
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """x for x > 0, negative_slope * x otherwise, as ``torch.nn.functional.leaky_relu``."""
-    return call("leaky_relu", input, inplace, (negative_slope,))
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
@@ -40,79 +75,79 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
     return call_uncached("prelu", input, False, (weight,))  # a tensor argument: nothing to look up
 
 
+@from_table
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """x for x > 0, alpha * (exp(x) - 1) otherwise, as ``torch.nn.functional.elu``."""
-    return call("elu", input, inplace, (alpha,))
 
 
+@from_table
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """max(0, x) + min(0, alpha * (exp(x / alpha) - 1)), as ``torch.nn.functional.celu``."""
-    return call("celu", input, inplace, (alpha,))
 
 
+@from_table
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
     """scale * elu(x, alpha) with the self-normalising constants, as ``torch.nn.functional.selu``."""
-    return call("selu", input, inplace)
 
 
+@from_table
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x * Phi(x) (``approximate="tanh"``: the tanh approximation), as ``torch.nn.functional.gelu``."""
-    return call("gelu", input, False, (approximate,))
 
 
+@from_table
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """x * sigmoid(x), as ``torch.nn.functional.silu``."""
-    return call("silu", input, inplace)
 
 
+@from_table
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """x * tanh(softplus(x)), as ``torch.nn.functional.mish``."""
-    return call("mish", input, inplace)
 
 
+@from_table
 def sigmoid(input: Tensor) -> Tensor:
     """1 / (1 + exp(-x)), as ``torch.sigmoid``."""
-    return call("sigmoid", input)
 
 
+@from_table
 def tanh(input: Tensor) -> Tensor:
     """The hyperbolic tangent, as ``torch.tanh``."""
-    return call("tanh", input)
 
 
+@from_table
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + exp(beta * x)) / beta, linear above ``threshold``, as ``torch.nn.functional.softplus``."""
-    return call("softplus", input, False, (beta, threshold))
 
 
+@from_table
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """x * relu6(x + 3) / 6, as ``torch.nn.functional.hardswish``."""
-    return call("hardswish", input, inplace)
 
 
+@from_table
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
     """relu6(x + 3) / 6, as ``torch.nn.functional.hardsigmoid``."""
-    return call("hardsigmoid", input, inplace)
 
 
+@from_table
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
     """x clamped to [min_val, max_val], as ``torch.nn.functional.hardtanh``."""
-    return call("hardtanh", input, inplace, (min_val, max_val))
 
 
+@from_table
 def softsign(input: Tensor) -> Tensor:
     """x / (1 + |x|), as ``torch.nn.functional.softsign``."""
-    return call("softsign", input)
 
 
+@from_table
 def logsigmoid(input: Tensor) -> Tensor:
     """log(sigmoid(x)), computed without overflow, as ``torch.nn.functional.logsigmoid``."""
-    return call("logsigmoid", input)
 
 
+@from_table
 def tanhshrink(input: Tensor) -> Tensor:
     """x - tanh(x), as ``torch.nn.functional.tanhshrink``."""
-    return call("tanhshrink", input)
 
 
 def glu(input: Tensor, dim: int = -1) -> Tensor:
@@ -123,41 +158,19 @@ def glu(input: Tensor, dim: int = -1) -> Tensor:
     return run_glu(input, dim)
 
 
+@from_table
 def swish(input: Tensor, beta: float | Tensor = 1.0) -> Tensor:
     """x * sigmoid(beta * x) (Ramachandran et al. 2017); ``beta`` a number or a learnable one-element tensor."""
-    return call("swish", input, False, (beta,))
 
 
+@from_table
 def squared_relu(input: Tensor, inplace: bool = False) -> Tensor:
     """relu(x) ** 2 (So et al. 2021, "Primer")."""
-    return call("squared_relu", input, inplace)
 
 
+@from_table
 def star_relu(input: Tensor, scale: float | Tensor = 0.8944, bias: float | Tensor = -0.4472) -> Tensor:
     """scale * relu(x) ** 2 + bias (Yu et al. 2022, "MetaFormer Baselines"); scale, bias numbers or 1-element tensors."""
-    return call("star_relu", input, False, (scale, bias))
-
-
-def from_table(name: str):
-    """The functional form of activation table row ``name``: ``name(input, <arguments>[, inplace=False])``
-    with the row's argument names and defaults in order (positional or keyword, as torch's functions take
-    them), returning ``call(name, input, inplace, (<arguments>,))``. A generated signature (``exec`` of
-    the ``def``, as :mod:`dataclasses` makes ``__init__``), so a call costs what a hand-written one does."""
-    activation = ACTIVATIONS[name]
-    if not name.isidentifier() or not all(a.isidentifier() for a in activation.defaults):
-        raise ValueError(f"torchinit.functional.from_table: {name!r} and its arguments must be identifiers")
-    params = [f"{a}=_defaults[{a!r}]" for a in activation.defaults] + (["inplace=False"] if activation.inplace else [])
-    values = "".join(f"{a}, " for a in activation.defaults)
-    source = (f"def {name}(input{''.join(', ' + p for p in params)}):\n"
-              f"    return _call({name!r}, input, {'inplace' if activation.inplace else 'False'}, ({values}))\n")
-    namespace = {"_call": call, "_defaults": activation.defaults}
-    exec(source, namespace)  # noqa: S102 - a def built from the table's names (checked identifiers above)
-    fn = namespace[name]
-    fn.__module__ = __name__
-    fn.__doc__ = (f"Activation ``{name}`` of the activation table (:data:`torchinit.activations.ACTIVATIONS`), "
-                  "made from its row: " + (f"arguments {', '.join(activation.defaults)}." if activation.defaults
-                                           else "no arguments."))
-    return fn
 
 
 __all__ = [

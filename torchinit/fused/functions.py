@@ -8,11 +8,14 @@ Each picks its path per call like every torchinit activation (:mod:`torchinit.ba
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 import torch
 
 from .. import backend, sharding
 from ..activations import ACTIVATIONS
-from ..entry import call, call_uncached, check_input
+from ..entry import FLOATING_SET, call, call_uncached, check_input, entry_like
 from ..entry import needs_grad as _needs_grad
 from ._common import canonical_dim, resolve_scalar_activation
 from .bias_act import BiasActFunction, bias_view
@@ -21,6 +24,7 @@ from .gated import GatedFunction, GatedSplitFunction
 from .rational import RationalFunction, torch_rational
 
 Tensor = torch.Tensor
+_grad_enabled = torch.is_grad_enabled
 
 
 def _same_device(a: Tensor, b: Tensor) -> bool:
@@ -166,8 +170,14 @@ def rational(x: Tensor, numerator: Tensor, denominator: Tensor) -> Tensor:
 
 def _bits(name: str, act: str, x: Tensor, inplace: bool, values: tuple = ()) -> Tensor:
     """Activation ``act`` of the table with arguments ``values`` (its order), saving a 1-bit mask."""
-    check_input(name, x)
-    weight = next((v for v in values if isinstance(v, Tensor)), None)  # a learnable argument (PReLU's weight)
+    if not isinstance(x, Tensor) or x.dtype not in FLOATING_SET:
+        check_input(name, x)  # raises
+    ACTIVATIONS[act].check(values, name, x)
+    weight = None
+    for v in values:  # a learnable argument (PReLU's weight)
+        if isinstance(v, Tensor):
+            weight = v
+            break
     if not _needs_grad(x, weight) or (weight is not None and weight.requires_grad and torch.is_grad_enabled()):
         # nothing to save, or PReLU with a trainable weight: its gradient needs x itself (see prelu_bits)
         return call(act, x, inplace and weight is None, values)
@@ -204,25 +214,59 @@ class _InplaceView(torch.autograd.Function):
         return None, grad
 
 
+def _memory_mode(act: str, slow) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """A memory mode of activation ``act`` from its stub (signature and docstring): the hot path of every
+    activation call (:func:`torchinit.entry.entry_like`) where there is nothing to save -- a floating input
+    with arguments seen before, and no gradient recorded -- and ``slow(name, input, <the stub's
+    parameters>)`` otherwise (``name`` the mode's own, for its errors)."""
+
+    def make(stub):
+        name = stub.__name__
+        params = list(inspect.signature(stub).parameters)[1:]
+        bits = " or bits not in _WIDTHS" if "bits" in params else ""
+        return entry_like(stub, f"_slow({name!r}, input, {', '.join(params)})", act,
+                          slow_also=f"{bits} or (input.requires_grad and _grad_enabled())",
+                          namespace={"_slow": slow, "_WIDTHS": FEWBIT_WIDTHS, "_grad_enabled": _grad_enabled})
+
+    return make
+
+
+def _bits_mode(act: str):
+    """The 1-bit memory mode of ``act``: ``name(input, <arguments>, inplace=False)``."""
+    def slow(name, x, *parameters):
+        *values, inplace = parameters
+        return _bits(name, act, x, inplace, tuple(values))
+
+    return _memory_mode(act, slow)
+
+
+def _fewbit_mode(act: str):
+    """The few-bit memory mode of ``act``: ``name(input, <arguments>, bits=4)``."""
+    def slow(name, x, *parameters):
+        *values, bits = parameters
+        return _fewbit(name, act, x, bits, tuple(values))
+
+    return _memory_mode(act, slow)
+
+
+@_bits_mode("relu")
 def relu_bits(input: Tensor, inplace: bool = False) -> Tensor:
     """``relu`` saving a 1-bit mask for backward (exact gradient); see :mod:`torchinit.fused.bits`."""
-    return _bits("relu_bits", "relu", input, inplace)
 
 
+@_bits_mode("relu6")
 def relu6_bits(input: Tensor, inplace: bool = False) -> Tensor:
     """``relu6`` saving a 1-bit mask for backward (exact gradient)."""
-    return _bits("relu6_bits", "relu6", input, inplace)
 
 
+@_bits_mode("leaky_relu")
 def leaky_relu_bits(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """``leaky_relu`` saving a 1-bit mask for backward (exact gradient, any slope)."""
-    return _bits("leaky_relu_bits", "leaky_relu", input, inplace, (negative_slope,))
 
 
+@_bits_mode("hardtanh")
 def hardtanh_bits(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
     """``hardtanh`` saving a 1-bit mask for backward (exact gradient)."""
-    ACTIVATIONS["hardtanh"].check((min_val, max_val), "hardtanh_bits")
-    return _bits("hardtanh_bits", "hardtanh", input, inplace, (min_val, max_val))
 
 
 def prelu_bits(input: Tensor, weight: Tensor) -> Tensor:
@@ -233,7 +277,7 @@ def prelu_bits(input: Tensor, weight: Tensor) -> Tensor:
     """
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"torchinit.prelu_bits: argument 'weight' must be a torch.Tensor, got {type(weight).__name__}")
-    if not _needs_grad(input) or (weight.requires_grad and torch.is_grad_enabled()):
+    if not (_grad_enabled() and input.requires_grad) or weight.requires_grad:  # nothing to save, or x needed
         return call_uncached("prelu", input, False, (weight,))  # functional.prelu (a tensor argument: no look-up)
     check_input("prelu_bits", input)
     channels = input.shape[1] if input.dim() >= 2 else 1
@@ -246,10 +290,11 @@ def prelu_bits(input: Tensor, weight: Tensor) -> Tensor:
 def _fewbit(name: str, act: str, x: Tensor, bits: int, values: tuple = ()) -> Tensor:
     """Activation ``act`` of the table with arguments ``values``, saving a ``bits``-bit derivative code."""
     ACTIVATIONS[act].check(values, name)
-    check_input(name, x)
+    if not isinstance(x, Tensor) or x.dtype not in FLOATING_SET:
+        check_input(name, x)  # raises
     if bits not in FEWBIT_WIDTHS:
         raise ValueError(f"torchinit.{name}: argument 'bits' must be 1, 2 or 4, got {bits!r}")
-    if not _needs_grad(x):
+    if not (x.requires_grad and torch.is_grad_enabled()):
         return call(act, x, False, values)
     if sharding.is_dtensor(x):  # the codes are packed per tensor: each rank's shard (element-wise, no communication)
         return sharding.on_local_shards(lambda t: _fewbit(name, act, t, bits, values), x)
@@ -260,16 +305,16 @@ def _fewbit(name: str, act: str, x: Tensor, bits: int, values: tuple = ()) -> Te
     return y
 
 
+@_fewbit_mode("gelu")
 def gelu_fewbit(input: Tensor, approximate: str = "none", bits: int = 4) -> Tensor:
     """``gelu`` with an approximate ``bits``-bit backward (Novikov et al. 2023): see :mod:`torchinit.fused`."""
-    return _fewbit("gelu_fewbit", "gelu", input, bits, (approximate,))
 
 
+@_fewbit_mode("silu")
 def silu_fewbit(input: Tensor, bits: int = 4) -> Tensor:
     """``silu`` with an approximate ``bits``-bit backward (Novikov et al. 2023)."""
-    return _fewbit("silu_fewbit", "silu", input, bits)
 
 
+@_fewbit_mode("mish")
 def mish_fewbit(input: Tensor, bits: int = 4) -> Tensor:
     """``mish`` with an approximate ``bits``-bit backward (Novikov et al. 2023)."""
-    return _fewbit("mish_fewbit", "mish", input, bits)
