@@ -175,3 +175,105 @@ def test_prelu_on_the_torch_route_skips_the_check_and_matches_torch(monkeypatch)
     with ti.use_backend("torch"):
         F.prelu(x, w)
     assert calls == []
+
+
+def test_operators_are_registered_per_dispatch_key():
+    """Every torchinit operator has a CUDA kernel, a CPU one and a CompositeExplicitAutograd torch form: the
+    device picks between kernel and torch form, so nothing inside an operator decides the backend again."""
+    ops = torch.ops.torchinit
+    names = [n for n in ops if not n.startswith("_") and hasattr(getattr(ops, n), "default")]
+    assert len(names) > 80  # 29 formulas x (op, op_, op_backward), the fused, memory-mode and softmax ones
+    for name in names:
+        qualified = f"torchinit::{name}"
+        for key in ("CUDA", "CPU", "CompositeExplicitAutograd"):
+            assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, key), (name, key)
+
+
+def test_the_cuda_implementation_reads_no_backend(monkeypatch):
+    """On CUDA an operator runs its kernel without asking the backend (the entry point asked): a backend read
+    here would raise. The torch form takes over only without Triton, or for an empty tensor where asked."""
+    from torchinit.opdef import kernel_or_torch
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the backend was read inside the operator")
+
+    monkeypatch.setattr(backend, "get_backend", refuse)
+    monkeypatch.setattr(backend, "kernel_runs_on", refuse)
+    monkeypatch.setattr(backend, "triton_available", lambda: True)
+    impl = kernel_or_torch(lambda x: "kernel", lambda x: "torch", nonempty=True)
+    assert impl.on_cuda(torch.ones(2)) == "kernel"
+    assert impl.on_cuda(torch.ones(0)) == "torch"
+    monkeypatch.setattr(backend, "triton_available", lambda: False)
+    assert impl.on_cuda(torch.ones(2)) == "torch"
+
+
+def test_a_cpu_operator_call_decides_by_the_interpreter_rule():
+    """A direct call of an operator on CPU: the torch form, except under Triton's interpreter with the forced
+    "triton" backend (then the kernel, equal to the torch form to within the formula's rounding)."""
+    x = torch.linspace(-3, 3, 7)
+    args = (None, None, 0.0, 0.0, 0.0)
+    with ti.use_backend("auto"):
+        assert torch.equal(torch.ops.torchinit.sigmoid(x, *args), torch.sigmoid(x))
+    if backend.triton_can_run(x.device):
+        with ti.use_backend("triton"):
+            torch.testing.assert_close(torch.ops.torchinit.sigmoid(x, *args), torch.sigmoid(x))
+
+
+def _decisions(fn, *args):
+    """The calls of torchinit.backend's deciding functions while ``fn(*args)`` runs (profiled, not patched:
+    the generated entry points hold their own reference to route)."""
+    import sys
+
+    watched = {f.__code__: f.__name__ for f in (backend.route, backend.use_custom_op, backend.kernel_runs_on,
+                                                  backend._kernels_for)}
+    seen = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code in watched:
+            seen.append(watched[frame.f_code])
+
+    sys.setprofile(profile)
+    try:
+        fn(*args)
+    finally:
+        sys.setprofile(None)
+    return seen
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "elu", "gelu", "relu_bits", "silu_fewbit"])
+def test_one_decision_on_the_eager_path(name):
+    """A call on CPU under "auto" makes one backend decision (route) and none after it."""
+    fn = getattr(F, name)
+    x = torch.randn(5)
+    with ti.use_backend("auto"):
+        fn(x)  # first sight: the arguments are checked and the resolution cached
+        assert _decisions(fn, x) == ["route"]
+
+
+def test_kernels_load_lazily_through_one_loader():
+    """Importing torchinit imports no Triton and no kernel module; ``torchinit.kernels.<module>`` is imported
+    when first named (PEP 562), and no torchinit module imports a kernel module any other way."""
+    import ast
+    import pathlib
+    import subprocess
+    import sys
+
+    probe = ("import sys, torch, torchinit, torchinit.functional as F, torchinit.nn, torchinit.fused; "
+             "F.gelu(torch.randn(4)); "
+             "print(sorted(m for m in sys.modules if m == 'triton' or m.startswith('torchinit.kernels.')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "TORCHINIT_BACKEND": "auto"}).stdout
+    assert out.strip() == "[]"
+    import torchinit.kernels as kernels
+
+    assert kernels.launch.__name__ == "torchinit.kernels.launch"
+    with pytest.raises(AttributeError, match="its kernels are"):
+        kernels.no_such_module  # noqa: B018
+    root = pathlib.Path(ti.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and (
+                    node.module.startswith("torchinit.kernels") or (node.level and node.module.startswith("kernels"))):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not offenders, offenders

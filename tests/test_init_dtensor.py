@@ -2,7 +2,6 @@
 unsharded result bit for bit (Shard(0), Shard(1) and Replicate; elementwise and matrix schemes)."""
 
 import os
-import socket
 import sys
 import tempfile
 

@@ -68,8 +68,9 @@ def import_graph(root: pathlib.Path = ROOT) -> dict[str, dict[str, int]]:
                     target = ".".join(base + ([node.module] if node.module else []))
                 else:
                     target = node.module or ""
-                found += [(node.lineno, f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target)
-                          for a in node.names]
+                # ``from . import kernels``: the kernels package (its own folder), not torchinit's __init__
+                found += [(node.lineno, f"{target}.{a.name}" if f"{target}.{a.name}" in modules
+                           or f"{target}.{a.name}" == "torchinit.kernels" else target) for a in node.names]
         edges: dict[str, int] = {}
         for line, target in found:
             if target == "torchinit.kernels" or target.startswith("torchinit.kernels."):

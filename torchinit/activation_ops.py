@@ -18,7 +18,7 @@ import functools
 
 import torch
 
-from . import sharding
+from . import kernels, sharding
 from .activations import FORMULAS, Formula
 from .layout import channel_dim, dense, empty_like, is_dense, layout_like, layout_ref, to_front
 from .opdef import kernel_or_torch, kernel_pair, operator, refuse_batched
@@ -32,10 +32,8 @@ def params(w0, w1, p0, p1, p2) -> tuple:
 
 
 def _forward_into(formula: Formula, x: torch.Tensor, out: torch.Tensor, w0, w1, p0, p1, p2) -> torch.Tensor:
-    from torchinit.kernels.elementwise import launch_unary_forward
-
     fwd, _ = kernel_pair(formula.kernel_name, out.dtype)
-    return launch_unary_forward(fwd, x, out, (p0, p1, p2), (w0, w1), channel_dim(x))
+    return kernels.elementwise.launch_unary_forward(fwd, x, out, (p0, p1, p2), (w0, w1), channel_dim(x))
 
 
 def _forward(formula: Formula):
@@ -65,12 +63,10 @@ def _forward_inplace(formula: Formula):
 
 def _backward(formula: Formula):
     def kernel(grad, saved, w0, w1, p0, p1, p2):
-        from torchinit.kernels.elementwise import launch_unary_backward
-
         sd = dense(saved)
         _, bwd = kernel_pair(formula.kernel_name, sd.dtype if grad.dtype == sd.dtype else None)
-        return launch_unary_backward(bwd, layout_like(grad, sd), sd, empty_like(sd), (p0, p1, p2), (w0, w1),
-                                     channel_dim(sd))
+        return kernels.elementwise.launch_unary_backward(bwd, layout_like(grad, sd), sd, empty_like(sd), (p0, p1, p2),
+                                                         (w0, w1), channel_dim(sd))
 
     def torch_form(grad, saved, w0, w1, p0, p1, p2):
         return layout_like(formula.backward(grad, saved, *params(w0, w1, p0, p1, p2)), layout_ref(saved))

@@ -16,6 +16,13 @@ sees plain aten code and can fuse the activation with its neighbours (a hand-wri
 fusion barrier). :func:`use_kernels_in_compile` (or ``TORCHINIT_COMPILE_KERNELS=1``) keeps the
 Triton kernels inside compiled graphs instead. ``torch.export`` always records torchinit's own
 operators, so an exported program keeps them.
+
+One decision per call: the entry points (``torchinit.functional``, the modules, the fused functions)
+decide with :func:`route` whether to call torchinit's operator or the op's torch form. The operators
+themselves are registered per dispatch key: on a CUDA tensor an operator runs its Triton kernel (where
+Triton is installed), on other devices its torch form, on CPU the kernel only under the interpreter
+with the forced "triton" backend. So ``torch.ops.torchinit.<op>`` called directly on a CUDA tensor runs
+the kernel whatever the backend setting, which chooses between torchinit's operators and torch's ops.
 """
 
 from __future__ import annotations
@@ -202,8 +209,12 @@ def use_custom_op(op: str, device: torch.device) -> bool:
 
 
 def kernel_runs_on(device: torch.device) -> bool:
-    """Inside an operator implementation: run the Triton kernel (True) or the reference torch form (False).
+    """Whether the Triton kernels run on tensors of ``device`` under the backend in force (the entry points'
+    rule, :func:`_kernels_for`).
 
-    The same rule as the entry points' (:func:`_kernels_for`) for the backend in force.
+    Operators do not ask it on CUDA: they are registered per dispatch key (:class:`torchinit.opdef.Implementation`),
+    so an operator called on a CUDA tensor runs its kernel -- the entry points decided before calling it. On
+    CPU an operator asks it, because there the kernels run only under Triton's interpreter with the forced
+    "triton" backend.
     """
     return _kernels_for(get_backend(), device.type)

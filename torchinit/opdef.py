@@ -4,7 +4,8 @@
 CompositeExplicitAutograd implementation, fake, vmap, DTensor rule, ``register_autograd``) and
 :func:`autograd_function` makes the new-style ``torch.autograd.Function`` (works under ``torch.func``,
 which ``register_autograd`` does not, up to at least torch 2.14) from the same setup/backward pair.
-:func:`kernel_or_torch` is "the Triton kernel where it runs, else the torch form", and
+:func:`kernel_or_torch` is "the Triton kernel where it runs, else the torch form" (registered per
+dispatch key: the device chooses, no second backend decision), and
 :func:`per_sample` the vmap rule of an operator that reduces over its tensors (parameter gradients):
 one call per sample.
 """
@@ -14,11 +15,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from . import backend
+from . import backend, kernels
 from .layout import to_front
 
 LIB = torch.library.Library("torchinit", "DEF")  # noqa: TOR901 - the project's own namespace
@@ -34,34 +36,57 @@ def kernel_pair(kernel: str, dtype: torch.dtype | None = None) -> tuple[Any, Any
     For results rounded to fp16/bf16 (``dtype``) the pair ``<kernel>_fwd_half`` / ``<kernel>_bwd_half`` where
     math.py has one: the same formula without the steps only fp32 and fp64 results can see (each within
     about half an ulp of the half-precision result; math.py says how it was checked)."""
-    from torchinit.kernels import math as kmath
-
-    pair = getattr(kmath, kernel + "_fwd"), getattr(kmath, kernel + "_bwd")
+    pair = getattr(kernels.math, kernel + "_fwd"), getattr(kernels.math, kernel + "_bwd")
     if dtype in _HALF:
-        return getattr(kmath, kernel + "_fwd_half", pair[0]), getattr(kmath, kernel + "_bwd_half", pair[1])
+        math = kernels.math
+        return getattr(math, kernel + "_fwd_half", pair[0]), getattr(math, kernel + "_bwd_half", pair[1])
     return pair
 
 
 @functools.cache
 def param_grad_kernel(kernel: str) -> Any:
     """The Triton function ``kernels/math.py:<kernel>_pgrad`` (per-element parameter gradients)."""
-    from torchinit.kernels import math as kmath
+    return getattr(kernels.math, kernel + "_pgrad")
 
-    return getattr(kmath, kernel + "_pgrad")
+
+@dataclass(frozen=True)
+class Implementation:
+    """An operator's two implementations over the same arguments: its Triton ``kernel`` and its ``torch_form``.
+
+    :func:`operator` registers them per dispatch key, so that the device picks between them and no backend
+    decision is made again inside the operator (the entry points made it: :func:`torchinit.backend.route`):
+    CUDA runs the kernel (the torch form where Triton is not installed, or, with ``nonempty``, for a
+    tensor without elements); CPU runs the kernel only where Triton's interpreter runs the kernels there
+    (:func:`torchinit.backend.kernel_runs_on`: the forced "triton" backend with ``TRITON_INTERPRET=1``);
+    every other device the torch form. ``device_of`` is the tensor argument ``nonempty`` looks at."""
+
+    kernel: Callable[..., Any]
+    torch_form: Callable[..., Any]
+    device_of: int = 0
+    nonempty: bool = False
+
+    def on_cuda(self, *args):
+        """The CUDA implementation: the kernel."""
+        if not backend.triton_available() or (self.nonempty and args[self.device_of].numel() == 0):
+            return self.torch_form(*args)
+        return self.kernel(*args)
+
+    def on_cpu(self, *args):
+        """The CPU implementation: the torch form, or the kernel under Triton's interpreter."""
+        if backend.kernel_runs_on(_CPU) and not (self.nonempty and args[self.device_of].numel() == 0):
+            return self.kernel(*args)
+        return self.torch_form(*args)
+
+
+_CPU = torch.device("cpu")
 
 
 def kernel_or_torch(kernel: Callable[..., Any], torch_form: Callable[..., Any], device_of: int = 0,
-                    nonempty: bool = False) -> Callable[..., Any]:
-    """An operator implementation: ``kernel(*args)`` where a Triton kernel runs on the device of tensor
-    argument ``device_of`` (and, with ``nonempty``, it has elements), else ``torch_form(*args)``."""
-
-    def implementation(*args):
-        t = args[device_of]
-        if backend.kernel_runs_on(t.device) and (not nonempty or t.numel() > 0):
-            return kernel(*args)
-        return torch_form(*args)
-
-    return implementation
+                    nonempty: bool = False) -> Implementation:
+    """An operator implementation (:class:`Implementation`): ``kernel(*args)`` where a Triton kernel runs on
+    the tensors' device (and, with ``nonempty``, tensor argument ``device_of`` has elements), else
+    ``torch_form(*args)``."""
+    return Implementation(kernel, torch_form, device_of, nonempty)
 
 
 def refuse_batched(op: str, in_dims: Sequence[int | None], indices: Sequence[int], what: str) -> None:
@@ -88,18 +113,21 @@ def per_sample(op_name: str, batched: int, unbatched: Sequence[int] = (), what: 
     return rule
 
 
-def operator(name: str, schema: str, implementation: Callable[..., Any], fake: Callable[..., Any],
+def operator(name: str, schema: str, implementation: Implementation, fake: Callable[..., Any],
              vmap: Callable[..., Any] | None = None, sharding: Callable[[Any], None] | None = None,
              autograd: tuple[Callable[..., Any], Callable[..., Any]] | None = None) -> Any:
     """Register ``torchinit::<name><schema>`` and return its ``torch.ops`` packet.
 
-    ``implementation`` runs on every device (CompositeExplicitAutograd: see :func:`kernel_or_torch`),
+    ``implementation`` is registered per dispatch key (:class:`Implementation`: the kernel on CUDA, the
+    torch form as CompositeExplicitAutograd for every device without a kernel),
     ``fake`` gives outputs with exactly the real strides, ``vmap`` is its batching rule,
     ``sharding(op_overload)`` registers its DTensor rule (:mod:`torchinit.sharding`), and ``autograd``
     = ``(setup_context, backward)`` makes the bare operator differentiable (exported programs).
     """
     LIB.define(name + schema)
-    LIB.impl(name, implementation, "CompositeExplicitAutograd")
+    LIB.impl(name, implementation.torch_form, "CompositeExplicitAutograd")  # every device without a kernel
+    LIB.impl(name, implementation.on_cuda, "CUDA")
+    LIB.impl(name, implementation.on_cpu, "CPU")
     qualified = f"torchinit::{name}"
     torch.library.register_fake(qualified, fake, lib=LIB)
     if vmap is not None:
@@ -128,5 +156,6 @@ def autograd_function(name: str, forward: Callable[..., Any], setup_context: Cal
     })
 
 
-__all__ = ["LIB", "kernel_pair", "param_grad_kernel", "kernel_or_torch", "refuse_batched", "per_sample", "operator",
+__all__ = ["LIB", "Implementation", "kernel_pair", "param_grad_kernel", "kernel_or_torch", "refuse_batched", "per_sample",
+           "operator",
            "autograd_function"]

@@ -13,7 +13,7 @@ import functools
 
 import torch
 
-from . import sharding
+from . import kernels, sharding
 from .activation_ops import ARGS, params
 from .activations import FORMULAS, Formula
 from .layout import channel_dim, dense, empty_like, layout_like, layout_ref
@@ -53,16 +53,14 @@ def _sum_to_weight(sums: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 def _backward_params(formula: Formula):
     def kernel(grad, saved, w0, w1, p0, p1, p2):
-        from torchinit.kernels.channel_reduce import geometry, launch_channel_backward
-
         sd = dense(saved)
         g = layout_like(grad, sd)
         wide = next((w for w in (w0, w1) if w is not None and w.numel() > 1), None)
-        C, inner = geometry(sd, channel_dim(sd) if wide is not None else None,
+        C, inner = kernels.channel_reduce.geometry(sd, channel_dim(sd) if wide is not None else None,
                             wide.numel() if wide is not None else 1)
         _, bwd = kernel_pair(formula.kernel_name)
         dx = empty_like(sd)
-        sums = launch_channel_backward(bwd, g, sd, dx, C, inner, (p0, p1, p2),
+        sums = kernels.channel_reduce.launch_channel_backward(bwd, g, sd, dx, C, inner, (p0, p1, p2),
                                        pgrad=param_grad_kernel(formula.kernel_name),
                                        weights=(w0, w1), n_part=2 if w1 is not None else 1)
         grads = [_sum_to_weight(sums[k], w) if w is not None else _placeholder(sd) for k, w in enumerate((w0, w1))]

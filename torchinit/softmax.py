@@ -29,7 +29,7 @@ import warnings
 import torch
 from torch import nn
 
-from . import backend, sharding
+from . import backend, kernels, sharding
 from .entry import FLOATING, needs_grad, torch_errors_named
 from .layout import to_front
 from .opdef import autograd_function, kernel_or_torch
@@ -65,10 +65,9 @@ def _forward(name: str):
     reference = torch.log_softmax if log else torch.softmax
 
     def kernel(x: Tensor, dim: int, dtype: torch.dtype | None) -> Tensor:
-        from torchinit.kernels.softmax import softmax_forward
-
         d = _canonical_dim(name, dim, x.dim())
-        return softmax_forward(x, d, x.new_empty(x.shape, dtype=x.dtype if dtype is None else dtype), log)
+        out = x.new_empty(x.shape, dtype=x.dtype if dtype is None else dtype)
+        return kernels.softmax.softmax_forward(x, d, out, log)
 
     def torch_form(x: Tensor, dim: int, dtype: torch.dtype | None) -> Tensor:
         d = _canonical_dim(name, dim, x.dim())
@@ -83,10 +82,8 @@ def _backward(name: str):
     op = name + "_backward"
 
     def kernel(grad: Tensor, output: Tensor, dim: int, input_dtype: torch.dtype) -> Tensor:
-        from torchinit.kernels.softmax import softmax_backward
-
         d = _canonical_dim(op, dim, output.dim())
-        return softmax_backward(grad, output, d, output.new_empty(output.shape, dtype=input_dtype), log)
+        return kernels.softmax.softmax_backward(grad, output, d, output.new_empty(output.shape, dtype=input_dtype), log)
 
     def torch_form(grad: Tensor, output: Tensor, dim: int, input_dtype: torch.dtype) -> Tensor:
         d = _canonical_dim(op, dim, output.dim())

@@ -25,7 +25,7 @@ import functools
 
 import torch
 
-from .. import sharding
+from .. import kernels, sharding
 from ..layout import dense, empty_like, layout_like, layout_ref, to_front
 from ..opdef import autograd_function, kernel_or_torch, kernel_pair, operator, per_sample, refuse_batched
 from ._common import formula_of
@@ -48,14 +48,12 @@ def _promoted(x: torch.Tensor, bias: torch.Tensor) -> torch.dtype:
 
 
 def _kernel(x, bias, dim, formula, p0, p1, p2):
-    from torchinit.kernels.channel_reduce import geometry, launch_bias_act_forward
-
     z_dtype = _promoted(x, bias)
     xd = dense(x)
-    C, inner = geometry(xd, dim, bias.numel())
+    C, inner = kernels.channel_reduce.geometry(xd, dim, bias.numel())
     fwd, _ = kernel_pair(formula_of(formula).kernel_name, z_dtype)
-    return launch_bias_act_forward(fwd, xd, bias.contiguous(), empty_like(xd, dtype=z_dtype), C, inner, (p0, p1, p2),
-                                   z_dtype)
+    return kernels.channel_reduce.launch_bias_act_forward(fwd, xd, bias.contiguous(), empty_like(xd, dtype=z_dtype), C,
+                                                          inner, (p0, p1, p2), z_dtype)
 
 
 def _torch(x, bias, dim, formula, p0, p1, p2):
@@ -64,15 +62,14 @@ def _torch(x, bias, dim, formula, p0, p1, p2):
 
 
 def _backward_kernel(grad, saved, bias, dim, formula, p0, p1, p2, x_dtype):
-    from torchinit.kernels.channel_reduce import geometry, launch_channel_backward
-
     f = formula_of(formula)
     sd = dense(saved)
-    C, inner = geometry(sd, dim, bias.numel())
+    C, inner = kernels.channel_reduce.geometry(sd, dim, bias.numel())
     _, bwd = kernel_pair(f.kernel_name, x_dtype if grad.dtype == x_dtype else None)
     dx = empty_like(sd, dtype=x_dtype)
-    sums = launch_channel_backward(bwd, layout_like(grad, sd), sd, dx, C, inner, (p0, p1, p2), bias=bias.contiguous(),
-                                   saves_output=f.saves == "output", z_dtype=grad.dtype)
+    sums = kernels.channel_reduce.launch_channel_backward(bwd, layout_like(grad, sd), sd, dx, C, inner, (p0, p1, p2),
+                                                          bias=bias.contiguous(), saves_output=f.saves == "output",
+                                                          z_dtype=grad.dtype)
     return dx, sums[0].to(bias.dtype).reshape(bias.shape)
 
 

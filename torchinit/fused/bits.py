@@ -33,9 +33,8 @@ import math
 
 import torch
 
-from .. import sharding
+from .. import kernels, sharding
 from ..activations import BIT_FORMULAS, FEWBIT_FORMULAS  # noqa: F401  (re-exported: the table's capabilities)
-from ..kernels.launch import table_on
 from ..layout import channel_dim, dense, empty_like, layout_like
 from ..opdef import (
     autograd_function,
@@ -146,7 +145,7 @@ def _table(table: torch.Tensor, device: torch.device, acc: torch.dtype) -> torch
     the host table, read by the graph as host scalars (reading its values would break the graph)."""
     if torch.compiler.is_compiling() and table.device != torch.device(device):
         return table.to(acc)
-    return table_on(table, device, acc).to(acc)
+    return kernels.launch.table_on(table, device, acc).to(acc)
 
 
 def torch_fewbit_forward(x, bounds, formula, bits, p0, p1, p2):
@@ -187,18 +186,16 @@ def torch_fewbit_backward(grad, codes, levels, bits):
 
 def _pack_forward(x, w, formula, bits, bounds, scalars):
     """Run the packing kernel: ``y`` and the codes (the exact mask when ``bounds`` is None)."""
-    from torchinit.kernels.bits import launch_pack_forward
-
     f = formula_of(formula)
     xd = dense(x)
     y = empty_like(xd)
     codes = xd.new_empty((packed_bytes(xd.numel(), bits),), dtype=torch.uint8)
     fwd, bwd = kernel_pair(f.kernel_name)
     if bounds is None:
-        launch_pack_forward(fwd, bwd, f.saves == "output", xd, y, codes, scalars, w, channel_dim(xd),
+        kernels.bits.launch_pack_forward(fwd, bwd, f.saves == "output", xd, y, codes, scalars, w, channel_dim(xd),
                             f.stand_ins(*scalars[:2]))
     else:
-        launch_pack_forward(fwd, bwd, False, xd, y, codes, scalars, bounds=bounds, bits=bits)
+        kernels.bits.launch_pack_forward(fwd, bwd, False, xd, y, codes, scalars, bounds=bounds, bits=bits)
     return y, codes
 
 
@@ -211,23 +208,18 @@ def _fewbit_forward_kernel(x, bounds, formula, bits, p0, p1, p2):
 
 
 def _bits_backward_kernel(grad, codes, w, formula, p0, p1, p2):
-    from torchinit.kernels.bits import launch_unpack_backward
-
     f = formula_of(formula)
     g = dense(grad)
     dx = empty_like(g)
-    launch_unpack_backward(kernel_pair(f.kernel_name)[1], g, codes, dx, (p0, p1, p2), w, channel_dim(g),
+    kernels.bits.launch_unpack_backward(kernel_pair(f.kernel_name)[1], g, codes, dx, (p0, p1, p2), w, channel_dim(g),
                            f.stand_ins(p0, p1))
     return dx
 
 
 def _fewbit_backward_kernel(grad, codes, levels, bits):
-    from torchinit.kernels.bits import launch_unpack_backward
-    from torchinit.kernels.math import relu_bwd
-
     g = dense(grad)
     dx = empty_like(g)
-    launch_unpack_backward(relu_bwd, g, codes, dx, (0.0, 0.0, 0.0), levels=levels, bits=bits)
+    kernels.bits.launch_unpack_backward(kernels.math.relu_bwd, g, codes, dx, (0.0, 0.0, 0.0), levels=levels, bits=bits)
     return dx
 
 
@@ -388,4 +380,5 @@ def fewbit_tables(formula: str, bits: int, device: torch.device | str) -> tuple[
         device = torch.device(device)
     if device.type == "cpu" or torch.compiler.is_compiling():
         return bounds, levels
+    table_on = kernels.launch.table_on
     return table_on(bounds, device, torch.float64), table_on(levels, device, torch.float64)

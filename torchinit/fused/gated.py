@@ -26,7 +26,7 @@ import functools
 
 import torch
 
-from .. import sharding
+from .. import kernels, sharding
 from ..activations import FORMULAS, Formula
 from ..layout import dense, empty_like, layout_like, layout_ref, to_front
 from ..opdef import autograd_function, kernel_or_torch, kernel_pair, operator
@@ -59,12 +59,11 @@ def torch_gated_backward(grad, gate, up, formula: str, p0, p1, p2):
 
 
 def _gated_kernel(gate, up, formula, p0, p1, p2):
-    from torchinit.kernels.gated import launch_gated_forward
-
     gd = dense(gate)
     fwd, _ = kernel_pair(formula_of(formula).kernel_name, gd.dtype)
     n = gd.numel()
-    return launch_gated_forward(fwd, gd, layout_like(up, gd), empty_like(gd), n, n, (p0, p1, p2), round_act=True)
+    return kernels.gated.launch_gated_forward(fwd, gd, layout_like(up, gd), empty_like(gd), n, n, (p0, p1, p2),
+                                              round_act=True)
 
 
 def _gated_torch(gate, up, formula, p0, p1, p2):
@@ -72,15 +71,13 @@ def _gated_torch(gate, up, formula, p0, p1, p2):
 
 
 def _gated_backward_kernel(grad, gate, up, formula, p0, p1, p2):
-    from torchinit.kernels.gated import launch_gated_backward
-
     gd = dense(gate)
     f = formula_of(formula)
     fwd, bwd = kernel_pair(f.kernel_name, gd.dtype)
     d_gate, d_up = empty_like(gd), empty_like(gd)
     n = gd.numel()
-    launch_gated_backward(fwd, bwd, f.saves == "output", layout_like(grad, gd), gd, layout_like(up, gd), d_gate, d_up,
-                          n, n, (p0, p1, p2), round_act=True)
+    kernels.gated.launch_gated_backward(fwd, bwd, f.saves == "output", layout_like(grad, gd), gd, layout_like(up, gd),
+                                        d_gate, d_up, n, n, (p0, p1, p2), round_act=True)
     return d_gate, d_up
 
 
@@ -158,19 +155,15 @@ def _register_split(name: str, extra_schema: str, spec, gate_first: bool, round_
         return (first, second) if gate_first else (second, first)
 
     def kernel(x, dim, *extra):
-        from torchinit.kernels.gated import launch_gated_forward
-
         f, scalars = spec(*extra)
         xc = x.contiguous()
         inner, row_stride = _split_geometry(xc, dim)
         gate, up = halves(xc.view(-1), inner)
         fwd, _ = kernel_pair(f.kernel_name, xc.dtype)
-        return launch_gated_forward(fwd, gate, up, empty_like(xc, _half_shape(xc, dim)), inner, row_stride, scalars,
-                                    round_act=round_act)
+        return kernels.gated.launch_gated_forward(fwd, gate, up, empty_like(xc, _half_shape(xc, dim)), inner, row_stride,
+                                                  scalars, round_act=round_act)
 
     def backward_kernel(grad, x, dim, *extra):
-        from torchinit.kernels.gated import launch_gated_backward
-
         f, scalars = spec(*extra)
         xc = x.contiguous()
         inner, row_stride = _split_geometry(xc, dim)
@@ -178,8 +171,8 @@ def _register_split(name: str, extra_schema: str, spec, gate_first: bool, round_
         gate, up = halves(xc.view(-1), inner)
         d_gate, d_up = halves(dx.view(-1), inner)
         fwd, bwd = kernel_pair(f.kernel_name, xc.dtype)
-        launch_gated_backward(fwd, bwd, f.saves == "output", grad.contiguous(), gate, up, d_gate, d_up, inner,
-                              row_stride, scalars, round_act=round_act)
+        kernels.gated.launch_gated_backward(fwd, bwd, f.saves == "output", grad.contiguous(), gate, up, d_gate, d_up,
+                                            inner, row_stride, scalars, round_act=round_act)
         return dx
 
     def vmap(info, in_dims, x, dim, *extra):

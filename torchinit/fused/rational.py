@@ -19,7 +19,7 @@ import functools
 
 import torch
 
-from .. import sharding
+from .. import kernels, sharding
 from ..layout import dense, empty_like, layout_like, layout_ref, to_front
 from ..opdef import autograd_function, kernel_or_torch, operator, per_sample, refuse_batched
 
@@ -73,10 +73,8 @@ def _coefficients(x, num, den) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _kernel(x, num, den):
-    from torchinit.kernels.rational import launch_rational_forward
-
     xd = dense(x)
-    return launch_rational_forward(xd, *_coefficients(x, num, den), empty_like(xd))
+    return kernels.rational.launch_rational_forward(xd, *_coefficients(x, num, den), empty_like(xd))
 
 
 def _torch(x, num, den):
@@ -84,11 +82,9 @@ def _torch(x, num, den):
 
 
 def _backward_kernel(grad, x, num, den):
-    from torchinit.kernels.rational import launch_rational_backward
-
     xd = dense(x)
     dx = empty_like(xd)
-    sums = launch_rational_backward(layout_like(grad, xd), xd, *_coefficients(x, num, den), dx)
+    sums = kernels.rational.launch_rational_backward(layout_like(grad, xd), xd, *_coefficients(x, num, den), dx)
     m = num.numel()
     # clones: the two coefficient gradients must not alias one buffer
     return dx, sums[:m].to(num.dtype).reshape(num.shape).clone(), sums[m:].to(den.dtype).reshape(den.shape).clone()

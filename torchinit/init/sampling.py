@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import kernels
 from . import native, philox
 
 __all__ = [
@@ -337,10 +338,8 @@ def sample(d: Dist, shape: torch.Size | tuple[int, ...], dtype: torch.dtype, dev
     if key is None:
         return generator_sample(d, shape, generator, device).to(dtype)
     if index is None and use_triton_for(device):
-        from torchinit.kernels import sampling as ksampling
-
         out = torch.empty(n, dtype=dtype, device=device)
-        ksampling.fill(out, d, key, start)
+        kernels.sampling.fill(out, d, key, start)
         return out.view(shape)
     if index is None:
         return fill_counter_(torch.empty(shape, dtype=dtype, device=device), d, key, start)
@@ -362,8 +361,6 @@ def sample_into_(out: torch.Tensor, d: Dist, key: int | None = None, generator: 
             return out.normal_(d.mean, d.std, generator=generator)
         return out.copy_(generator_sample(d, out.shape, generator, out.device))
     if use_triton_for(out.device):
-        from torchinit.kernels import sampling as ksampling
-
-        ksampling.fill(out.view(-1), d, key, start)
+        kernels.sampling.fill(out.view(-1), d, key, start)
         return out
     return fill_counter_(out, d, key, start, ws)
