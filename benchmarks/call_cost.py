@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             with ti.use_backend(backend):
                 stops = walk(ti.functional.gelu, x, until="op" if backend == "auto" else "launch")
-            python = [s for s in stops if not s.startswith("<")]
+            python = [s for s in stops if not s.startswith("<torch op")]  # generated frames (<torchinit ...>) count
             print(f"backend {backend}: {len(python)} Python frames in {len({s.split(':')[0] for s in python})} "
                   f"files, then {stops[-1]}")
             for s in stops:

@@ -11,6 +11,7 @@ take torch's own function (:func:`torch_twin`).
 from __future__ import annotations
 
 import inspect
+import linecache
 from collections import defaultdict
 from typing import Any
 
@@ -171,7 +172,9 @@ def make_entry(function: str, signature: str, slow: str, activation: str | None 
         scope["_cache"] = _RESOLVED[activation]
     source = _HOT_PATH.format(function=function, signature=signature, name=name, values=values, x=x,
                               inplace=inplace, slow=slow, slow_also=slow_also, cache=cache, key=key)
-    exec(source, scope)  # noqa: S102 - the hot path above with expressions of the caller's own names
+    filename = f"<torchinit hot path of {module}.{function}>"  # tracebacks show its lines (linecache)
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), scope)  # noqa: S102 - the hot path with the caller's own expressions
     fn = scope[function]
     fn.__module__ = module
     return fn
