@@ -21,7 +21,8 @@ be learnable tensors) and ``Activation.checks`` (the argument checks every publi
 Adding an activation: a ``_fwd``/``_bwd`` pair in ``kernels/math.py`` and one row here: a :class:`Formula`
 (torch-form forward/backward, ``saves``, capabilities) and an :class:`Activation` (arguments and defaults,
 ``inplace``, ``resolve``, ``torch_name``, ``checks``). The rest follows from the row:
-``torchinit.functional.<name>`` (:func:`torchinit.functional.from_table` unless one is written there), its
+``torchinit.functional.<name>`` (:func:`torchinit.functional.from_table`: generated from the row, or from a
+stub there that holds only torch's signature and docstring, checked against the row), its
 module (:func:`torchinit.nn.module_from_table`, a subclass of the ``torch.nn`` twin where there is one), its
 registry name and swap spellings, its benchmark case (against the torch twin, else its torch form), its test
 cases in ``tests/activation_cases.py`` (against the torch twin, else its torch form in fp64), and the
@@ -346,7 +347,7 @@ class Activation:
     """A public activation: torch's functional signature and its mapping onto a :class:`Formula`."""
 
     name: str
-    defaults: dict[str, Any] = field(default_factory=dict)  # arguments after ``input``, in order
+    defaults: dict[str, Any] = field(default_factory=dict)  # arguments after ``input``, in order (None: required)
     inplace: bool = False  # torch's functional takes ``inplace``
     resolve: Callable[..., Resolved] = None  # (**arguments) -> Resolved
     torch_name: str | None = None  # the torch.nn.functional twin, where there is one
@@ -360,6 +361,10 @@ class Activation:
     #: route the check runs only to name the error torch raised (PReLU: its weight checks cost more than
     #: torch's op on a small tensor); tests/test_call_path.py holds torch to that
     torch_checks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.torch_checks and self.learnable is None:
+            raise ValueError(f"activation {self.name!r}: torch_checks is for a learnable formula's torch form")
 
     def arguments(self, values: tuple) -> dict[str, Any]:
         """``values`` (this activation's arguments in the order of :attr:`defaults`) as keyword arguments."""

@@ -122,6 +122,9 @@ def run_activation(name: str, x: torch.Tensor, inplace: bool = False, **argument
     return call(name, x, inplace, tuple(arguments.get(k, d) for k, d in activation.defaults.items()))
 
 
+_PADDING = {1: (0.0, 0.0), 2: (0.0,), 3: ()}  # (p0, p1, p2) from one, two or three arguments
+
+
 def _learnable_args(values: tuple) -> tuple:
     """``(p0, p1, p2)`` of a learnable formula from its arguments (tensors kept, numbers as floats)."""
     if len(values) == 1:
@@ -138,7 +141,7 @@ def _learnable_args(values: tuple) -> tuple:
 _HOT_PATH = """
 def {function}({signature}):
     resolved = {cache}.get({key}) if isinstance({x}, _Tensor) else None
-    if resolved is None{slow_also}:
+    if resolved is None{slow_when}:
         return {slow}
     if _route({name}, {x}):
         return _run_operator(resolved, {x}, {inplace})
@@ -146,32 +149,58 @@ def {function}({signature}):
     return direct({x}) if direct is not None and not {inplace} else resolved.torch_form({x}, {inplace})
 """
 
+# The same for an activation whose arguments are tensors that torch's own function checks (Activation.torch_checks:
+# PReLU's weight): nothing to cache; on the torch route the table's check runs only to name the error torch raised.
+_TORCH_CHECKED_PATH = """
+def {function}({signature}):
+    if not isinstance({x}, _Tensor) or {x}.dtype not in _FLOATING_SET{slow_when}:
+        return {slow}
+    if _route({name}, {x}):
+        return _decided({name}, {x}, {inplace}, {values}, True)
+    try:
+        return _torch_forward({x}, {arguments}{padding}{inplace})
+    except Exception:
+        _activation.check({values}, {op!r}, {x})
+        raise
+"""
+
 
 def make_entry(function: str, signature: str, slow: str, activation: str | None = None,
-               arguments: tuple[str, ...] = (), inplace: str = "False", slow_also: str = "",
+               arguments: tuple[str, ...] = (), inplace: str = "False", slow_when: str = "",
                namespace: dict | None = None, x: str = "input", module: str = __name__):
-    """A function ``function(<signature>)`` running the hot path (:data:`_HOT_PATH`) of an activation call.
+    """A function ``function(<signature>)`` running the hot path of an activation call (:data:`_HOT_PATH`, or
+    :data:`_TORCH_CHECKED_PATH` for a row whose torch form checks its tensor arguments itself).
 
     With ``activation`` (a table row's name) the function is that activation's: ``arguments`` names the
     signature's parameters holding its arguments (in the order of the row's defaults), its cache is bound
     and the key written out (:func:`cache_key`). Without, it is the generic :func:`call`, whose parameters
     ``name`` and ``values`` hold them. ``inplace`` and ``x`` (the input) are source expressions over the
     signature's parameters; ``slow`` is the expression that handles every other case (other dtypes, tensor
-    or new arguments) and ``slow_also`` a further condition, starting with `` or ``, under which it does (a
-    memory mode with something to save). ``namespace`` holds the names these expressions use besides the
-    hot path's own. The function is generated (``exec`` of its ``def``, as :mod:`dataclasses` makes
-    ``__init__``), so it costs what a hand-written one of this body would.
+    or new arguments), and ``slow_when`` a further condition under which it does (a memory mode with
+    something to save). ``namespace`` holds the names these expressions use besides the hot path's own.
+    The function is generated (``exec`` of its ``def``, as :mod:`dataclasses` makes ``__init__``), so it
+    costs what a hand-written one of this body would.
     """
     scope = {"_RESOLVED": _RESOLVED, "_Tensor": _Tensor, "_route": _route, "_run_operator": run_operator,
-             **(namespace or {})}
+             "_FLOATING_SET": _FLOATING_SET, "_decided": call_decided, **(namespace or {})}
+    fields = {"function": function, "signature": signature, "slow": slow, "x": x, "inplace": inplace,
+              "slow_when": f" or ({slow_when})" if slow_when else ""}
+    template = _HOT_PATH
     if activation is None:
-        name, values, cache, key = "name", "values", "_RESOLVED[name]", f"({x}.dtype, *values) if values else {x}.dtype"
+        fields.update(name="name", values="values", cache="_RESOLVED[name]",
+                      key=f"({x}.dtype, *values) if values else {x}.dtype")
     else:
-        name, values, cache = repr(activation), "(" + "".join(f"{a}, " for a in arguments) + ")", "_cache"
-        key = f"({x}.dtype, {', '.join(arguments)})" if arguments else f"{x}.dtype"
+        row = ACTIVATIONS[activation]
+        fields.update(name=repr(activation), values="(" + "".join(f"{a}, " for a in arguments) + ")", cache="_cache",
+                      key=f"({x}.dtype, {', '.join(arguments)})" if arguments else f"{x}.dtype")
         scope["_cache"] = _RESOLVED[activation]
-    source = _HOT_PATH.format(function=function, signature=signature, name=name, values=values, x=x,
-                              inplace=inplace, slow=slow, slow_also=slow_also, cache=cache, key=key)
+        if row.torch_checks:
+            template = _TORCH_CHECKED_PATH
+            fields.update(op=function, arguments="".join(f"{a}, " for a in arguments),
+                          padding="".join("0.0, " for _ in _PADDING[len(arguments)]),
+                          inplace=inplace)
+            scope.update(_torch_forward=FORMULAS[row.learnable].forward, _activation=row)
+    source = template.format(**fields)
     filename = f"<torchinit hot path of {module}.{function}>"  # tracebacks show its lines (linecache)
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), scope)  # noqa: S102 - the hot path with the caller's own expressions
@@ -180,48 +209,61 @@ def make_entry(function: str, signature: str, slow: str, activation: str | None 
     return fn
 
 
-def entry_like(stub, slow: str, activation: str, slow_also: str = "", namespace: dict | None = None):
+def entry_like(stub, slow: str, activation: str, slow_when: str = "", namespace: dict | None = None):
     """:func:`make_entry` for a function written as a stub: a ``def`` holding only the signature and docstring
     (torch's twin's, or a memory mode's). The generated function takes the stub's parameters (``input``
     first, then positional-or-keyword ones with their defaults), docstring and annotations; the parameters
     named like the row ``activation``'s defaults are its arguments, ``inplace`` (where there is one) its
-    in-place flag. ``slow`` and ``slow_also`` are as for :func:`make_entry`, over the stub's parameter names."""
+    in-place flag. ``slow`` and ``slow_when`` are as for :func:`make_entry`, over the stub's parameter names."""
     parameters = list(inspect.signature(stub).parameters.values())
     if not parameters or parameters[0].name != "input" or any(p.kind != p.POSITIONAL_OR_KEYWORD for p in parameters):
         raise TypeError(f"torchinit.entry.entry_like: {stub.__name__} must take (input, <arguments>), positional or "
                         "keyword")
     defaults = {p.name: p.default for p in parameters[1:]}
-    signature = ", ".join(["input", *(f"{p}=_defaults[{p!r}]" for p in defaults)])
+    signature = ", ".join(["input", *(p if defaults[p] is inspect.Parameter.empty else f"{p}=_defaults[{p!r}]"
+                                      for p in defaults)])
     fn = make_entry(stub.__name__, signature, slow, activation=activation,
                     arguments=tuple(a for a in ACTIVATIONS[activation].defaults if a in defaults),
-                    inplace="inplace" if "inplace" in defaults else "False", slow_also=slow_also,
+                    inplace="inplace" if "inplace" in defaults else "False", slow_when=slow_when,
                     namespace={"_defaults": defaults, **(namespace or {})}, module=stub.__module__)
     fn.__doc__, fn.__annotations__, fn.__qualname__ = stub.__doc__, stub.__annotations__, stub.__qualname__
     return fn
 
 
 def call_uncached(name: str, x: torch.Tensor, inplace: bool, values: tuple) -> torch.Tensor:
-    """:func:`call` for other dtypes, tensor (learnable) arguments and arguments not seen before (the
-    functions whose arguments are always tensors, ``prelu``, call it directly)."""
+    """:func:`call` for other dtypes, tensor (learnable) arguments and arguments not seen before: the
+    arguments are checked, then the one backend decision (:func:`call_decided`)."""
     activation = ACTIVATIONS[name]
-    if (activation.torch_checks and activation.learnable is not None and isinstance(x, _Tensor)
-            and x.dtype in _FLOATING_SET and not backend.route(name, x)):
-        # torch's own function rejects what the table's check rejects: the check only names its error
-        try:
-            return FORMULAS[activation.learnable].forward(x, *_learnable_args(values), inplace)
-        except Exception:  # noqa: BLE001 - re-raised unless the table's check names it first
-            activation.check(values, x=x)
-            raise
+    if activation.torch_checks and isinstance(x, _Tensor) and x.dtype in _FLOATING_SET:
+        return call_decided(name, x, inplace, values, _route(name, x))  # torch checks on its route (see there)
     activation.check(values, x=x)
     if not isinstance(x, _Tensor):
         check_tensor(name, x)
     if x.dtype not in _FLOATING_SET:
         return torch_twin(name, x, inplace, activation.arguments(values))
-    if activation.learnable is not None and not backend.route(name, x):
+    return call_decided(name, x, inplace, values, _route(name, x))
+
+
+def call_decided(name: str, x: torch.Tensor, inplace: bool, values: tuple, kernels: bool) -> torch.Tensor:
+    """Activation ``name`` of the floating tensor ``x`` once the backend decided: torchinit's operators
+    (``kernels``) or the torch form. The caller has checked the arguments, except for a row with
+    ``torch_checks``: checked here on the kernels' route, and on the torch route only when torch's own
+    function raised (to name the error)."""
+    activation = ACTIVATIONS[name]
+    if activation.torch_checks:
+        if kernels:
+            activation.check(values, x=x)
+        else:  # torch rejects what is not a tensor or a number: the arguments go as they are
+            try:
+                return FORMULAS[activation.learnable].forward(x, *values, *_PADDING[len(values)], inplace)
+            except Exception:  # noqa: BLE001 - re-raised unless the table's check names it first
+                activation.check(values, x=x)
+                raise
+    if not kernels and activation.learnable is not None:
         # p0, p1 are the arguments themselves (numbers or tensors): no resolution needed
         return FORMULAS[activation.learnable].forward(x, *_learnable_args(values), inplace)
     resolved = _resolve_values(activation, values)
-    if not backend.route(name, x):
+    if not kernels:
         return resolved.torch_form(x, inplace)
     return run_operator(resolved, x, inplace)
 
@@ -283,6 +325,6 @@ def run_glu(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return GluFunction.apply(x, dim)
 
 
-__all__ = ["FLOATING", "FLOATING_SET", "cache_key", "entry_like", "make_entry", "call", "call_uncached", "check_input",
+__all__ = ["FLOATING", "FLOATING_SET", "cache_key", "entry_like", "make_entry", "call", "call_decided", "call_uncached", "check_input",
            "check_tensor", "needs_grad", "run_activation", "run_glu",
            "run_operator", "torch_errors_named", "torch_twin"]

@@ -36,9 +36,13 @@ def from_table(row):
     activation = ACTIVATIONS[name]
     if not name.isidentifier() or not all(a.isidentifier() for a in activation.defaults):
         raise ValueError(f"torchinit.functional.from_table: {name!r} and its arguments must be identifiers")
-    expected = dict(activation.defaults, **({"inplace": False} if activation.inplace else {}))
+    # a default of None in the row marks a required argument (PReLU's weight)
+    expected = {a: inspect.Parameter.empty if d is None else d for a, d in activation.defaults.items()}
+    expected.update({"inplace": False} if activation.inplace else {})
     if stub is None:
-        source = f"def {name}(input{''.join(f', {a}=_defaults[{a!r}]' for a in expected)}):\n    pass\n"
+        params = "".join(f", {a}" if d is inspect.Parameter.empty else f", {a}=_defaults[{a!r}]"
+                         for a, d in expected.items())
+        source = f"def {name}(input{params}):\n    pass\n"
         scope = {"_defaults": expected}
         exec(source, scope)  # noqa: S102 - a signature from the table's names (checked identifiers above)
         stub = scope[name]
@@ -70,9 +74,9 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     """x for x > 0, negative_slope * x otherwise, as ``torch.nn.functional.leaky_relu``."""
 
 
+@from_table
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """x for x > 0, weight * x otherwise, with one weight or one per channel (dim 1), as ``F.prelu``."""
-    return call_uncached("prelu", input, False, (weight,))  # a tensor argument: nothing to look up
 
 
 @from_table

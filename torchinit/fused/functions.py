@@ -223,9 +223,9 @@ def _memory_mode(act: str, slow) -> Callable[[Callable[..., Tensor]], Callable[.
     def make(stub):
         name = stub.__name__
         params = list(inspect.signature(stub).parameters)[1:]
-        bits = " or bits not in _WIDTHS" if "bits" in params else ""
+        bits = "bits not in _WIDTHS or" if "bits" in params else ""
         return entry_like(stub, f"_slow({name!r}, input, {', '.join(params)})", act,
-                          slow_also=f"{bits} or (input.requires_grad and _grad_enabled())",
+                          slow_when=f"{bits} input.requires_grad and _grad_enabled()",
                           namespace={"_slow": slow, "_WIDTHS": FEWBIT_WIDTHS, "_grad_enabled": _grad_enabled})
 
     return make
@@ -269,22 +269,28 @@ def hardtanh_bits(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, in
     """``hardtanh`` saving a 1-bit mask for backward (exact gradient)."""
 
 
+def _prelu_bits(name: str, x: Tensor, weight: Tensor) -> Tensor:
+    """``prelu_bits`` where its hot path does not serve: a gradient to record, or an input torch's prelu
+    does not take."""
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"torchinit.{name}: argument 'weight' must be a torch.Tensor, got {type(weight).__name__}")
+    if not isinstance(x, Tensor) or not (_grad_enabled() and x.requires_grad) or weight.requires_grad:
+        return call_uncached("prelu", x, False, (weight,))  # nothing to save, or x needed: the default path
+    check_input(name, x)
+    channels = x.shape[1] if x.dim() >= 2 else 1
+    if weight.dim() > 1 or weight.numel() not in (1, channels):
+        raise ValueError(f"torchinit.{name}: argument 'weight' must be 1-D with 1 or {channels} (dim 1) "
+                         f"elements, got shape {tuple(weight.shape)}")
+    return _bits(name, "prelu", x, False, (weight,))
+
+
+@_memory_mode("prelu", _prelu_bits)
 def prelu_bits(input: Tensor, weight: Tensor) -> Tensor:
     """``prelu`` saving a 1-bit sign mask for backward when ``weight`` is frozen (exact gradient).
 
     The weight's own gradient is a sum of ``x * grad`` over the negative inputs: it needs ``x``, so
     with a trainable weight this falls back to the default path (which keeps ``x``) and saves nothing.
     """
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"torchinit.prelu_bits: argument 'weight' must be a torch.Tensor, got {type(weight).__name__}")
-    if not (_grad_enabled() and input.requires_grad) or weight.requires_grad:  # nothing to save, or x needed
-        return call_uncached("prelu", input, False, (weight,))  # functional.prelu (a tensor argument: no look-up)
-    check_input("prelu_bits", input)
-    channels = input.shape[1] if input.dim() >= 2 else 1
-    if weight.dim() > 1 or weight.numel() not in (1, channels):
-        raise ValueError(f"torchinit.prelu_bits: argument 'weight' must be 1-D with 1 or {channels} (dim 1) "
-                         f"elements, got shape {tuple(weight.shape)}")
-    return _bits("prelu_bits", "prelu", input, False, (weight,))
 
 
 def _fewbit(name: str, act: str, x: Tensor, bits: int, values: tuple = ()) -> Tensor:
