@@ -240,14 +240,23 @@ def _decisions(fn, *args):
     return seen
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "elu", "gelu", "relu_bits", "silu_fewbit"])
-def test_one_decision_on_the_eager_path(name):
-    """A call on CPU under "auto" makes one backend decision (route) and none after it."""
-    fn = getattr(F, name)
-    x = torch.randn(5)
+def _every_op():
+    from benchmarks import cases
+
+    return cases.discover().cases
+
+
+@pytest.mark.parametrize("case", _every_op(), ids=lambda c: c.name)
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+def test_one_decision_per_call(case, grad):
+    """Every op the benchmark harness finds (the table's functions, the fused ops, the memory modes, softmax),
+    on CPU under "auto", with and without a gradient to record: one backend decision (route) and none after."""
+    args = case.make_inputs(16, torch.float32, torch.device("cpu"), 0)
+    if grad:
+        args = [a.detach().requires_grad_() if i in case.grad_args else a for i, a in enumerate(args)]
     with ti.use_backend("auto"):
-        fn(x)  # first sight: the arguments are checked and the resolution cached
-        assert _decisions(fn, x) == ["route"]
+        case.torchinit(*args)  # first sight: the arguments are checked and the resolution cached
+        assert _decisions(case.torchinit, *args) == ["route"], case.name
 
 
 def test_kernels_load_lazily_through_one_loader():
@@ -277,3 +286,19 @@ def test_kernels_load_lazily_through_one_loader():
                     node.module.startswith("torchinit.kernels") or (node.level and node.module.startswith("kernels"))):
                 offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert not offenders, offenders
+
+
+@pytest.mark.skipif(not backend.triton_can_run(torch.device("cpu")), reason="needs Triton's interpreter on CPU")
+@pytest.mark.parametrize("name", ["sigmoid", "gelu[tanh]", "prelu", "relu_bits", "silu_fewbit", "swiglu", "bias_act",
+                                  "softmax", "glu"])
+def test_one_decision_on_the_kernels_route(name):
+    """Under the "triton" backend (the interpreter on CPU) a call decides once: route (its rule, use_custom_op,
+    asks _kernels_for once); the operator's CPU implementation then asks once whether the interpreter runs
+    the kernels under this backend (kernel_runs_on: on CPU a direct call of an operator must answer it too; on
+    CUDA the dispatcher picks the kernel and nothing is asked, test_the_cuda_implementation_reads_no_backend)."""
+    (case,) = [c for c in _every_op() if c.name == name]
+    args = case.make_inputs(16, torch.float32, torch.device("cpu"), 0)
+    with ti.use_backend("triton"):
+        case.torchinit(*args)
+        seen = _decisions(case.torchinit, *args)
+    assert seen.count("route") == 1 and seen.count("use_custom_op") == 1 and seen.count("kernel_runs_on") <= 1, seen
