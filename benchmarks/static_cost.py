@@ -211,6 +211,8 @@ def _bits(direction: str, kernel_name: str, saves_output: bool, dtype: str, bits
 
     pbuf = "fp64" if dtype == "fp64" else "fp32"
     fwd, bwd = getattr(km, kernel_name + "_fwd"), getattr(km, kernel_name + "_bwd")
+    if fewbit and dtype in ("bf16", "fp16"):  # as launched (fused/bits.py): few-bit codes do not use the derivative
+        fwd = getattr(km, kernel_name + "_fwd_half", fwd)
     per = kb.BYTES_CUDA * (8 // bits)
     if direction == "fwd":
         sig = {"x_ptr": f"*{dtype}", "y_ptr": f"*{dtype}", "code_ptr": "*u8", "n": "i32", "n_bytes": "i32",

@@ -90,3 +90,30 @@ def test_the_unary_launcher_uses_the_half_pair_for_bf16(monkeypatch):
     assert seen == [kmath.gelu_tanh_fwd_half, kmath.gelu_tanh_fwd]
     exact = torch.tensor([_gelu_tanh(float(v)) for v in x.bfloat16().double()], dtype=torch.float64)
     torch.testing.assert_close(y16, exact.bfloat16(), rtol=0, atol=0)  # correctly rounded on this grid
+
+
+def test_the_fewbit_forward_uses_the_half_pair_and_the_exact_mask_does_not(monkeypatch):
+    """Few-bit codes compare x with the fitted bounds, so the forward may take the half pair for a bf16
+    result (codes unchanged: equal to the torch path's); the 1-bit mask comes from the derivative, which
+    keeps the exact pair."""
+    from torchinit.kernels import bits as kbits
+    from torchinit.kernels import math as kmath
+
+    seen = []
+    real = kbits.launch_pack_forward
+    monkeypatch.setattr(kbits, "launch_pack_forward", lambda fwd, *a, **k: seen.append(fwd) or real(fwd, *a, **k))
+    x = torch.linspace(-4, 4, 64, dtype=torch.bfloat16).requires_grad_()
+    with ti.use_backend("triton"):
+        y = ti.functional.gelu_fewbit(x, approximate="tanh", bits=2)
+        (g,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    with ti.use_backend("torch"):
+        y_ref = ti.functional.gelu_fewbit(x, approximate="tanh", bits=2)
+        (g_ref,) = torch.autograd.grad(y_ref, x, torch.ones_like(y_ref))
+    assert seen == [kmath.gelu_tanh_fwd_half]
+    assert torch.equal(g, g_ref)  # the gradient comes from the codes: the same codes
+    exact = torch.tensor([_gelu_tanh(float(v)) for v in x.detach().double()], dtype=torch.float64)
+    torch.testing.assert_close(y.detach(), exact.bfloat16(), rtol=0, atol=0)  # correctly rounded on this grid
+    seen.clear()
+    with ti.use_backend("triton"):
+        ti.functional.relu_bits(x)
+    assert seen == [kmath.relu_fwd]

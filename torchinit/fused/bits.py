@@ -190,11 +190,12 @@ def _pack_forward(x, w, formula, bits, bounds, scalars):
     xd = dense(x)
     y = empty_like(xd)
     codes = xd.new_empty((packed_bytes(xd.numel(), bits),), dtype=torch.uint8)
-    fwd, bwd = kernel_pair(f.kernel_name)
-    if bounds is None:
+    if bounds is None:  # the exact mask comes from the derivative: the exact pair, as the default path's backward
+        fwd, bwd = kernel_pair(f.kernel_name)
         kernels.bits.launch_pack_forward(fwd, bwd, f.saves == "output", xd, y, codes, scalars, w, channel_dim(xd),
-                            f.stand_ins(*scalars[:2]))
-    else:
+                                         f.stand_ins(*scalars[:2]))
+    else:  # few-bit codes compare x with the bounds: the forward alone is the activation's, half pair and all
+        fwd, bwd = kernel_pair(f.kernel_name, y.dtype)
         kernels.bits.launch_pack_forward(fwd, bwd, False, xd, y, codes, scalars, bounds=bounds, bits=bits)
     return y, codes
 
@@ -212,14 +213,15 @@ def _bits_backward_kernel(grad, codes, w, formula, p0, p1, p2):
     g = dense(grad)
     dx = empty_like(g)
     kernels.bits.launch_unpack_backward(kernel_pair(f.kernel_name)[1], g, codes, dx, (p0, p1, p2), w, channel_dim(g),
-                           f.stand_ins(p0, p1))
+                                        f.stand_ins(p0, p1))
     return dx
 
 
 def _fewbit_backward_kernel(grad, codes, levels, bits):
     g = dense(grad)
     dx = empty_like(g)
-    kernels.bits.launch_unpack_backward(kernels.math.relu_bwd, g, codes, dx, (0.0, 0.0, 0.0), levels=levels, bits=bits)
+    kernels.bits.launch_unpack_backward(kernels.math.relu_bwd, g, codes, dx, (0.0, 0.0, 0.0), levels=levels,
+                                        bits=bits)
     return dx
 
 
