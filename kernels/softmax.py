@@ -68,6 +68,13 @@ COLUMN_MIN_CUDA = 32
 
 
 @triton.jit
+def _row_tile(rows, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's ``ROWS`` row indices (int64), which of them exist, and the ``BLOCK`` column offsets."""
+    r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    return r, r < rows, tl.arange(0, BLOCK).to(tl.int64)
+
+
+@triton.jit
 def _row_starts(r, b1, s0, s1):
     return (r // b1) * s0 + (r % b1) * s1
 
@@ -147,10 +154,7 @@ def _softmax_fwd_one_pass(
     LOG: tl.constexpr, ROUND_IN: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    r = pid * ROWS + tl.arange(0, ROWS)
-    rmask = r < rows
-    cols = tl.arange(0, BLOCK).to(tl.int64)
+    r, rmask, cols = _row_tile(rows, ROWS, BLOCK)
     mask = rmask[:, None] & (cols[None, :] < n)
     xrow = _row_starts(r, b1, xs0, xs1)
     x = _load_input(x_ptr, xrow[:, None] + cols[None, :] * xsn, mask, ROUND_IN, y_ptr.dtype.element_ty, COMPUTE)
@@ -165,10 +169,7 @@ def _softmax_fwd_online(
     LOG: tl.constexpr, ROUND_IN: tl.constexpr, COMPUTE: tl.constexpr, ROWS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    r = pid * ROWS + tl.arange(0, ROWS)
-    rmask = r < rows
-    cols = tl.arange(0, BLOCK).to(tl.int64)
+    r, rmask, cols = _row_tile(rows, ROWS, BLOCK)
     xrow = _row_starts(r, b1, xs0, xs1)
     yrow = _row_starts(r, b1, ys0, ys1)
     m = tl.full([ROWS], float("-inf"), COMPUTE)
@@ -194,10 +195,7 @@ def _softmax_bwd_one_pass(
     LOG: tl.constexpr, ROUND_OUT: tl.constexpr, COMPUTE: tl.constexpr,
     ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    r = pid * ROWS + tl.arange(0, ROWS)
-    rmask = r < rows
-    cols = tl.arange(0, BLOCK).to(tl.int64)
+    r, rmask, cols = _row_tile(rows, ROWS, BLOCK)
     mask = rmask[:, None] & (cols[None, :] < n)
     g = tl.load(g_ptr + _row_starts(r, b1, gs0, gs1)[:, None] + cols[None, :] * gsn, mask=mask, other=0.0)
     y = tl.load(y_ptr + _row_starts(r, b1, ys0, ys1)[:, None] + cols[None, :] * ysn, mask=mask, other=0.0)
@@ -214,10 +212,7 @@ def _softmax_bwd_online(
     LOG: tl.constexpr, ROUND_OUT: tl.constexpr, COMPUTE: tl.constexpr,
     ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    r = pid * ROWS + tl.arange(0, ROWS)
-    rmask = r < rows
-    cols = tl.arange(0, BLOCK).to(tl.int64)
+    r, rmask, cols = _row_tile(rows, ROWS, BLOCK)
     grow = _row_starts(r, b1, gs0, gs1)
     yrow = _row_starts(r, b1, ys0, ys1)
     drow = _row_starts(r, b1, ds0, ds1)

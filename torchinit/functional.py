@@ -4,10 +4,11 @@ Each function has the signature, defaults and results of its ``torch.nn.function
 implementation runs (Triton kernels or the pure-torch path) is chosen per call by
 :mod:`torchinit.backend`. ``swish``, ``squared_relu`` and ``star_relu`` go beyond torch.
 
-Every row of the activation table (:data:`torchinit.activations.ACTIVATIONS`) has its function here:
-the ones written below (torch's exact signature and a docstring), and, for a row without one, a
-function made from the row (:func:`from_table`): ``(input, <the row's arguments with its
-defaults>[, inplace=False])``; both run the hot path of :func:`torchinit.entry.call`.
+Every row of the activation table (:data:`torchinit.activations.ACTIVATIONS`) has its function here,
+made from the row by :func:`from_table`: ``(input, <the row's arguments with its defaults>[,
+inplace=False])``. The ones written below are stubs that hold only torch's exact signature and a
+docstring (checked against the row); the body of every function is the one hot path of
+:func:`torchinit.entry.call`, generated, so a call costs one Python frame before torch's own function.
 """
 
 from __future__ import annotations
