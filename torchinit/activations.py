@@ -29,7 +29,10 @@ cases in ``tests/activation_cases.py`` (against the torch twin, else its torch f
 operators with their autograd, vmap and sharding rules (:mod:`torchinit.activation_ops`). By hand: its
 expectation in ``tests/test_registry.py`` (written from the source, independent of torchinit) and, for a row
 without a torch twin, optionally an independent reference in ``tests/activation_cases.py``'s ``CASES``. Tried with ``snake``
-(x + sin(a x)**2 / a) and ``hardshrink``: 3 files, 16 lines each.
+(x + sin(a x)**2 / a) and ``hardshrink``: 3 files, 16-17 lines each (hardshrink: the Triton pair 11 lines with
+its blank ones, the two rows 5, the registry expectation 1; 40 test cases and a benchmark case followed). Give
+``Formula.direct`` torch's own function with the numbers at their default left out (``_bind``): a
+``functools.partial`` with keywords made hardshrink's 16-element call 1.86x torch's, ``_bind`` 1.45x.
 """
 
 from __future__ import annotations
