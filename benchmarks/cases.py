@@ -203,7 +203,7 @@ def _case_for(name: str, fn: Callable[..., torch.Tensor], source: str, kwargs: d
     base = source.rsplit(".", 1)[-1]
     act = ACTIVATIONS.get(base)
     twin = _torch_twin(act.torch_name) if act is not None and act.torch_name else None
-    if twin is None and act is not None and None not in act.defaults.values():
+    if twin is None and act is not None and not act.takes_tensors:
         twin = _table_torch_form(base, kwargs)
     if twin is None:
         return (f"no benchmark case: {source} has no torch twin in the activation table and no entry in "

@@ -369,6 +369,12 @@ class Activation:
         if self.torch_checks and self.learnable is None:
             raise ValueError(f"activation {self.name!r}: torch_checks is for a learnable formula's torch form")
 
+    @property
+    def takes_tensors(self) -> bool:
+        """Whether an argument is required, which marks a tensor one (PReLU's weight): such a call has nothing
+        to cache, fuse or benchmark with numbers alone."""
+        return None in self.defaults.values()
+
     def arguments(self, values: tuple) -> dict[str, Any]:
         """``values`` (this activation's arguments in the order of :attr:`defaults`) as keyword arguments."""
         return dict(zip(self.defaults, values))

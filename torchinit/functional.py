@@ -37,7 +37,7 @@ def from_table(row):
     activation = ACTIVATIONS[name]
     if not name.isidentifier() or not all(a.isidentifier() for a in activation.defaults):
         raise ValueError(f"torchinit.functional.from_table: {name!r} and its arguments must be identifiers")
-    # a default of None in the row marks a required argument (PReLU's weight)
+    # a default of None in the row marks a required argument (PReLU's weight: Activation.takes_tensors)
     expected = {a: inspect.Parameter.empty if d is None else d for a, d in activation.defaults.items()}
     expected.update({"inplace": False} if activation.inplace else {})
     if stub is None:

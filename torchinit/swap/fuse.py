@@ -143,7 +143,8 @@ def _check(act: _Act) -> _Act:
         return act
     if act.kind not in ACTIVATIONS:
         act.why_not = f"{act.label} is not an elementwise activation"
-    elif any(isinstance(v, (fx.Node, torch.Tensor)) for v in act.params.values()) or act.kind == "prelu":
+    elif (any(isinstance(v, (fx.Node, torch.Tensor)) for v in act.params.values())
+          or ACTIVATIONS[act.kind].takes_tensors):
         act.why_not = f"{act.label} has learnable or run-time arguments"
     elif not isinstance(act.input, fx.Node):
         act.why_not = f"{act.label} is not applied to a tensor of the graph"
