@@ -78,6 +78,40 @@ def test_signed_zero_arguments_are_not_confused():
         assert _bits_equal(F.hardtanh(x, lo, 6.0), TF.hardtanh(x, lo, 6.0))
     for slope in (0.0, -0.0):
         assert _bits_equal(ti.fused.gated(x, x, "leaky_relu", negative_slope=slope), TF.leaky_relu(x, slope) * x)
+    for slope in (0, -0.0, False, -0.0):  # 0 == False == -0.0 too, as dictionary keys
+        assert _bits_equal(F.leaky_relu(x, slope), TF.leaky_relu(x, float(slope)))
+        assert _bits_equal(ti.fused.leaky_relu_bits(x, slope), TF.leaky_relu(x, float(slope)))
+    for lo in (False, -0.0):
+        assert _bits_equal(F.hardtanh(x, lo, 1.0), TF.hardtanh(x, float(lo), 1.0))
+
+
+def test_the_cache_holds_only_what_it_can_serve():
+    """NaN arguments (never equal to themselves) and unknown names add no entries; unhashable arguments take
+    the slow path, which names the argument, for every input dtype."""
+    from torchinit import entry
+
+    x = torch.tensor([-1.0, 2.0])
+    before = len(entry._RESOLVED["leaky_relu"])
+    for _ in range(50):
+        assert _bits_equal(F.leaky_relu(x, float("nan")), TF.leaky_relu(x, float("nan")))
+    assert len(entry._RESOLVED["leaky_relu"]) == before
+    with pytest.raises(KeyError):
+        entry.call("no_such_activation", x)
+    assert "no_such_activation" not in entry._RESOLVED
+    for inp in (torch.arange(3), torch.randn(3)):
+        with pytest.raises(ValueError, match="torchinit.gelu: argument 'approximate'"):
+            F.gelu(inp, ["none"])
+    with pytest.raises(TypeError, match="torchinit.leaky_relu_bits: argument 'input' must be a floating"):
+        ti.fused.leaky_relu_bits(torch.arange(3), [0.1])
+
+
+def test_generated_functions_keep_their_type_hints():
+    """The generated functions' annotations resolve (typing.get_type_hints), as the written ones' did."""
+    import typing
+
+    assert typing.get_type_hints(F.relu) == {"input": torch.Tensor, "inplace": bool, "return": torch.Tensor}
+    assert typing.get_type_hints(F.prelu) == {"input": torch.Tensor, "weight": torch.Tensor, "return": torch.Tensor}
+    assert typing.get_type_hints(ti.fused.gelu_fewbit)["bits"] is int
 
 
 class _Recorder(TorchDispatchMode):

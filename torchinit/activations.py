@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -301,9 +302,15 @@ FORMULAS: dict[str, Formula] = {
 
 
 def cacheable(values) -> bool:
-    """Whether a resolution may be cached under these argument values: no tensors, and no float zero
-    (0.0 and -0.0 are one dictionary key but not one activation)."""
-    return not any(isinstance(v, torch.Tensor) or (v == 0 and isinstance(v, float)) for v in values)
+    """Whether a resolution may be cached under these argument values: hashable, no tensors, no number equal
+    to zero (0, False, 0.0 and -0.0 are one dictionary key but not one activation) and no NaN (never equal to
+    itself: each call would add a key)."""
+    try:
+        hash(values)
+    except TypeError:
+        return False
+    return not any(isinstance(v, torch.Tensor) or (isinstance(v, numbers.Number) and (v == 0 or v != v))
+                   for v in values)
 
 
 #: the formulas whose derivative is two-valued (``memory="bits"``) and those few-bit eligible, from the table

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import inspect
 import linecache
+import typing
 from collections import defaultdict
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -59,6 +61,7 @@ def needs_grad(*tensors) -> bool:
 #: argument values (:func:`cache_key`) for every floating dtype: the key is the hot path's floating-point test
 _RESOLVED: defaultdict[str, dict[Any, Resolved]] = defaultdict(dict)  # rows added later get theirs too
 _CACHE_LIMIT = 1024  # keys per activation (4 dtypes per argument tuple)
+_NONE_CACHED = MappingProxyType({})  # the generic call's look-up for a name without a cache (nothing is added)
 
 
 def cache_key(dtype: torch.dtype, values: tuple) -> Any:
@@ -140,7 +143,10 @@ def _learnable_args(values: tuple) -> tuple:
 # input with arguments seen before is one dictionary look-up, then the one backend decision (``_route``).
 _HOT_PATH = """
 def {function}({signature}):
-    resolved = {cache}.get({key}) if isinstance({x}, _Tensor) else None
+    try:
+        resolved = {cache}.get({key}) if isinstance({x}, _Tensor) else None
+    except TypeError:  # an unhashable argument: the slow path checks it
+        resolved = None
     if resolved is None{slow_when}:
         return {slow}
     if _route({name}, {x}):
@@ -182,12 +188,13 @@ def make_entry(function: str, signature: str, slow: str, activation: str | None 
     costs what a hand-written one of this body would.
     """
     scope = {"_RESOLVED": _RESOLVED, "_Tensor": _Tensor, "_route": _route, "_run_operator": run_operator,
-             "_FLOATING_SET": _FLOATING_SET, "_decided": call_decided, **(namespace or {})}
+             "_FLOATING_SET": _FLOATING_SET, "_decided": call_decided, "_NONE_CACHED": _NONE_CACHED,
+             **(namespace or {})}
     fields = {"function": function, "signature": signature, "slow": slow, "x": x, "inplace": inplace,
               "slow_when": f" or ({slow_when})" if slow_when else ""}
     template = _HOT_PATH
     if activation is None:
-        fields.update(name="name", values="values", cache="_RESOLVED[name]",
+        fields.update(name="name", values="values", cache="_RESOLVED.get(name, _NONE_CACHED)",
                       key=f"({x}.dtype, *values) if values else {x}.dtype")
     else:
         row = ACTIVATIONS[activation]
@@ -226,7 +233,11 @@ def entry_like(stub, slow: str, activation: str, slow_when: str = "", namespace:
                     arguments=tuple(a for a in ACTIVATIONS[activation].defaults if a in defaults),
                     inplace="inplace" if "inplace" in defaults else "False", slow_when=slow_when,
                     namespace={"_defaults": defaults, **(namespace or {})}, module=stub.__module__)
-    fn.__doc__, fn.__annotations__, fn.__qualname__ = stub.__doc__, stub.__annotations__, stub.__qualname__
+    fn.__doc__, fn.__qualname__ = stub.__doc__, stub.__qualname__
+    try:  # resolved against the stub's module: the generated function's globals are the hot path's own
+        fn.__annotations__ = typing.get_type_hints(stub)
+    except Exception:  # noqa: BLE001 - a hint that does not resolve stays as written
+        fn.__annotations__ = dict(stub.__annotations__)
     return fn
 
 
