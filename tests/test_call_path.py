@@ -224,8 +224,9 @@ def test_operators_are_registered_per_dispatch_key():
 
 
 def test_the_cuda_implementation_reads_no_backend(monkeypatch):
-    """On CUDA an operator runs its kernel without asking the backend (the entry point asked): a backend read
-    here would raise. The torch form takes over only without Triton, or for an empty tensor where asked."""
+    """On CUDA an operator runs its kernel without asking the backend's rule (the entry point asked): a rule
+    read here would raise. The torch form takes over only under the forced "torch" backend (the off-switch,
+    for direct calls and exported programs), without Triton, or for an empty tensor where asked."""
     from torchinit.opdef import kernel_or_torch
 
     def refuse(*_a, **_k):
@@ -237,6 +238,10 @@ def test_the_cuda_implementation_reads_no_backend(monkeypatch):
     impl = kernel_or_torch(lambda x: "kernel", lambda x: "torch", nonempty=True)
     assert impl.on_cuda(torch.ones(2)) == "kernel"
     assert impl.on_cuda(torch.ones(0)) == "torch"
+    with ti.use_backend("torch"):
+        assert impl.on_cuda(torch.ones(2)) == "torch"
+    with ti.use_backend("triton"):
+        assert impl.on_cuda(torch.ones(2)) == "kernel"
     monkeypatch.setattr(backend, "triton_available", lambda: False)
     assert impl.on_cuda(torch.ones(2)) == "torch"
 

@@ -20,9 +20,10 @@ operators, so an exported program keeps them.
 One decision per call: the entry points (``torchinit.functional``, the modules, the fused functions)
 decide with :func:`route` whether to call torchinit's operator or the op's torch form. The operators
 themselves are registered per dispatch key: on a CUDA tensor an operator runs its Triton kernel (where
-Triton is installed), on other devices its torch form, on CPU the kernel only under the interpreter
-with the forced "triton" backend. So ``torch.ops.torchinit.<op>`` called directly on a CUDA tensor runs
-the kernel whatever the backend setting, which chooses between torchinit's operators and torch's ops.
+Triton is installed) without asking the "auto" rule again, on other devices its torch form, on CPU the
+kernel only under the interpreter with the forced "triton" backend. The forced "torch" backend stays an
+off-switch everywhere (:func:`torch_forced`): a direct ``torch.ops.torchinit.<op>`` call or an exported
+program run under it takes the torch form on CUDA too.
 """
 
 from __future__ import annotations
@@ -208,13 +209,19 @@ def use_custom_op(op: str, device: torch.device) -> bool:
     return True
 
 
+def torch_forced() -> bool:
+    """Whether the backend in force is "torch" (always the pure-torch path): the one thing an operator's CUDA
+    implementation asks, so that the off-switch holds for direct calls and exported programs too."""
+    return (_backend_override.get() or _default_backend) == "torch"
+
+
 def kernel_runs_on(device: torch.device) -> bool:
     """Whether the Triton kernels run on tensors of ``device`` under the backend in force (the entry points'
     rule, :func:`_kernels_for`).
 
     Operators do not ask it on CUDA: they are registered per dispatch key (:class:`torchinit.opdef.Implementation`),
-    so an operator called on a CUDA tensor runs its kernel -- the entry points decided before calling it. On
-    CPU an operator asks it, because there the kernels run only under Triton's interpreter with the forced
-    "triton" backend.
+    so an operator called on a CUDA tensor runs its kernel (unless :func:`torch_forced`) -- the entry points
+    decided before calling it. On CPU an operator asks it, because there the kernels run only under Triton's
+    interpreter with the forced "triton" backend.
     """
     return _kernels_for(get_backend(), device.type)

@@ -55,10 +55,12 @@ class Implementation:
 
     :func:`operator` registers them per dispatch key, so that the device picks between them and no backend
     decision is made again inside the operator (the entry points made it: :func:`torchinit.backend.route`):
-    CUDA runs the kernel (the torch form where Triton is not installed, or, with ``nonempty``, for a
-    tensor without elements); CPU runs the kernel only where Triton's interpreter runs the kernels there
-    (:func:`torchinit.backend.kernel_runs_on`: the forced "triton" backend with ``TRITON_INTERPRET=1``);
-    every other device the torch form. ``device_of`` is the tensor argument ``nonempty`` looks at."""
+    CUDA runs the kernel (the torch form where Triton is not installed, under the forced "torch" backend --
+    the documented off-switch, "always the pure-torch path", for direct calls and exported programs -- or,
+    with ``nonempty``, for a tensor without elements); CPU runs the kernel only where Triton's interpreter
+    runs the kernels there (:func:`torchinit.backend.kernel_runs_on`: the forced "triton" backend with
+    ``TRITON_INTERPRET=1``); every other device the torch form. ``device_of`` is the tensor argument
+    ``nonempty`` looks at."""
 
     kernel: Callable[..., Any]
     torch_form: Callable[..., Any]
@@ -66,8 +68,9 @@ class Implementation:
     nonempty: bool = False
 
     def on_cuda(self, *args):
-        """The CUDA implementation: the kernel."""
-        if not backend.triton_available() or (self.nonempty and args[self.device_of].numel() == 0):
+        """The CUDA implementation: the kernel (the "auto" rule is not asked again: only the off-switch)."""
+        if (backend.torch_forced() or not backend.triton_available()
+                or (self.nonempty and args[self.device_of].numel() == 0)):
             return self.torch_form(*args)
         return self.kernel(*args)
 
