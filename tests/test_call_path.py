@@ -341,3 +341,26 @@ def test_one_decision_on_the_kernels_route(name):
         case.torchinit(*args)
         seen = _decisions(case.torchinit, *args)
     assert seen.count("route") == 1 and seen.count("use_custom_op") == 1 and seen.count("kernel_runs_on") <= 1, seen
+
+
+@pytest.mark.gpu
+def test_cuda_calls_decide_once_launch_once_and_keep_the_off_switch(monkeypatch):
+    """On CUDA under "auto": one route, one kernel launch, no backend rule asked inside the operator; under
+    the forced "torch" backend a direct operator call takes the torch form (no launch)."""
+    import torchinit.kernels.elementwise as elementwise
+
+    launches = []
+    real = elementwise.launch_unary_forward
+    monkeypatch.setattr(elementwise, "launch_unary_forward", lambda *a, **k: launches.append(1) or real(*a, **k))
+    x = torch.randn(4096, device="cuda")
+    with ti.use_backend("auto"):
+        F.gelu(x)
+        launches.clear()
+        seen = _decisions(F.gelu, x)
+        y = F.gelu(x)
+    assert seen.count("route") == 1 and "kernel_runs_on" not in seen and len(launches) == 2, (seen, launches)
+    torch.testing.assert_close(y, TF.gelu(x))
+    launches.clear()
+    with ti.use_backend("torch"):
+        z = torch.ops.torchinit.gelu(x, None, None, 0.0, 0.0, 0.0)
+    assert not launches and torch.equal(z, TF.gelu(x))
