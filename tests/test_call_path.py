@@ -364,3 +364,21 @@ def test_cuda_calls_decide_once_launch_once_and_keep_the_off_switch(monkeypatch)
     with ti.use_backend("torch"):
         z = torch.ops.torchinit.gelu(x, None, None, 0.0, 0.0, 0.0)
     assert not launches and torch.equal(z, TF.gelu(x))
+
+
+def test_calls_at_the_defaults_look_up_the_dtype_alone():
+    """A call leaving its arguments at their defaults finds its resolution under the dtype alone (the default
+    objects themselves, compared by identity); equal arguments passed explicitly, of another type or not,
+    give the same results through the full key."""
+    from torchinit import entry
+
+    x = torch.linspace(-30, 30, 61)
+    assert _bits_equal(F.softplus(x), TF.softplus(x))
+    assert torch.float32 in entry._RESOLVED["softplus"] and torch.bfloat16 in entry._RESOLVED["softplus"]
+    for beta, threshold in [(1.0, 20.0), (1, 20), (True, 20.0), (2.0, 20.0)]:
+        assert _bits_equal(F.softplus(x, beta, threshold), TF.softplus(x, beta, threshold)), (beta, threshold)
+    assert _bits_equal(F.gelu(x), TF.gelu(x)) and _bits_equal(F.gelu(x, "none"), TF.gelu(x))
+    assert _bits_equal(F.gelu(x, approximate="tanh"), TF.gelu(x, approximate="tanh"))
+    assert _bits_equal(F.leaky_relu(x), TF.leaky_relu(x)) and torch.float32 in entry._RESOLVED["leaky_relu"]
+    w = torch.tensor(1.0)  # a tensor equal to a default is not the default
+    assert _bits_equal(F.swish(x, w), x * torch.sigmoid(x))

@@ -78,6 +78,14 @@ def _resolve(name: str, arguments: dict) -> Resolved:
     return _resolve_values(ACTIVATIONS[name], tuple(arguments.get(k, d) for k, d in ACTIVATIONS[name].defaults.items()))
 
 
+def at_defaults(activation, values: tuple) -> bool:
+    """Whether ``values`` are the row's default arguments: same types and values (exact: the defaults are
+    cacheable, so neither zero nor NaN)."""
+    defaults = tuple(activation.defaults.values())
+    return (len(values) == len(defaults) and cacheable(defaults)
+            and all(type(v) is type(d) and v == d for v, d in zip(values, defaults)))
+
+
 def _resolve_values(activation, values: tuple) -> Resolved:
     if not cacheable(values) or _is_compiling():  # no side effects on a global while Dynamo traces
         return activation.resolve(**activation.arguments(values))
@@ -88,6 +96,11 @@ def _resolve_values(activation, values: tuple) -> Resolved:
         if len(cache) < _CACHE_LIMIT:
             for dtype in FLOATING:
                 cache[cache_key(dtype, values)] = resolved
+    if values and at_defaults(activation, values) and torch.float32 not in cache:
+        # the defaults are also under the dtype alone: a call that leaves its arguments at their defaults
+        # looks them up without building a key (make_entry); four keys per activation, outside the limit
+        for dtype in FLOATING:
+            cache[dtype] = resolved
     return resolved
 
 
@@ -176,7 +189,8 @@ def {function}({signature}):
 
 def make_entry(function: str, signature: str, slow: str, activation: str | None = None,
                arguments: tuple[str, ...] = (), inplace: str = "False", slow_when: str = "",
-               namespace: dict | None = None, x: str = "input", module: str = __name__):
+               namespace: dict | None = None, x: str = "input", module: str = __name__,
+               defaults: dict[str, Any] | None = None):
     """A function ``function(<signature>)`` running the hot path of an activation call (:data:`_HOT_PATH`, or
     :data:`_TORCH_CHECKED_PATH` for a row whose torch form checks its tensor arguments itself).
 
@@ -186,8 +200,9 @@ def make_entry(function: str, signature: str, slow: str, activation: str | None 
     ``name`` and ``values`` hold them. ``inplace`` and ``x`` (the input) are source expressions over the
     signature's parameters; ``slow`` is the expression that handles every other case (other dtypes, tensor
     or new arguments), and ``slow_when`` a further condition under which it does (a memory mode with
-    something to save). ``namespace`` holds the names these expressions use besides the hot path's own.
-    The function is generated (``exec`` of its ``def``, as :mod:`dataclasses` makes ``__init__``), so it
+    something to save). ``namespace`` holds the names these expressions use besides the hot path's own;
+    ``defaults`` the objects the signature's defaults are (a call leaving the row's arguments at their
+    defaults then looks up the dtype alone). The function is generated (``exec`` of its ``def``, as :mod:`dataclasses` makes ``__init__``), so it
     costs what a hand-written one of this body would.
     """
     scope = {"_RESOLVED": _RESOLVED, "_Tensor": _Tensor, "_route": _route, "_run_operator": run_operator,
@@ -201,8 +216,15 @@ def make_entry(function: str, signature: str, slow: str, activation: str | None 
                       key=f"({x}.dtype, *values) if values else {x}.dtype")
     else:
         row = ACTIVATIONS[activation]
+        key = f"({x}.dtype, {', '.join(arguments)})" if arguments else f"{x}.dtype"
+        if arguments and defaults is not None and arguments == tuple(row.defaults) and at_defaults(
+                row, tuple(defaults.get(a) for a in arguments)):
+            # arguments left at their defaults are the very default objects: the dtype alone is the key
+            same = " and ".join(f"{a} is _default_{i}" for i, a in enumerate(arguments))
+            key = f"{x}.dtype if {same} else {key}"
+            scope.update({f"_default_{i}": defaults[a] for i, a in enumerate(arguments)})
         fields.update(name=repr(activation), values="(" + "".join(f"{a}, " for a in arguments) + ")", cache="_cache",
-                      key=f"({x}.dtype, {', '.join(arguments)})" if arguments else f"{x}.dtype")
+                      key=key)
         scope["_cache"] = _RESOLVED[activation]
         if row.torch_checks:
             template = _TORCH_CHECKED_PATH
@@ -235,7 +257,8 @@ def entry_like(stub, slow: str, activation: str, slow_when: str = "", namespace:
     fn = make_entry(stub.__name__, signature, slow, activation=activation,
                     arguments=tuple(a for a in ACTIVATIONS[activation].defaults if a in defaults),
                     inplace="inplace" if "inplace" in defaults else "False", slow_when=slow_when,
-                    namespace={"_defaults": defaults, **(namespace or {})}, module=stub.__module__)
+                    namespace={"_defaults": defaults, **(namespace or {})}, module=stub.__module__,
+                    defaults=defaults)
     fn.__doc__, fn.__qualname__ = stub.__doc__, stub.__qualname__
     try:  # resolved against the stub's module: the generated function's globals are the hot path's own
         fn.__annotations__ = typing.get_type_hints(stub)
