@@ -200,6 +200,11 @@ COMPILE_HELPERS = textwrap.dedent(
         src = ASTSource(fn=k, signature=sig, constexprs=const, attrs=attrs)
         return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
 
+    def ttir_counts(calls, pattern):
+        # (kernel, grid, matches of `pattern` in its TTIR) of each recorded launch, compiled as launched
+        return [(k, grid, len(re.findall(pattern, compile_launch(k, args, dict(kw)).asm["ttir"])))
+                for k, grid, args, kw in calls]
+
     def load_layouts(compiled):
         # (threadsPerWarp, order) of each global load's blocked layout in the TTGIR
         ttgir = compiled.asm["ttgir"]
@@ -342,10 +347,8 @@ GATED_DIVISION_SCRIPT = COMPILE_HELPERS + textwrap.dedent(
             gated.launch_gated_forward(silu_fwd, flat, flat[inner:], out, inner, 2 * inner, (0.0, 0.0, 0.0)),
             gated.launch_gated_backward(silu_fwd, silu_bwd, False, g, flat, flat[inner:], flat, flat[inner:],
                                         inner, 2 * inner, (0.0, 0.0, 0.0))))
-        for k, grid, args, kw in calls:
-            ttir = compile_launch(k, args, dict(kw)).asm["ttir"]
-            res.append({"case": f"{rows}x{inner} {dtype} {k.__name__} grid={grid}",
-                        "divisions": len(re.findall(r"arith\\.(?:div|rem)[su]i", ttir))})
+        for k, grid, n in ttir_counts(calls, r"arith\\.(?:div|rem)[su]i"):
+            res.append({"case": f"{rows}x{inner} {dtype} {k.__name__} grid={grid}", "divisions": n})
     print("RESULT" + json.dumps(res))
     """
 )
@@ -430,10 +433,8 @@ BIAS_ACT_INDEX_SCRIPT = COMPILE_HELPERS + textwrap.dedent(
         b = torch.empty(C, device="meta", dtype=dtype)
         calls = record([cr._bias_act_forward_kernel], lambda: cr.launch_bias_act_forward(
             gelu_fwd, x, b, torch.empty_like(x), C, 1, (0.0, 0.0, 0.0), dtype))
-        for k, grid, args, kw in calls:
-            ttir = compile_launch(k, args, dict(kw)).asm["ttir"]
-            res.append({"case": f"{rows}x{C} {dtype} grid={grid}",
-                        "index_ops": len(re.findall(r"arith\\.(?:div|rem)[su]i|tt\\.mulhiui", ttir))})
+        for _, grid, n in ttir_counts(calls, r"arith\\.(?:div|rem)[su]i|tt\\.mulhiui"):
+            res.append({"case": f"{rows}x{C} {dtype} grid={grid}", "index_ops": n})
     print("RESULT" + json.dumps(res))
     """
 )

@@ -28,7 +28,6 @@ from .activations import ACTIVATIONS, FORMULAS, Resolved, cacheable
 
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 FLOATING_SET = frozenset(FLOATING)  # for the hot paths' membership tests
-_FLOATING_SET = FLOATING_SET
 _is_compiling = torch.compiler.is_compiling
 _Tensor = torch.Tensor
 _route = backend.route  # the one backend decision of a call
@@ -93,14 +92,13 @@ def _resolve_values(activation, values: tuple) -> Resolved:
     resolved = cache.get(cache_key(torch.float32, values))
     if resolved is None:
         resolved = activation.resolve(**activation.arguments(values))
-        if len(cache) < _CACHE_LIMIT:
-            for dtype in FLOATING:
-                cache[cache_key(dtype, values)] = resolved
-    if values and at_defaults(activation, values) and torch.float32 not in cache:
-        # the defaults are also under the dtype alone: a call that leaves its arguments at their defaults
-        # looks them up without building a key (make_entry); four keys per activation, outside the limit
-        for dtype in FLOATING:
-            cache[dtype] = resolved
+        keys = [cache_key(dtype, values) for dtype in FLOATING] if len(cache) < _CACHE_LIMIT else []
+        if values and at_defaults(activation, values):
+            # the defaults also under the dtype alone: a call that leaves its arguments at their defaults looks
+            # them up without building a key (make_entry); four keys per activation, outside the limit
+            keys += FLOATING
+        for key in keys:
+            cache[key] = resolved
     return resolved
 
 
@@ -202,11 +200,11 @@ def make_entry(function: str, signature: str, slow: str, activation: str | None 
     or new arguments), and ``slow_when`` a further condition under which it does (a memory mode with
     something to save). ``namespace`` holds the names these expressions use besides the hot path's own;
     ``defaults`` the objects the signature's defaults are (a call leaving the row's arguments at their
-    defaults then looks up the dtype alone). The function is generated (``exec`` of its ``def``, as :mod:`dataclasses` makes ``__init__``), so it
-    costs what a hand-written one of this body would.
+    defaults then looks up the dtype alone). The function is generated (``exec`` of its ``def``, as
+    :mod:`dataclasses` makes ``__init__``), so it costs what a hand-written one of this body would.
     """
     scope = {"_RESOLVED": _RESOLVED, "_Tensor": _Tensor, "_route": _route, "_run_operator": run_operator,
-             "_FLOATING_SET": _FLOATING_SET, "_decided": call_decided, "_NONE_CACHED": _NONE_CACHED,
+             "_FLOATING_SET": FLOATING_SET, "_decided": call_decided, "_NONE_CACHED": _NONE_CACHED,
              **(namespace or {})}
     fields = {"function": function, "signature": signature, "slow": slow, "x": x, "inplace": inplace,
               "slow_when": f" or ({slow_when})" if slow_when else ""}
@@ -271,12 +269,12 @@ def call_uncached(name: str, x: torch.Tensor, inplace: bool, values: tuple) -> t
     """:func:`call` for other dtypes, tensor (learnable) arguments and arguments not seen before: the
     arguments are checked, then the one backend decision (:func:`call_decided`)."""
     activation = ACTIVATIONS[name]
-    if activation.torch_checks and isinstance(x, _Tensor) and x.dtype in _FLOATING_SET:
+    if activation.torch_checks and isinstance(x, _Tensor) and x.dtype in FLOATING_SET:
         return call_decided(name, x, inplace, values, _route(name, x))  # torch checks on its route (see there)
     activation.check(values, x=x)
     if not isinstance(x, _Tensor):
         check_tensor(name, x)
-    if x.dtype not in _FLOATING_SET:
+    if x.dtype not in FLOATING_SET:
         return torch_twin(name, x, inplace, activation.arguments(values))
     return call_decided(name, x, inplace, values, _route(name, x))
 
@@ -362,6 +360,6 @@ def run_glu(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return GluFunction.apply(x, dim)
 
 
-__all__ = ["FLOATING", "FLOATING_SET", "cache_key", "entry_like", "make_entry", "call", "call_decided", "call_uncached", "check_input",
-           "check_tensor", "needs_grad", "run_activation", "run_glu",
+__all__ = ["FLOATING", "FLOATING_SET", "cache_key", "entry_like", "make_entry", "call", "call_decided", "call_uncached",
+           "check_input", "check_tensor", "needs_grad", "run_activation", "run_glu",
            "run_operator", "torch_errors_named", "torch_twin"]

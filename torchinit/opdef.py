@@ -36,9 +36,9 @@ def kernel_pair(kernel: str, dtype: torch.dtype | None = None) -> tuple[Any, Any
     For results rounded to fp16/bf16 (``dtype``) the pair ``<kernel>_fwd_half`` / ``<kernel>_bwd_half`` where
     math.py has one: the same formula without the steps only fp32 and fp64 results can see (each within
     about half an ulp of the half-precision result; math.py says how it was checked)."""
-    pair = getattr(kernels.math, kernel + "_fwd"), getattr(kernels.math, kernel + "_bwd")
+    math = kernels.math
+    pair = getattr(math, kernel + "_fwd"), getattr(math, kernel + "_bwd")
     if dtype in _HALF:
-        math = kernels.math
         return getattr(math, kernel + "_fwd_half", pair[0]), getattr(math, kernel + "_bwd_half", pair[1])
     return pair
 

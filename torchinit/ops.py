@@ -22,23 +22,10 @@ from __future__ import annotations
 
 from . import activation_ops, param_ops  # noqa: F401  (register the operators)
 from .activation_autograd import ActivationFunction
-from .activations import Formula, channel_view
-from .entry import FLOATING as _FLOATING  # noqa: F401  (re-exported for the modules that import it from here)
+from .activations import channel_view
 from .entry import check_input, check_tensor, run_activation, run_glu, torch_twin
-from .entry import needs_grad as _needs_grad  # noqa: F401
-from .entry import torch_errors_named as _torch_errors_named  # noqa: F401
-from .layout import dense as _dense  # noqa: F401
 from .layout import empty_like
-from .layout import is_dense as _is_dense  # noqa: F401
-from .layout import layout_like as _layout_like  # noqa: F401
-from .layout import to_front as _to_front  # noqa: F401
-from .opdef import kernel_pair
 from .param_ops import PARAM_FORMULAS, activation_backward
-
-
-def _kernel_pair(formula: Formula):
-    """The Triton pair of ``formula`` (``kernels/math.py:<kernel>_fwd/_bwd``)."""
-    return kernel_pair(formula.kernel_name)
 
 
 from .fused.gated import GluFunction  # noqa: E402  (after the names above: the fused modules import them)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from . import backend, kernels, sharding
-from .entry import FLOATING, needs_grad, torch_errors_named
+from .entry import FLOATING_SET, needs_grad, torch_errors_named
 from .layout import to_front
 from .opdef import autograd_function, kernel_or_torch
 from .opdef import operator as define_operator
@@ -38,7 +38,6 @@ from .opdef import operator as define_operator
 Tensor = torch.Tensor
 
 _NAMES = ("softmax", "log_softmax")
-_FLOATING_SET = frozenset(FLOATING)
 _route = backend.route  # the one backend decision of a call
 
 
@@ -215,12 +214,12 @@ def _run(name: str, op: str, torch_op, input: Tensor, dim: int | None, stackleve
     if dim is None:
         dim = _implicit_dim(name, input.dim(), stacklevel + 1)
     if dtype is not None:
-        if dtype not in _FLOATING_SET:
+        if dtype not in FLOATING_SET:
             raise TypeError(f"torchinit.{name}: argument 'dtype' must be float16, bfloat16, float32 or float64, "
                             f"got {dtype}")
         if not input.is_floating_point():  # integers: cast first, as torch does
             input, dtype = input.to(dtype), None
-    if input.dtype not in _FLOATING_SET:  # torch's own path (its result or its error), as for every activation
+    if input.dtype not in FLOATING_SET:  # torch's own path (its result or its error), as for every activation
         return torch_errors_named(name, torch_op, input, dim)
     if not _route(name, input):
         return torch_op(input, dim) if dtype is None else torch_op(input, dim, dtype=dtype)

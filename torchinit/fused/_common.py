@@ -8,7 +8,6 @@ from .. import opdef
 from ..activations import ACTIVATIONS, Formula, Resolved, cacheable
 
 LIB = opdef.LIB  # the one torchinit library: operators are made with torchinit.opdef.operator
-FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 _RESOLVED: dict[tuple, Resolved] = {}  # (op, act, arguments) seen before: numbers only, so the same every call

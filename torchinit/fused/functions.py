@@ -15,7 +15,7 @@ import torch
 
 from .. import backend, sharding
 from ..activations import ACTIVATIONS
-from ..entry import FLOATING_SET, call, call_uncached, check_input, entry_like
+from ..entry import call, call_uncached, check_input, entry_like
 from ..entry import needs_grad as _needs_grad
 from ._common import canonical_dim, resolve_scalar_activation
 from .bias_act import BiasActFunction, bias_view
@@ -170,14 +170,9 @@ def rational(x: Tensor, numerator: Tensor, denominator: Tensor) -> Tensor:
 
 def _bits(name: str, act: str, x: Tensor, inplace: bool, values: tuple = ()) -> Tensor:
     """Activation ``act`` of the table with arguments ``values`` (its order), saving a 1-bit mask."""
-    if not isinstance(x, Tensor) or x.dtype not in FLOATING_SET:
-        check_input(name, x)  # raises
+    check_input(name, x)
     ACTIVATIONS[act].check(values, name, x)
-    weight = None
-    for v in values:  # a learnable argument (PReLU's weight)
-        if isinstance(v, Tensor):
-            weight = v
-            break
+    weight = next((v for v in values if isinstance(v, Tensor)), None)  # a learnable argument (PReLU's weight)
     if not _needs_grad(x, weight) or (weight is not None and weight.requires_grad and torch.is_grad_enabled()):
         # nothing to save, or PReLU with a trainable weight: its gradient needs x itself (see prelu_bits)
         return call(act, x, inplace and weight is None, values)
@@ -296,11 +291,10 @@ def prelu_bits(input: Tensor, weight: Tensor) -> Tensor:
 def _fewbit(name: str, act: str, x: Tensor, bits: int, values: tuple = ()) -> Tensor:
     """Activation ``act`` of the table with arguments ``values``, saving a ``bits``-bit derivative code."""
     ACTIVATIONS[act].check(values, name)
-    if not isinstance(x, Tensor) or x.dtype not in FLOATING_SET:
-        check_input(name, x)  # raises
+    check_input(name, x)
     if bits not in FEWBIT_WIDTHS:
         raise ValueError(f"torchinit.{name}: argument 'bits' must be 1, 2 or 4, got {bits!r}")
-    if not (x.requires_grad and torch.is_grad_enabled()):
+    if not _needs_grad(x):
         return call(act, x, False, values)
     if sharding.is_dtensor(x):  # the codes are packed per tensor: each rank's shard (element-wise, no communication)
         return sharding.on_local_shards(lambda t: _fewbit(name, act, t, bits, values), x)
